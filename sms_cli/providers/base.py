@@ -1,0 +1,96 @@
+"""The adapter interface every provider implements.
+
+An adapter knows one provider API: which config keys it takes, how many numbers fit in one
+request, which rows may share a request, how to render and sign a request, and how to read the
+answer into one `Outcome` per row. It knows nothing about files, journals, retries or rate
+limits: the run (send.py) owns those, so every adapter gets them for free.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+from typing import ClassVar
+
+from ..config import ConfigError, ProviderSettings, Template
+from ..model import Kind, Message, Outcome
+from .http import Http, RequestFailed
+
+
+class Provider(ABC):
+    type: ClassVar[str]
+    description: ClassVar[str] = ""
+    config_keys: ClassVar[tuple[str, ...]] = ()  # keys beyond type/endpoint/rate_limit/timeout/max_attempts
+    secret_keys: ClassVar[tuple[str, ...]] = ()  # never printed, logged or written
+    env_defaults: ClassVar[dict[str, str]] = {}  # key -> conventional environment variable
+    required_keys: ClassVar[tuple[str, ...]] = ()
+    default_endpoint: ClassVar[str | None] = None
+    default_rate_limit: ClassVar[float | None] = None  # requests per second; None = unlimited
+    max_batch: ClassVar[int] = 100  # numbers per request
+    uses_http: ClassVar[bool] = True
+
+    def __init__(self, settings: ProviderSettings, templates: dict[str, Template] | None = None,
+                 *, concurrency: int = 4):
+        self.settings = settings
+        self.templates = templates or {}
+        self.endpoint = settings.endpoint or self.default_endpoint
+        missing = [k for k in self.required_keys if not settings.get(k)]
+        if missing:
+            hints = [f"{k} (or ${self.env_defaults[k]})" if k in self.env_defaults else k for k in missing]
+            raise ConfigError(f"provider {settings.name!r}: not set: {', '.join(hints)}")
+        self.http = Http(settings, pool_size=concurrency, secrets=settings.secrets) if self.uses_http else None
+
+    # --- configuration -------------------------------------------------------------------
+    @classmethod
+    def check_settings(cls, settings: ProviderSettings, where: str) -> None:
+        """Reject bad values at config load time (called by config.py)."""
+
+    @property
+    def rate_limit(self) -> float | None:
+        rate = self.settings.rate_limit
+        return self.default_rate_limit if rate is None else (rate or None)
+
+    @property
+    def action(self) -> str:
+        return ""
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.settings.name, "type": self.type, "endpoint": self.endpoint or "-",
+            "action": self.action or "-", "batch_limit": self.max_batch,
+            "rate_limit": self.rate_limit or "unlimited",
+            "timeout": f"connect {self.settings.connect_timeout:g}s, read {self.settings.read_timeout:g}s",
+            "max_attempts": self.settings.max_attempts,
+        }
+
+    # --- per row -------------------------------------------------------------------------
+    def prepare(self, msg: Message) -> str | None:
+        """Provider-specific validation; return a reason to reject the row, or None.
+
+        May normalise `msg` in place (for example named parameters for Aliyun).
+        """
+        return None
+
+    def batch_key(self, msg: Message) -> Hashable:
+        """Rows with equal keys may share one request."""
+        return None
+
+    # --- per request ---------------------------------------------------------------------
+    def send(self, batch: list[Message]) -> list[Outcome]:
+        """Send one request; one Outcome per row of `batch`, in order. Never raises for the
+        provider's or the network's failures: they are outcomes."""
+        try:
+            outcomes = self._send(batch)
+        except RequestFailed as exc:
+            return [exc.outcome] * len(batch)
+        if len(outcomes) != len(batch):  # a provider bug must not lose rows
+            return [Outcome(Kind.UNKNOWN, "BadResponse", "answer did not cover every number")] * len(batch)
+        return outcomes
+
+    @abstractmethod
+    def _send(self, batch: list[Message]) -> list[Outcome]:
+        """Build, sign and post one request for `batch`; raise RequestFailed for request-level
+        failures."""
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()

@@ -1,0 +1,112 @@
+"""HTTP for adapters: pooled connections, timeouts, and the one place that decides whether a
+failed request may have reached the provider.
+
+The rule that keeps sms-cli from sending twice: an error before the request left (connection
+refused, connect timeout, DNS) is RETRYABLE; anything after it may have left (read timeout,
+connection dropped mid-response, HTTP 504) is UNKNOWN and is never resent automatically.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+import requests
+import urllib3.exceptions as u3
+
+from ..model import Kind, Outcome
+
+log = logging.getLogger("sms_cli.http")
+
+_NEVER_LEFT = (u3.NewConnectionError, u3.ConnectTimeoutError, u3.NameResolutionError)
+
+
+class RequestFailed(Exception):
+    """A request-level failure; every row of the request gets `outcome`."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.code)
+        self.outcome = outcome
+
+
+def retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _never_left(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen or not isinstance(e, BaseException):
+            continue
+        seen.add(id(e))
+        if isinstance(e, _NEVER_LEFT):
+            return True
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__, *e.args])
+    return False
+
+
+def classify_exception(exc: requests.RequestException) -> Outcome:
+    if isinstance(exc, requests.ConnectTimeout) or _never_left(exc):
+        return Outcome(Kind.RETRYABLE, "ConnectionFailed", "could not connect; request not sent")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return Outcome(Kind.FATAL, "TLSError", "TLS handshake failed")
+    if isinstance(exc, requests.ReadTimeout):
+        return Outcome(Kind.UNKNOWN, "Unknown", "read timeout after the request was sent")
+    return Outcome(Kind.UNKNOWN, "Unknown", f"connection lost after the request was sent ({type(exc).__name__})")
+
+
+def classify_status(status: int, headers) -> Outcome | None:
+    """Outcome for HTTP statuses that mean the same for every provider, else None."""
+    if status == 504:
+        return Outcome(Kind.UNKNOWN, "Unknown", "HTTP 504 gateway timeout: the request may have been taken")
+    if status == 429 or status >= 500:
+        return Outcome(Kind.RETRYABLE, f"HTTP{status}", f"HTTP {status}",
+                       retry_after=retry_after(headers.get("Retry-After")))
+    return None
+
+
+class Http:
+    def __init__(self, settings, *, pool_size: int = 4, secrets=frozenset()):
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self.provider = settings.name
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size + 1),
+                                                max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.trust_env = False  # proxies from the environment must not see message bodies
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, action: str, count: int
+             ) -> requests.Response:
+        """POST; return the response for statuses the adapter should read, else raise
+        RequestFailed with the classified outcome."""
+        started = time.monotonic()
+        try:
+            resp = self.session.post(url, data=body, headers=headers, timeout=self.timeout)
+            _ = resp.content  # read the whole body inside the try: a drop here is UNKNOWN
+        except requests.RequestException as exc:
+            outcome = classify_exception(exc)
+            log.info("%s %s n=%d -> %s in %.0fms", self.provider, action, count, outcome.code,
+                     (time.monotonic() - started) * 1000)
+            raise RequestFailed(outcome) from None
+        log.info("%s %s n=%d -> HTTP %d in %.0fms", self.provider, action, count, resp.status_code,
+                 (time.monotonic() - started) * 1000)
+        outcome = classify_status(resp.status_code, resp.headers)
+        if outcome is not None:
+            raise RequestFailed(outcome)
+        return resp
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,213 @@
+"""uSpeedo: SendBatchUSMSMessage (different content per number) and SendUSMSMessage (one
+content, many numbers), signed with the SHA-1 scheme of auth-and-limits.md or Basic auth."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Hashable
+from typing import Any
+
+from ..config import ConfigError
+from ..model import ACCEPTED, Kind, Message, Outcome
+from .base import Provider
+from .http import RequestFailed
+
+BATCH, SINGLE = "SendBatchUSMSMessage", "SendUSMSMessage"
+PERMANENT_CODES = {215392: "bad parameter", 215397: "missing parameter"}
+RETRYABLE_CODES = {215400}
+FATAL_CODES = {171, 172, 173, 174}  # signature / access key refused (UCloud-family RetCodes)
+
+
+def encode_value(value: Any) -> str:
+    """uSpeedo's signing encoding of one value (see auth-and-limits.md)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, (list, tuple)):
+        return "".join(encode_value(v) for v in value if v is not None)
+    if isinstance(value, dict):
+        return "".join(k + encode_value(value[k]) for k in sorted(value) if value[k] is not None)
+    return "" if value is None else str(value)
+
+
+def signing_string(body: dict[str, Any], secret: str) -> str:
+    return "".join(k + encode_value(body[k]) for k in sorted(body) if body[k] is not None) + secret
+
+
+def sign(body: dict[str, Any], secret: str) -> str:
+    return hashlib.sha1(signing_string(body, secret).encode("utf-8")).hexdigest()
+
+
+def wire_phone(msg: Message) -> str:
+    return f"({msg.country_code}){msg.national}"
+
+
+def phone_digits(phone: str) -> str:
+    """A wire or response phone as country code + national digits, for matching answers."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if phone.lstrip().startswith("(00") or phone.startswith("00"):
+        digits = digits[2:]
+    elif "(" not in phone and not phone.startswith("+") and len(digits) == 11:
+        digits = "86" + digits  # uSpeedo: a number without (CC) is mainland China
+    return digits
+
+
+class USpeedo(Provider):
+    type = "uspeedo"
+    description = "uSpeedo SendBatchUSMSMessage / SendUSMSMessage, SHA-1 signed or Basic auth"
+    config_keys = ("account_id", "access_key_id", "access_key_secret", "sender_id", "auth", "action")
+    secret_keys = ("access_key_secret",)
+    env_defaults = {"access_key_id": "USPEEDO_ACCESS_KEY_ID", "access_key_secret": "USPEEDO_ACCESS_KEY_SECRET"}
+    required_keys = ("access_key_id", "access_key_secret")
+    default_endpoint = "https://api.uspeedo.com/api"
+    default_rate_limit = 50.0
+    max_batch = 1000
+
+    @classmethod
+    def check_settings(cls, settings, where):
+        if settings.get("auth", "signature") not in ("signature", "basic"):
+            raise ConfigError(f"{where}.auth: must be 'signature' or 'basic'")
+        if settings.get("action", BATCH) not in (BATCH, SINGLE):
+            raise ConfigError(f"{where}.action: must be {BATCH} or {SINGLE}")
+        account = settings.get("account_id")
+        if account and not account.isdigit():
+            raise ConfigError(f"{where}.account_id: must be a whole number")
+
+    def __init__(self, settings, templates=None, *, concurrency=4):
+        super().__init__(settings, templates, concurrency=concurrency)
+        self.basic = settings.get("auth", "signature") == "basic"
+        self._action = settings.get("action", BATCH)
+        account = settings.get("account_id")
+        self.account_id = int(account) if account else None
+        self.key_id = settings.get("access_key_id")
+        self.secret = settings.get("access_key_secret")
+        self.default_sender = settings.get("sender_id")
+
+    @property
+    def action(self) -> str:
+        return self._action
+
+    def prepare(self, msg: Message) -> str | None:
+        if isinstance(msg.params, dict):
+            tpl = self.templates.get(msg.template_id)
+            if not tpl or not tpl.names:
+                return ("uSpeedo takes positional parameters; named parameters need the template's "
+                        "parameter names in config (templates: ID: params: [names])")
+            missing = [n for n in tpl.names if n not in msg.params]
+            if missing:
+                return f"parameter {missing[0]!r} of template {msg.template_id} missing"
+            msg.params = [msg.params[n] for n in tpl.names]
+        if msg.user_id and len(msg.user_id) > 32:
+            return "user_id longer than 32 characters (uSpeedo UserId limit)"
+        return None
+
+    def batch_key(self, msg: Message) -> Hashable:
+        if self._action == SINGLE:  # one content per request
+            return (msg.template_id, tuple(msg.params), self._sender(msg), msg.extend_code, msg.user_id)
+        return None
+
+    def _sender(self, msg: Message) -> str | None:
+        return msg.sender_id or self.default_sender
+
+    # --- request ---------------------------------------------------------------------
+    def build_body(self, batch: list[Message]) -> dict[str, Any]:
+        if self._action == SINGLE:
+            first = batch[0]
+            body: dict[str, Any] = {
+                "PhoneNumbers": [wire_phone(m) for m in batch],
+                "TemplateId": first.template_id,
+                "TemplateParams": list(first.params) or None,
+                "SenderId": self._sender(first),
+                "ExtendCode": first.extend_code,
+                "UserId": first.user_id,
+            }
+        else:
+            items: dict[tuple, dict[str, Any]] = {}
+            for m in batch:
+                sender = self._sender(m)
+                item = items.get((m.template_id, sender))
+                if item is None:
+                    item = items[(m.template_id, sender)] = {"TemplateId": m.template_id, "Target": []}
+                    if sender:
+                        item["SenderId"] = sender
+                target: dict[str, Any] = {"Phone": wire_phone(m)}
+                if m.params:
+                    target["TemplateParams"] = list(m.params)
+                if m.extend_code:
+                    target["ExtendCode"] = m.extend_code
+                target["UserId"] = m.correlation[:32]
+                item["Target"].append(target)
+            body = {"TaskContent": list(items.values())}
+        body = {k: v for k, v in body.items() if v is not None}
+        if not self.basic:
+            body = {"Action": self._action, **({"AccountId": self.account_id} if self.account_id else {}), **body}
+        return body
+
+    def _send(self, batch: list[Message]) -> list[Outcome]:
+        body = self.build_body(batch)
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.basic:
+            token = base64.b64encode(f"{self.key_id}:{self.secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+            url = f"{self.endpoint.rstrip('/')}/v1/usms/{self._action}"
+        else:
+            headers.update({
+                "X-Access-Key-Id": self.key_id, "X-Signature": sign(body, self.secret),
+                "X-Timestamp": str(int(time.time())), "X-Nonce": secrets.token_hex(16),
+            })
+            url = self.endpoint
+        resp = self.http.post(url, data, headers, action=self._action, count=len(batch))
+        if resp.status_code in (401, 403):
+            raise RequestFailed(Outcome(Kind.FATAL, f"HTTP{resp.status_code}", "credentials refused"))
+        try:
+            answer = resp.json()
+            code = int(answer.get("RetCode"))
+        except (ValueError, TypeError, AttributeError):
+            raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse",
+                                        f"HTTP {resp.status_code} with an unreadable body")) from None
+        message = str(answer.get("Message") or "")
+        if code != 0:
+            if code in FATAL_CODES:
+                kind = Kind.FATAL
+            elif code in RETRYABLE_CODES:
+                kind = Kind.RETRYABLE
+            else:
+                kind = Kind.PERMANENT
+            raise RequestFailed(Outcome(kind, str(code), message or PERMANENT_CODES.get(code, "")))
+        return self._read_success(batch, answer)
+
+    def _read_success(self, batch: list[Message], answer: dict) -> list[Outcome]:
+        session = answer.get("SessionNo") or ""
+        if isinstance(session, list):
+            session = ",".join(map(str, session))
+        accepted = Outcome(Kind.ACCEPTED, ref=str(session)) if session else ACCEPTED
+        failed: dict[str, list[tuple[str | None, str]]] = {}  # phone digits -> [(template, reason)]
+        for item in answer.get("FailContent") or []:
+            for t in item.get("Target") or []:
+                reason = t.get("FailureDetails") or item.get("FailureDetails") or "rejected"
+                failed.setdefault(phone_digits(str(t.get("Phone", ""))), []).append(
+                    (item.get("TemplateId"), reason))
+        for t in answer.get("FailedTargetPhones") or []:
+            failed.setdefault(phone_digits(str(t.get("Phone", ""))), []).append(
+                (None, t.get("FailureReason") or "rejected"))
+        if not failed:
+            return [accepted] * len(batch)
+        out = []
+        for m in batch:
+            entries = failed.get(f"{m.country_code}{m.national}")
+            hit = None
+            if entries:
+                hit = next((e for e in entries if e[0] in (None, m.template_id)), None)
+                if hit is not None:
+                    entries.remove(hit)
+            out.append(accepted if hit is None else Outcome(Kind.PERMANENT, "FailContent", str(hit[1])))
+        return out
