@@ -1,25 +1,15 @@
 """The local provider emulator (see server.py). One dialect module per provider API."""
 from __future__ import annotations
 
+from .aliyun import AliyunDialect
 from .server import Emulator, Options
+from .tencent import TencentDialect
+from .uspeedo import USpeedoDialect
 
 
 def dialects():
     """The dialect classes, tried in order; adding a provider's dialect is one line here."""
-    from .uspeedo import USpeedoDialect
-
-    found = [USpeedoDialect]
-    try:  # dialects added by the Tencent / Aliyun work
-        from .tencent import TencentDialect
-        found.insert(0, TencentDialect)
-    except ImportError:
-        pass
-    try:
-        from .aliyun import AliyunDialect
-        found.insert(0, AliyunDialect)
-    except ImportError:
-        pass
-    return found
+    return [AliyunDialect, TencentDialect, USpeedoDialect]
 
 
 __all__ = ["Emulator", "Options", "dialects"]

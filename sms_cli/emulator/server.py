@@ -32,6 +32,18 @@ def digits(phone: str) -> str:
     return d
 
 
+def load_blacklist(values) -> set[str]:
+    """--blacklist values: numbers, comma-separated lists, or @file with one number a line."""
+    out: set[str] = set()
+    for value in values:
+        if value.startswith("@"):
+            with open(value[1:], encoding="utf-8") as fh:
+                out.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
+        else:
+            out.update(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
 @dataclass
 class Request:
     path: str

@@ -1,0 +1,182 @@
+"""Command line: arguments in, exit code out. No HTTP and no row parsing here."""
+from __future__ import annotations
+
+import logging
+import sys
+from functools import wraps
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import ExitCode, SmsCliError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Bulk SMS sender: validate rows, batch them per provider, send, resend failures.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+app.add_typer(config_app, name="config")
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def guarded(fn):
+    """User errors become one line on stderr and their exit code; never a traceback."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SmsCliError as exc:
+            err(f"sms-cli: error: {exc}")
+            raise typer.Exit(int(exc.exit_code)) from None
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        print(f"sms-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")):
+    """sms-cli: rows in, provider batches out, failures file back in."""
+
+
+def _logging(verbose: bool, secrets=frozenset()) -> None:
+    from .logs import setup_logging
+
+    setup_logging(verbose, secrets)
+
+
+@app.command()
+@guarded
+def send(
+    input: str = typer.Argument(..., help="CSV, JSON or JSON Lines file, or - for stdin."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (default: $SMS_CLI_CONFIG, then ./sms-cli.yaml)."),
+    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="Provider section of the config."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="csv, json, jsonl or lines (default: from the extension)."),
+    template: Optional[str] = typer.Option(None, "--template", "-t", help="Template id for rows that have none."),
+    param: List[str] = typer.Option([], "--param", help="Template parameter for rows that have none (repeat for each)."),
+    sender_id: Optional[str] = typer.Option(None, "--sender-id", help="Sender id for rows that have none."),
+    default_region: Optional[str] = typer.Option(None, "--default-region", help="Region for national numbers, e.g. HK."),
+    failures: Optional[str] = typer.Option(None, "--failures", help="Failures file (default: <input>.failed.<ext>)."),
+    journal: Optional[str] = typer.Option(None, "--journal", help="Journal file (default: <input>.journal.sqlite)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and batch, print the plan, send nothing."),
+    only_retryable: bool = typer.Option(False, "--only-retryable", help="Skip failures-file rows marked retryable: no."),
+    retry_unknown: bool = typer.Option(False, "--retry-unknown", help="Resend rows whose outcome is unknown (may duplicate)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start the run over instead of resuming it."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm --fresh when the journal has accepted rows."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Requests in parallel."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Send only the first N valid rows."),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number and content."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each request to stderr."),
+):
+    """Send the rows of INPUT.
+
+    Example: sms-cli send samples/recipients.csv --provider uspeedo
+    """
+    from . import commands, output
+    from .send import Options
+
+    req = commands.SendRequest(
+        input=input, config=config, provider=provider, fmt=fmt, template=template, params=tuple(param),
+        sender_id=sender_id, region=default_region, failures=failures, journal=journal, fresh=fresh, yes=yes,
+        options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe, only_retryable=only_retryable,
+                        retry_unknown=retry_unknown, dry_run=dry_run))
+    view = output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run)
+    _logging(verbose)
+    summary = commands.send(req, progress=view.progress, on_start=view.started)
+    view.finish(summary)
+    raise typer.Exit(0 if dry_run else int(summary.exit_code()))
+
+
+@app.command()
+@guarded
+def emulator(
+    port: int = typer.Option(8787, "--port", help="Port (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    blacklist: List[str] = typer.Option([], "--blacklist", help="Numbers to reject (repeat, comma-separate, or @file)."),
+    fail_rate: float = typer.Option(0.0, "--fail-rate", min=0, max=1, help="Share of requests answered HTTP 503."),
+    throttle_rate: float = typer.Option(0.0, "--throttle-rate", min=0, max=1, help="Share answered with the provider's throttling error."),
+    timeout_rate: float = typer.Option(0.0, "--timeout-rate", min=0, max=1, help="Share taken, then answered after --stall-ms."),
+    drop_rate: float = typer.Option(0.0, "--drop-rate", min=0, max=1, help="Share taken, then the connection dropped."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay before every answer."),
+    stall_ms: float = typer.Option(5000.0, "--stall-ms", min=0),
+    log: str = typer.Option("emulator-accepted.jsonl", "--log", help="Accepted messages, one JSON line each."),
+    key_id: Optional[str] = typer.Option(None, "--key-id", help="Access key id / SecretId it accepts."),
+    key_secret: Optional[str] = typer.Option(None, "--key-secret", envvar="SMS_EMULATOR_SECRET", help="Secret it verifies signatures with."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the injected failures."),
+):
+    """Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
+
+    Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
+    """
+    import signal
+
+    from .emulator import Emulator, Options as EmuOptions
+    from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist
+
+    opts = EmuOptions(host=host, port=port, blacklist=load_blacklist(blacklist), fail_rate=fail_rate,
+                      throttle_rate=throttle_rate, timeout_rate=timeout_rate, drop_rate=drop_rate,
+                      latency_ms=latency_ms, stall_ms=stall_ms, log_path=log,
+                      key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed)
+    try:
+        emu = Emulator(opts)
+    except OSError as exc:
+        raise SmsCliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "
+          f"accepted messages -> {log}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        emu.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+
+
+@app.command()
+def providers():
+    """List the supported provider types.
+
+    Example: sms-cli providers
+    """
+    from .providers import PROVIDERS, provider_class
+
+    for name in PROVIDERS:
+        cls = provider_class(name)
+        print(f"{name:8}  {cls.max_batch:>5} numbers/request  {cls.description}")
+
+
+@config_app.command("check")
+@guarded
+def config_check(config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file.")):
+    """Load the config, resolve ${VAR}s and list each provider.
+
+    Example: sms-cli config check --config sms-cli.yaml
+    """
+    from .commands import config_check as check
+
+    lines, ok = check(config)
+    for line in lines:
+        print(line)
+    raise typer.Exit(0 if ok else int(ExitCode.USAGE))
+
+
+def main() -> None:
+    try:
+        app()
+    except SmsCliError as exc:  # raised outside a command (should not happen, but never a traceback)
+        err(f"sms-cli: error: {exc}")
+        sys.exit(int(exc.exit_code))
+
+
+if __name__ == "__main__":
+    main()

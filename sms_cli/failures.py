@@ -1,0 +1,116 @@
+"""The failures file: every row not accepted, in a shape `sms-cli send` reads back.
+
+CSV input gives CSV (the input's columns, then error_code, error_message, line, retryable);
+anything else gives JSON Lines. Values that came from command-line defaults are written into
+the row so a resend needs no flags. Rows are written as results come, to a temporary file in
+the destination folder that is renamed into place at the end: a crash never leaves a
+half-written file that reads as valid.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from .errors import SmsCliError
+from .rows import META, RawRow, canonical
+from .validate import Defaults
+
+MIN_FREE_BYTES = 1 << 20
+
+
+def default_path(input_name: str, fmt: str, now: str) -> Path:
+    if input_name == "-":
+        return Path(f"sms-failed-{now}.jsonl")
+    p = Path(input_name)
+    return p.with_name(f"{p.stem}.failed.{'csv' if fmt == 'csv' else 'jsonl'}")
+
+
+class FailuresWriter:
+    def __init__(self, path: Path, fmt: str, header: list[str] | None, defaults: Defaults):
+        self.path = Path(path)
+        self.csv = fmt == "csv" and header is not None
+        self.defaults = defaults
+        self.count = 0
+        self._lock = threading.Lock()
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise SmsCliError(f"{self.path}: folder {folder} does not exist")
+        try:
+            self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise SmsCliError(f"{self.path}: cannot write the failures file here ({exc.strerror})") from None
+        if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
+            self.abort()
+            raise SmsCliError(f"{self.path}: disk full (less than 1 MiB free in {folder})")
+        if self.csv:
+            present = {canonical(h) for h in header}
+            self.added = [name for name, value in (("template_id", defaults.template_id),
+                                                   ("params", defaults.params),
+                                                   ("sender_id", defaults.sender_id))
+                          if value and name not in present
+                          and not (name == "params" and any((c or "").startswith("param") for c in present))]
+            self.columns = [*header, *self.added]
+            self.writer = csv.writer(self.fh)
+            self.writer.writerow([*self.columns, *META])
+
+    def _fill(self, record: dict) -> dict:
+        """The row's own fields, with command-line defaults filled in where it has none."""
+        present = {canonical(k): k for k, v in record.items() if v not in (None, "")}
+        has_params = "params" in present or any(k.startswith("param") for k in present if k)
+        out = dict(record)
+        d = self.defaults
+        for name, value in (("template_id", d.template_id), ("sender_id", d.sender_id)):
+            if value and name not in present:
+                key = next((k for k in record if canonical(k) == name), name)
+                out[key] = value
+        if d.params and not has_params:
+            key = next((k for k in record if canonical(k) == "params"), "params")
+            out[key] = json.dumps(list(d.params), ensure_ascii=False) if self.csv else list(d.params)
+        return out
+
+    def write(self, raw: RawRow, code: str, message: str, retryable: str) -> None:
+        record = self._fill(raw.record)
+        with self._lock:
+            try:
+                if self.csv:
+                    self.writer.writerow([*(_cell(record.get(c)) for c in self.columns),
+                                          code, message, raw.line, retryable])
+                else:
+                    row = {**record, "error_code": code, "error_message": message,
+                           "line": raw.line, "retryable": retryable}
+                    self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            except OSError as exc:
+                raise SmsCliError(f"{self.path}: cannot write ({exc.strerror})") from None
+            self.count += 1
+
+    def commit(self) -> tuple[Path | None, bool]:
+        """Move the file into place. -> (path or None when nothing failed, stale file removed)."""
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        if self.count:
+            os.replace(self.tmp, self.path)
+            return self.path, False
+        self.tmp.unlink(missing_ok=True)
+        stale = self.path.exists()
+        if stale:
+            self.path.unlink()
+        return None, stale
+
+    def abort(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

@@ -1,0 +1,163 @@
+"""The send journal: SQLite (WAL) state of every run, so a re-run resumes and never resends.
+
+A run is identified by the input's content hash plus the options that change what is sent.
+Rows are keyed by (run, seq). A row is written `inflight` (committed, fsynced) before its
+request leaves and gets its result as soon as the answer is read; a row still `inflight` when
+a later process opens the run was cut off mid-request, so it is `unknown`. Rows absent from
+the journal were never sent. Writes are batch-level transactions.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import JournalLocked, SmsCliError
+from .model import Kind, Message, Outcome
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, identity TEXT NOT NULL, input_hash TEXT NOT NULL,
+    provider TEXT NOT NULL, options TEXT NOT NULL, started REAL NOT NULL, updated REAL,
+    status TEXT NOT NULL DEFAULT 'running');
+CREATE INDEX IF NOT EXISTS runs_identity ON runs(identity);
+CREATE TABLE IF NOT EXISTS rows (
+    run INTEGER NOT NULL, seq INTEGER NOT NULL, line INTEGER NOT NULL, phone TEXT NOT NULL,
+    state TEXT NOT NULL, code TEXT, message TEXT, ref TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    run INTEGER NOT NULL, sent REAL NOT NULL, rows INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    result TEXT, ref TEXT);
+"""
+# journal states
+INFLIGHT, ACCEPTED, FAILED, RETRY, UNKNOWN = "inflight", "accepted", "failed", "retry", "unknown"
+STATE_OF = {Kind.ACCEPTED: ACCEPTED, Kind.PERMANENT: FAILED, Kind.RETRYABLE: RETRY,
+            Kind.FATAL: RETRY, Kind.UNKNOWN: UNKNOWN}
+
+
+def default_path(input_name: str) -> Path:
+    if input_name == "-":
+        return Path("sms-stdin.journal.sqlite")
+    p = Path(input_name)
+    return p.with_name(f"{p.stem}.journal.sqlite")
+
+
+class Journal:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._lockfd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SmsCliError(f"{self.path}: cannot open the journal ({exc.strerror})") from None
+        try:  # SQLite uses fcntl record locks; flock on the same file is independent of them
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lockfd)
+            raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; "
+                                "wait for it or choose --journal") from None
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # 'inflight' must survive a power cut
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            self.close()
+            raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
+        self.run_id = 0
+
+    # --- runs ------------------------------------------------------------------------------
+    def latest_run(self, identity: str) -> int | None:
+        row = self.db.execute("SELECT id FROM runs WHERE identity=? ORDER BY id DESC LIMIT 1",
+                              (identity,)).fetchone()
+        return row[0] if row else None
+
+    def start(self, identity: str, input_hash: str, provider: str, options: dict, *, fresh: bool
+              ) -> tuple[int, dict[str, int] | None]:
+        """Open the run for `identity` -> (run id, state counts when resuming else None)."""
+        with self._lock:
+            run = None if fresh else self.latest_run(identity)
+            if run is not None:
+                self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE run=? AND state=?",
+                            [(UNKNOWN, "cut off while the request was in flight", run, INFLIGHT)])
+                self._write("UPDATE runs SET status='running', updated=? WHERE id=?", [(time.time(), run)])
+                self.run_id = run
+                return run, self.counts()
+            cur = self.db.execute("INSERT INTO runs(identity, input_hash, provider, options, started) "
+                                  "VALUES (?,?,?,?,?)",
+                                  (identity, input_hash, provider, json.dumps(options), time.time()))
+            self.run_id = cur.lastrowid
+            return self.run_id, None
+
+    def accepted_count(self, identity: str) -> int:
+        run = self.latest_run(identity)
+        if run is None:
+            return 0
+        return self.db.execute("SELECT count(*) FROM rows WHERE run=? AND state=?", (run, ACCEPTED)).fetchone()[0]
+
+    def finish(self, status: str) -> None:
+        with self._lock:
+            self._write("UPDATE runs SET status=?, updated=? WHERE id=?", [(status, time.time(), self.run_id)])
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, count(*) FROM rows WHERE run=? GROUP BY state", (self.run_id,))
+        return dict(rows.fetchall())
+
+    def states(self) -> Iterator[tuple[int, str, str, str]]:
+        """(seq, state, code, message) in seq order, streamed for a merge with the input."""
+        cur = self.db.cursor()  # a cursor of its own: writes may interleave on the connection
+        cur.execute("SELECT seq, state, code, message FROM rows WHERE run=? ORDER BY seq", (self.run_id,))
+        while chunk := cur.fetchmany(5000):
+            yield from chunk
+
+    def refs(self, limit: int = 50) -> list[str]:
+        rows = self.db.execute("SELECT DISTINCT ref FROM requests WHERE run=? AND ref IS NOT NULL "
+                               "AND ref != '' ORDER BY rowid LIMIT ?", (self.run_id, limit))
+        return [r[0] for r in rows]
+
+    # --- rows ------------------------------------------------------------------------------
+    def mark_inflight(self, batch: list[Message], attempt: int) -> None:
+        with self._lock:
+            self._write("INSERT INTO rows(run, seq, line, phone, state, attempts) VALUES (?,?,?,?,?,?) "
+                        "ON CONFLICT(run, seq) DO UPDATE SET state=excluded.state, attempts=excluded.attempts",
+                        [(self.run_id, m.seq, m.line, m.phone, INFLIGHT, attempt) for m in batch])
+
+    def record(self, batch: list[Message], outcomes: list[Outcome], attempt: int) -> None:
+        refs = {o.ref for o in outcomes if o.ref and o.kind is Kind.ACCEPTED}
+        first = outcomes[0] if outcomes else None
+        result = first.kind.value if first and all(o.kind is first.kind for o in outcomes) else "mixed"
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    "UPDATE rows SET state=?, code=?, message=?, ref=? WHERE run=? AND seq=?",
+                    [(STATE_OF[o.kind], o.code or None, o.message or None, o.ref or None, self.run_id, m.seq)
+                     for m, o in zip(batch, outcomes)])
+                ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
+                self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
+                                (self.run_id, time.time(), len(batch), attempt, result, ref or None))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _write(self, sql: str, params: list[tuple]) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(sql, params)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise SmsCliError(f"{self.path}: journal write failed ({exc})") from None
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+        os.close(self._lockfd)

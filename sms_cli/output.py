@@ -1,0 +1,86 @@
+"""What a person sees while a run goes and when it ends; stdout is kept for --json and plans.
+
+A rich progress bar and a summary table appear only when stderr is a terminal; otherwise the
+summary is plain text (and with --quiet, nothing at all on success).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from . import report
+from .send import Summary
+
+
+def stderr_console(force_terminal: bool | None = None):
+    from rich.console import Console
+
+    return Console(stderr=True, force_terminal=force_terminal, no_color="NO_COLOR" in os.environ,
+                   highlight=False, soft_wrap=True)
+
+
+class RunView:
+    def __init__(self, *, quiet: bool = False, json_out: bool = False, dry_run: bool = False,
+                 console=None):
+        self.quiet, self.json_out, self.dry_run = quiet, json_out, dry_run
+        self.console = console or stderr_console()
+        self.interactive = self.console.is_terminal and not quiet
+        self._bar = None
+        self._task = None
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    # --- while it runs ----------------------------------------------------------------------
+    def started(self, run, cfg) -> None:
+        if run.provider.type == "outbox" and not self.quiet:
+            self.console.print(f"sms-cli: no provider configured: nothing leaves this machine; accepted "
+                               f"messages are appended to {run.provider.path}", markup=False)
+        for warning in cfg.warnings:
+            self.console.print(f"sms-cli: warning: {warning}", markup=False)
+        if self.interactive and not self.dry_run:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]} rows/s"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+            self._task = self._bar.add_task("sending", total=run.s.total_hint or None,
+                                            counts="", rate="0")
+            self._bar.start()
+
+    def progress(self, s: Summary) -> None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < 0.1:
+                return
+            self._last = now
+        done = s.accepted + s.accepted_before + s.failed + s.unknown + s.invalid + s.not_sent + s.skipped
+        started = getattr(self, "_t0", None) or setattr(self, "_t0", now) or now
+        rate = done / max(1e-6, now - started)
+        total = max(s.total_hint or 0, s.rows)
+        self._bar.update(self._task, completed=done, total=total or None,
+                         counts=f"ok {s.accepted + s.accepted_before}  failed {s.failed + s.invalid + s.not_sent}"
+                                f"  unknown {s.unknown}", rate=f"{rate:,.0f}")
+
+    # --- at the end -------------------------------------------------------------------------
+    def finish(self, s: Summary) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        if self.json_out:
+            print(report.summary_json(s), flush=True)
+            return
+        if self.dry_run:
+            print(report.plan_text(s), flush=True)
+            return
+        code = s.exit_code()
+        if self.quiet and code == 0:
+            return
+        if self.console.is_terminal and not self.quiet:
+            self.console.print(report.summary_table(s))
+        else:
+            sys.stderr.write(report.summary_text(s) + "\n")

@@ -1,0 +1,192 @@
+"""Tencent Cloud SendMultiGlobalSms (international SMS), signed with TC3-HMAC-SHA256.
+
+One request carries up to 200 numbers, each with its own template and parameters, and the
+answer holds one status per number, so acceptance is per number.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from ..config import ConfigError
+from ..model import Kind, Message, Outcome
+from .base import Provider
+from .http import RequestFailed
+
+ACTION = "SendMultiGlobalSms"
+VERSION = "2021-01-11"
+SERVICE = "sms"
+REGIONS = ("ap-singapore", "eu-frankfurt")  # the only regions this API is offered in
+DEFAULT_REGION = "ap-singapore"
+CONTENT_TYPE = "application/json; charset=utf-8"
+ALGORITHM = "TC3-HMAC-SHA256"
+SIGNED_HEADERS = "content-type;host"
+
+RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
+FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist"}
+FATAL_PREFIXES = ("AuthFailure", "UnauthorizedOperation")  # credentials or account: every row would fail
+
+
+# --- signing (pure, tested against the published example) ------------------------------------
+def canonical_request(host: str, content_type: str, payload: bytes) -> str:
+    """TC3 canonical request for `POST /` with the two signed headers."""
+    return "\n".join([
+        "POST", "/", "",
+        f"content-type:{content_type}\nhost:{host}\n",
+        SIGNED_HEADERS,
+        hashlib.sha256(payload).hexdigest(),
+    ])
+
+
+def hashed_canonical_request(host: str, content_type: str, payload: bytes) -> str:
+    return hashlib.sha256(canonical_request(host, content_type, payload).encode("utf-8")).hexdigest()
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+
+def tc3_signature(secret_id: str, secret_key: str, service: str, host: str, content_type: str,
+                  payload: bytes, timestamp: int) -> tuple[str, str]:
+    """(Authorization header, signature hex) for one request."""
+    date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+    scope = f"{date}/{service}/tc3_request"
+    string_to_sign = "\n".join([ALGORITHM, str(timestamp), scope,
+                                hashed_canonical_request(host, content_type, payload)])
+    k_date = _hmac(("TC3" + secret_key).encode("utf-8"), date)
+    k_signing = _hmac(_hmac(k_date, service), "tc3_request")
+    signature = hmac.new(k_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    authorization = (f"{ALGORITHM} Credential={secret_id}/{scope}, "
+                     f"SignedHeaders={SIGNED_HEADERS}, Signature={signature}")
+    return authorization, signature
+
+
+# --- answers ---------------------------------------------------------------------------------
+def classify(code: str) -> Kind:
+    """How a Tencent error code (request-level or per number) is handled."""
+    if code == "Ok":
+        return Kind.ACCEPTED
+    if code.startswith("RequestLimitExceeded") or code in RETRYABLE_CODES:
+        return Kind.RETRYABLE
+    if code in FATAL_CODES or any(code == p or code.startswith(p + ".") for p in FATAL_PREFIXES):
+        return Kind.FATAL
+    return Kind.PERMANENT  # includes LimitExceeded.*: per-number caps that will not lift this run
+
+
+def _digits(phone: str) -> str:
+    return "".join(ch for ch in phone if ch.isdigit())
+
+
+def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
+    """One outcome per row from a response body; raises RequestFailed for request-level errors."""
+    try:
+        answer = json.loads(body.decode("utf-8"))["Response"]
+        if not isinstance(answer, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "unreadable response body")) from None
+    error = answer.get("Error")
+    if error:
+        code = str(error.get("Code") or "Error") if isinstance(error, dict) else "Error"
+        message = str(error.get("Message") or "") if isinstance(error, dict) else str(error)
+        raise RequestFailed(Outcome(classify(code), code, message))
+    statuses = answer.get("SendMultiStatusSet")
+    if not isinstance(statuses, list):
+        raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "no SendMultiStatusSet in the answer"))
+    by_phone: dict[str, list[dict]] = {}
+    for status in statuses:
+        if isinstance(status, dict):
+            by_phone.setdefault(_digits(str(status.get("PhoneNumber", ""))), []).append(status)
+    out = []
+    for m in batch:
+        entries = by_phone.get(_digits(m.phone)) or []
+        # the same number may appear twice in one request: SessionContext tells them apart
+        hit = next((s for s in entries if s.get("SessionContext") == m.correlation), None)
+        if hit is None and entries:
+            hit = entries[0]
+        if hit is None:
+            out.append(Outcome(Kind.UNKNOWN, "NoStatus", "the answer has no status for this number"))
+            continue
+        entries.remove(hit)
+        code = str(hit.get("Code") or "")
+        if code == "Ok":
+            out.append(Outcome(Kind.ACCEPTED, ref=str(hit.get("SerialNo") or "")))
+        else:
+            out.append(Outcome(classify(code), code or "NoCode", str(hit.get("Message") or "")))
+    return out
+
+
+class Tencent(Provider):
+    type = "tencent"
+    description = "Tencent Cloud SendMultiGlobalSms (international numbers), TC3-HMAC-SHA256 signed"
+    config_keys = ("region", "sms_sdk_app_id", "secret_id", "secret_key", "sender_id")
+    secret_keys = ("secret_key",)
+    env_defaults = {"secret_id": "TENCENTCLOUD_SECRET_ID", "secret_key": "TENCENTCLOUD_SECRET_KEY"}
+    required_keys = ("secret_id", "secret_key", "sms_sdk_app_id")
+    default_endpoint = "https://sms.intl.tencentcloudapi.com"
+    default_rate_limit = 10.0
+    max_batch = 200
+
+    @classmethod
+    def check_settings(cls, settings, where):
+        region = settings.get("region", DEFAULT_REGION)
+        if region not in REGIONS:
+            raise ConfigError(f"{where}.region: must be one of {', '.join(REGIONS)} (got {region!r})")
+
+    def __init__(self, settings, templates=None, *, concurrency=4):
+        super().__init__(settings, templates, concurrency=concurrency)
+        self.check_settings(settings, f"provider {settings.name!r}")  # settings built without config.py too
+        self.region = settings.get("region", DEFAULT_REGION)
+        self.app_id = settings.get("sms_sdk_app_id")
+        self.secret_id = settings.get("secret_id")
+        self.secret_key = settings.get("secret_key")
+        self.default_sender = settings.get("sender_id")
+        self.host = urlsplit(self.endpoint).netloc
+
+    @property
+    def action(self) -> str:
+        return ACTION
+
+    def prepare(self, msg: Message) -> str | None:
+        if msg.country_code == 86:
+            return "Tencent SendMultiGlobalSms does not accept mainland China (+86) numbers"
+        if isinstance(msg.params, dict):
+            tpl = self.templates.get(msg.template_id)
+            if not tpl or not tpl.names:
+                return ("Tencent takes positional parameters; named parameters need the template's "
+                        "parameter names in config (templates: ID: params: [names])")
+            missing = [n for n in tpl.names if n not in msg.params]
+            if missing:
+                return f"parameter {missing[0]!r} of template {msg.template_id} missing"
+            msg.params = [str(msg.params[n]) for n in tpl.names]
+        return None
+
+    def build_body(self, batch: list[Message]) -> dict:
+        items = []
+        for m in batch:
+            item = {"PhoneNumber": m.phone, "TemplateId": m.template_id}
+            if m.params:
+                item["TemplateParamSet"] = [str(p) for p in m.params]
+            sender = m.sender_id or self.default_sender
+            if sender:
+                item["SenderId"] = sender
+            item["SessionContext"] = m.correlation
+            items.append(item)
+        return {"SmsSdkAppId": self.app_id, "MultiSmsInfoSet": items}
+
+    def _send(self, batch: list[Message]) -> list[Outcome]:
+        payload = json.dumps(self.build_body(batch), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        timestamp = int(time.time())
+        authorization, _ = tc3_signature(self.secret_id, self.secret_key, SERVICE, self.host,
+                                         CONTENT_TYPE, payload, timestamp)
+        headers = {
+            "Content-Type": CONTENT_TYPE, "Host": self.host, "X-TC-Action": ACTION,
+            "X-TC-Version": VERSION, "X-TC-Timestamp": str(timestamp), "X-TC-Region": self.region,
+            "Authorization": authorization,
+        }
+        resp = self.http.post(self.endpoint, payload, headers, action=ACTION, count=len(batch))
+        return read_answer(batch, resp.content)
