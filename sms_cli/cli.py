@@ -53,17 +53,32 @@ def _logging(verbose: bool, secrets=frozenset()) -> None:
     setup_logging(verbose, secrets)
 
 
+INPUT = typer.Argument(..., help="CSV, JSON or JSON Lines file, or - for stdin.")
+CONFIG = typer.Option(None, "--config", "-c", help="Config file (default: $SMS_CLI_CONFIG, then ./sms-cli.yaml).")
+PROVIDER = typer.Option(None, "--provider", "-p", help="Provider section of the config.")
+FORMAT = typer.Option(None, "--format", "-f", help="csv, json, jsonl or lines (default: from the extension).")
+TEMPLATE = typer.Option(None, "--template", "-t", help="Template id for rows that have none.")
+PARAM = typer.Option([], "--param", help="Template parameter for rows that have none (repeat for each).")
+SENDER = typer.Option(None, "--sender-id", help="Sender id for rows that have none.")
+REGION = typer.Option(None, "--default-region", help="Region for national numbers, e.g. HK.")
+LIMIT = typer.Option(None, "--limit", min=0, help="Only the first N valid rows.")
+DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number and content.")
+JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+
+
+def _request(input, config, provider, fmt, template, param, sender_id, default_region, **kw):
+    from .commands import SendRequest
+
+    return SendRequest(input=input, config=config, provider=provider, fmt=fmt, template=template,
+                       params=tuple(param), sender_id=sender_id, region=default_region, **kw)
+
+
 @app.command()
 @guarded
 def send(
-    input: str = typer.Argument(..., help="CSV, JSON or JSON Lines file, or - for stdin."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (default: $SMS_CLI_CONFIG, then ./sms-cli.yaml)."),
-    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="Provider section of the config."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="csv, json, jsonl or lines (default: from the extension)."),
-    template: Optional[str] = typer.Option(None, "--template", "-t", help="Template id for rows that have none."),
-    param: List[str] = typer.Option([], "--param", help="Template parameter for rows that have none (repeat for each)."),
-    sender_id: Optional[str] = typer.Option(None, "--sender-id", help="Sender id for rows that have none."),
-    default_region: Optional[str] = typer.Option(None, "--default-region", help="Region for national numbers, e.g. HK."),
+    input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
+    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
     failures: Optional[str] = typer.Option(None, "--failures", help="Failures file (default: <input>.failed.<ext>)."),
     journal: Optional[str] = typer.Option(None, "--journal", help="Journal file (default: <input>.journal.sqlite)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and batch, print the plan, send nothing."),
@@ -72,29 +87,82 @@ def send(
     fresh: bool = typer.Option(False, "--fresh", help="Start the run over instead of resuming it."),
     yes: bool = typer.Option(False, "--yes", help="Confirm --fresh when the journal has accepted rows."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Requests in parallel."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Send only the first N valid rows."),
-    dedupe: bool = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number and content."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each request to stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each request to stderr (numbers masked)."),
 ):
-    """Send the rows of INPUT.
+    """Send the rows of INPUT; rows not accepted go to a failures file you can send again.
 
     Example: sms-cli send samples/recipients.csv --provider uspeedo
     """
     from . import commands, output
     from .send import Options
 
-    req = commands.SendRequest(
-        input=input, config=config, provider=provider, fmt=fmt, template=template, params=tuple(param),
-        sender_id=sender_id, region=default_region, failures=failures, journal=journal, fresh=fresh, yes=yes,
-        options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe, only_retryable=only_retryable,
-                        retry_unknown=retry_unknown, dry_run=dry_run))
+    req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
+                   failures=failures, journal=journal, fresh=fresh, yes=yes,
+                   options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe,
+                                   only_retryable=only_retryable, retry_unknown=retry_unknown,
+                                   dry_run=dry_run))
     view = output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run)
     _logging(verbose)
     summary = commands.send(req, progress=view.progress, on_start=view.started)
     view.finish(summary)
     raise typer.Exit(0 if dry_run else int(summary.exit_code()))
+
+
+@app.command()
+@guarded
+def plan(
+    input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
+    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
+    limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
+):
+    """Show what `send` would do (same as send --dry-run): requests, numbers per request, and
+    for templates with text in config the length, encoding and billable parts.
+
+    Example: sms-cli plan samples/recipients.csv --provider tencent
+    """
+    from . import commands, output
+    from .send import Options
+
+    req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
+                   options=Options(limit=limit, dedupe=dedupe, dry_run=True))
+    view = output.RunView(json_out=json_out, dry_run=True)
+    view.finish(commands.send(req, on_start=view.started))
+
+
+@app.command()
+@guarded
+def validate(
+    input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
+    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION, json_out: bool = JSON,
+):
+    """Check every row as `send` would; print each problem with its line. Exit 0 when all rows
+    are valid, 1 otherwise.
+
+    Example: sms-cli validate samples/recipients.csv
+    """
+    import json as _json
+
+    from . import commands
+
+    problems = 0
+    gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region))
+    try:
+        while True:
+            raw, bad = next(gen)
+            problems += 1
+            if json_out:
+                print(_json.dumps({"line": bad.line, "code": bad.code, "reason": bad.reason, "row": raw.record},
+                                  ensure_ascii=False))
+            else:
+                print(f"{input}:{bad.line}: {bad.code}: {bad.reason}")
+    except StopIteration as done:
+        rows = done.value
+    err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
+    raise typer.Exit(1 if problems else 0)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from .logs import register_secrets
 from .providers import make_provider
 from .rows import open_source
 from .send import Options, Run, Summary, run_identity, signals
-from .validate import Defaults, Validator
+from .validate import Defaults, Rejected, Validator
 
 
 @dataclass
@@ -55,6 +55,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             run = Run(source, validator, provider, journal=None, failures=None, options=req.options,
                       progress=progress)
             return run.execute()
+        provider.require_settings()
         identity, id_options = run_identity(source, provider, validator)
         jpath = Path(req.journal) if req.journal else journal_mod.default_path(req.input)
         journal = journal_mod.Journal(jpath)
@@ -89,8 +90,6 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
 
 def config_check(path: str | None) -> tuple[list[str], bool]:
     """Load and resolve the config; report missing variables by name, never secret values."""
-    from .providers import provider_class
-
     cfg = load_config(path, strict_env=False)
     where = cfg.path or "(no config file: built-in outbox provider)"
     lines = [f"config: {where}"]
@@ -100,16 +99,32 @@ def config_check(path: str | None) -> tuple[list[str], bool]:
         lines.append("missing environment variables: " + ", ".join(cfg.missing_vars))
     lines += [f"warning: {w}" for w in cfg.warnings]
     for name, settings in cfg.providers.items():
-        cls = provider_class(settings.type)
-        missing = [k for k in cls.required_keys if not settings.get(k)]
-        endpoint = settings.endpoint or cls.default_endpoint or "-"
-        rate = settings.rate_limit if settings.rate_limit is not None else cls.default_rate_limit
+        provider = make_provider(settings, cfg.templates, concurrency=1)
+        d = provider.describe()
         mark = "*" if name == cfg.default_provider else " "
-        lines.append(f"{mark} {name}: type={settings.type} endpoint={endpoint} batch_limit={cls.max_batch} "
-                     f"rate_limit={rate or 'unlimited'}/s max_attempts={settings.max_attempts}")
+        lines.append(f"{mark} {name}: type={d['type']} endpoint={d['endpoint']} batch_limit={d['batch_limit']} "
+                     f"rate_limit={d['rate_limit']}/s max_attempts={d['max_attempts']}")
+        missing = provider.missing_settings()
+        provider.close()
         if missing:
             ok = False
-            hints = [f"{k} (or ${cls.env_defaults[k]})" if k in cls.env_defaults else k for k in missing]
-            lines.append(f"    not set: {', '.join(hints)}")
+            lines.append(f"    not set: {', '.join(missing)}")
     lines.append(f"templates: {len(cfg.templates)}")
     return lines, ok
+
+
+def validate(req: SendRequest):
+    """Check every row exactly as `send` would. -> (rows read, iterator of Rejected) via a
+    generator that yields (raw, Rejected) and returns the row count."""
+    _, provider, source, validator = setup(req)
+    rows = 0
+    try:
+        for raw in source.rows():
+            rows += 1
+            result = validator.validate(raw)
+            if isinstance(result, Rejected):
+                yield raw, result
+    finally:
+        provider.close()
+        source.cleanup()
+    return rows

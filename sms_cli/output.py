@@ -5,6 +5,7 @@ summary is plain text (and with --quiet, nothing at all on success).
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -71,11 +72,12 @@ class RunView:
     def finish(self, s: Summary) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self.dry_run:
+            print(json.dumps(report.plan_dict(s), ensure_ascii=False) if self.json_out else report.plan_text(s),
+                  flush=True)
+            return
         if self.json_out:
             print(report.summary_json(s), flush=True)
-            return
-        if self.dry_run:
-            print(report.plan_text(s), flush=True)
             return
         code = s.exit_code()
         if self.quiet and code == 0:

@@ -35,3 +35,43 @@ class Batcher:
     def flush(self) -> Iterator[list[Message]]:
         while self.buffers:
             yield self.buffers.pop(next(iter(self.buffers)))
+
+
+class Estimator:
+    """Dry-run cost estimate per template: rendered length, encoding and billable parts.
+
+    Mainland China (+86) messages carry the signature 【sender】 in the text and are billed at
+    70/67 characters a part whatever the text, as the providers do.
+    """
+
+    def __init__(self, templates):
+        self.templates = templates
+        self.by_template: dict[str, dict] = {}
+
+    def add(self, msg: Message) -> None:
+        from . import segments
+
+        tpl = self.templates.get(msg.template_id)
+        est = self.by_template.get(msg.template_id)
+        if est is None:
+            est = self.by_template[msg.template_id] = {
+                "rows": 0, "encodings": set(), "min_length": None, "max_length": 0, "parts": 0,
+                "text_known": bool(tpl and tpl.text is not None)}
+        est["rows"] += 1
+        if not est["text_known"]:
+            return
+        try:
+            text = segments.render(tpl.text, msg.params)
+        except (ValueError, TypeError):
+            return
+        if msg.country_code == 86:
+            text = f"【{msg.sender_id or ''}】{text}"
+            seg = segments.count(text)
+            if seg.encoding == segments.GSM7:  # mainland billing is always 70/67
+                seg = segments.Segments(segments.UCS2, len(text), 1 if len(text) <= 70 else -(-len(text) // 67))
+        else:
+            seg = segments.count(text)
+        est["encodings"].add(seg.encoding)
+        est["min_length"] = seg.length if est["min_length"] is None else min(est["min_length"], seg.length)
+        est["max_length"] = max(est["max_length"], seg.length)
+        est["parts"] += seg.parts

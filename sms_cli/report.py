@@ -61,11 +61,34 @@ def summary_text(s: Summary) -> str:
     return "\n".join(lines)
 
 
+def plan_dict(s: Summary) -> dict:
+    return {
+        "provider": s.provider, "provider_type": s.provider_type, "rows": s.rows, "valid": s.valid,
+        "invalid": s.invalid, "duplicates": s.duplicates, "requests": s.requests,
+        "numbers_per_request": {str(k): v for k, v in sorted(s.batch_sizes.items(), reverse=True)},
+        "templates": {t: {**e, "encodings": sorted(e["encodings"])} for t, e in s.estimates.items()},
+        "billable_parts": sum(e["parts"] for e in s.estimates.values()),
+        "problems": [{"code": c, "message": m, "rows": n} for (c, m), n in s.reasons.most_common()],
+    }
+
+
 def plan_text(s: Summary) -> str:
-    lines = [f"dry run with {s.provider} ({s.provider_type}): {s.rows} rows read, {s.valid} valid, "
-             f"{s.invalid} invalid, {s.requests} requests"]
+    lines = [f"plan for {s.provider} ({s.provider_type}): {s.rows} rows read, {s.valid} to send, "
+             f"{s.invalid} invalid" + (f", {s.duplicates} duplicates skipped" if s.duplicates else "")
+             + f"; {s.requests} requests"]
     for size, n in sorted(s.batch_sizes.items(), reverse=True):
         lines.append(f"  {n} request(s) of {size} number(s)")
+    if s.estimates:
+        lines.append("  template                rows  encoding  length     parts")
+    for tid, e in sorted(s.estimates.items()):
+        if e["text_known"] and e["min_length"] is not None:
+            length = f"{e['min_length']}-{e['max_length']}" if e["min_length"] != e["max_length"] else str(e["max_length"])
+            lines.append(f"  {tid:22} {e['rows']:>5}  {'/'.join(sorted(e['encodings'])):8}  {length:9}  {e['parts']:>5}")
+        else:
+            lines.append(f"  {tid:22} {e['rows']:>5}  (no text in config: length unknown)")
+    billable = sum(e["parts"] for e in s.estimates.values())
+    if any(e["text_known"] for e in s.estimates.values()):
+        lines.append(f"  billable parts (templates with text): {billable}")
     for (code, message), n in s.reasons.most_common(5):
         lines.append(f"  {n} invalid x {code}: {message}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from .errors import ExitCode
 from .failures import FailuresWriter
 from .journal import ACCEPTED as J_ACCEPTED, FAILED as J_FAILED, UNKNOWN as J_UNKNOWN, Journal
 from .model import Kind, Message, Outcome
-from .plan import Batcher
+from .plan import Batcher, Estimator
 from .ratelimit import RateLimiter
 from .rows import RawRow, Source
 from .validate import Rejected, Validator
@@ -71,6 +71,7 @@ class Summary:
     batch_sizes: Counter = field(default_factory=Counter)  # dry run: numbers per request
     by_template: dict[str, list[int]] = field(default_factory=dict)  # rows, accepted, failed, unknown
     reasons: Counter = field(default_factory=Counter)  # (code, message) -> rows
+    estimates: dict[str, dict] = field(default_factory=dict)  # dry run: per template cost
 
     @property
     def not_accepted(self) -> int:
@@ -119,6 +120,8 @@ class Run:
         self.rng = random.Random()
         self.error: BaseException | None = None
         self._seen: set[int] = set()
+        self.estimator = Estimator(validator.templates)
+        self.s.estimates = self.estimator.by_template
 
     # --- outcomes (thread-safe) -------------------------------------------------------------
     def _tally(self, template: str | None, col: int) -> None:
@@ -231,7 +234,8 @@ class Run:
         if self.opts.dry_run:
             self.s.requests += 1
             self.s.batch_sizes[len(batch)] += 1
-            self.s.accepted += len(batch)  # "would be sent"
+            for m in batch:
+                self.estimator.add(m)
             return
         while not self.stop.is_set():
             try:

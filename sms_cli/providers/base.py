@@ -33,16 +33,23 @@ class Provider(ABC):
         self.settings = settings
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
-        missing = [k for k in self.required_keys if not settings.get(k)]
-        if missing:
-            hints = [f"{k} (or ${self.env_defaults[k]})" if k in self.env_defaults else k for k in missing]
-            raise ConfigError(f"provider {settings.name!r}: not set: {', '.join(hints)}")
         self.http = Http(settings, pool_size=concurrency, secrets=settings.secrets) if self.uses_http else None
 
     # --- configuration -------------------------------------------------------------------
     @classmethod
     def check_settings(cls, settings: ProviderSettings, where: str) -> None:
         """Reject bad values at config load time (called by config.py)."""
+
+    def missing_settings(self) -> list[str]:
+        """Required keys that are not set, each with its environment variable if it has one."""
+        return [f"{k} (or ${self.env_defaults[k]})" if k in self.env_defaults else k
+                for k in self.required_keys if not self.settings.get(k)]
+
+    def require_settings(self) -> None:
+        """Called before sending (validate and dry runs need no credentials)."""
+        missing = self.missing_settings()
+        if missing:
+            raise ConfigError(f"provider {self.settings.name!r}: not set: {', '.join(missing)}")
 
     @property
     def rate_limit(self) -> float | None:
