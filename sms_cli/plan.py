@@ -50,6 +50,7 @@ class Estimator:
 
     def add(self, msg: Message) -> None:
         from . import segments
+        from .validate import render
 
         tpl = self.templates.get(msg.template_id)
         est = self.by_template.get(msg.template_id)
@@ -61,7 +62,7 @@ class Estimator:
         if not est["text_known"]:
             return
         try:
-            text = segments.render(tpl.text, msg.params)
+            text = render(tpl, msg.params)
         except (ValueError, TypeError):
             return
         if msg.country_code == 86:

@@ -191,9 +191,16 @@ def check_template(tpl: Template, params: list[str] | dict[str, str]) -> str | N
         return f"template {tpl.id} takes {tpl.count} parameter(s), got {len(params)}"
     if tpl.text is not None:
         try:
-            text = segments.render(tpl.text, params)
+            text = render(tpl, params)
         except (ValueError, TypeError) as exc:
             return str(exc)
         if len(text) > MAX_LENGTH:
             return f"message is {len(text)} characters; providers cap a message at {MAX_LENGTH}"
     return None
+
+
+def render(tpl: Template, params: list[str] | dict[str, str]) -> str:
+    """The message text; positional params fill named placeholders through the declared names."""
+    if isinstance(params, list) and tpl.names and len(params) == len(tpl.names):
+        params = {**dict(zip(tpl.names, params)), **{str(i): v for i, v in enumerate(params, 1)}}
+    return segments.render(tpl.text or "", params)
