@@ -273,8 +273,8 @@ class Run:
                 state = nxt if nxt is not None and nxt[0] == raw.seq else None
                 if state is not None and self._from_journal(raw, state):
                     continue
-                if self.stop.is_set():
-                    self._not_sent(raw)
+                if self.stop.is_set() and self.s.stopped != "fatal":
+                    self._not_sent(raw)  # interrupted: be quick, the rest is not even validated
                     continue
                 if raw.retryable == "no" and opts.only_retryable:
                     s.skipped += 1
@@ -288,6 +288,9 @@ class Run:
                 if isinstance(msg, Rejected):
                     s.invalid += 1
                     self._fail(raw, self.validator.effective(raw).template_id or None, msg.code, msg.reason, "no")
+                    continue
+                if self.stop.is_set():  # a fatal error: invalid rows still get their reason
+                    self._not_sent(raw, msg.template_id)
                     continue
                 if opts.dedupe:
                     key = self._dedupe_key(msg)
