@@ -73,6 +73,8 @@ class Config:
 
     def provider(self, name: str | None) -> ProviderSettings:
         name = name or self.default_provider
+        if name is None and not self.providers:  # a config of templates only: the outbox
+            return builtin_config().providers["outbox"]
         if name is None:
             if len(self.providers) == 1:
                 return next(iter(self.providers.values()))
