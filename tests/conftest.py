@@ -1,0 +1,142 @@
+"""Shared fixtures: an in-thread emulator on 127.0.0.1, configs pointing at it, sample inputs,
+and helpers that drive the real CLI in a subprocess."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
+from sms_cli.validate import parse_phone
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TEMPLATES = {
+    "OTP_LOGIN": ["code"],
+    "ORDER_SHIPPED": ["order", "eta"],
+    "PROMO_NOV": ["name"],
+}
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    """Factory: emulator(**Options kwargs) -> a started Emulator, stopped at teardown.
+
+    Accepted messages are also logged to tmp_path/"accepted.jsonl" (unless log_path is given)."""
+    started: list[Emulator] = []
+
+    def start(**kw) -> Emulator:
+        kw.setdefault("seed", 1234 + len(started))
+        kw.setdefault("log_path", str(tmp_path / ("accepted.jsonl" if not started else f"accepted-{len(started)}.jsonl")))
+        emu = Emulator(Options(host="127.0.0.1", port=0, **kw))
+        # Emulator.start() with a short poll, so stop() at teardown returns at once
+        threading.Thread(target=emu.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+def _yaml_scalar(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml_scalar(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Factory: write_config(emu, provider_type="uspeedo", name="emu", **overrides) -> Path.
+
+    Test defaults: rate_limit 0 (unlimited), max_attempts 4, short timeouts. Overrides replace
+    or add provider keys (timeout={"connect": 2, "read": 1} style dicts are fine)."""
+    count = [0]
+
+    def write(emu: Emulator, provider_type: str = "uspeedo", *, name: str = "emu", **overrides) -> Path:
+        section: dict = {"type": provider_type}
+        if provider_type == "uspeedo":
+            section.update(endpoint=emu.url + "/api", account_id="10001", access_key_id=DEFAULT_KEY_ID,
+                           access_key_secret=DEFAULT_KEY_SECRET)
+        elif provider_type == "tencent":
+            section.update(endpoint=emu.url, region="ap-singapore", sms_sdk_app_id="1400000001",
+                           secret_id=DEFAULT_KEY_ID, secret_key=DEFAULT_KEY_SECRET)
+        elif provider_type == "aliyun":
+            section.update(endpoint=emu.url, access_key_id=DEFAULT_KEY_ID, access_key_secret=DEFAULT_KEY_SECRET,
+                           sign_name="ACME")
+        else:
+            raise ValueError(f"no test config for provider type {provider_type!r}")
+        section.update(rate_limit=0, max_attempts=4, timeout={"connect": 2, "read": 1})
+        section.update(overrides)
+        lines = [f"default_provider: {name}", "providers:", f"  {name}:"]
+        lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in section.items() if v is not None]
+        lines.append("templates:")
+        lines += [f"  {tid}: {{params: {_yaml_scalar(names)}}}" for tid, names in TEMPLATES.items()]
+        count[0] += 1
+        path = tmp_path / ("sms-cli.yaml" if count[0] == 1 else f"sms-cli-{count[0]}.yaml")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path.chmod(0o600)  # literal secrets in a private file: no warning on stderr
+        return path
+
+    return write
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """The environment the CLI subprocesses run in: this checkout importable, no user config."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_CLI_", "HTTP_PROXY", "HTTPS_PROXY"))}
+    out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
+    out.setdefault("NO_COLOR", "1")
+    out.update(env or {})
+    return out
+
+
+def cli_command(*args) -> list[str]:
+    return [sys.executable, "-m", "sms_cli", *map(str, args)]
+
+
+def run_cli(*args, cwd, env: dict | None = None, timeout: float = 120, input: str | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `sms-cli ARGS` in a subprocess; stdin is empty unless `input` is given."""
+    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(env), timeout=timeout, text=True,
+                          capture_output=True, input=input,
+                          stdin=subprocess.DEVNULL if input is None else None)
+
+
+def start_cli(*args, cwd, env: dict | None = None) -> subprocess.Popen:
+    """Start `sms-cli ARGS` in a subprocess (for signal and kill tests); stdout/stderr piped."""
+    return subprocess.Popen(cli_command(*args), cwd=cwd, env=cli_env(env), text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def phone_numbers(n: int, start: int = 0, country: str = "65") -> list[str]:
+    """n distinct valid E.164 numbers: +65 9xxxxxxx (or +852 5xxxxxxx with country="852")."""
+    out, i = [], start
+    prefix, width = ("+659", 7) if country == "65" else ("+8525", 7)
+    while len(out) < n:
+        phone = f"{prefix}{i:0{width}d}"
+        i += 1
+        if not isinstance(parse_phone(phone, None), str):
+            out.append(phone)
+    return out
+
+
+def make_rows(path: Path, n: int, *, start: int = 0, country: str = "65", template: str = "OTP_LOGIN",
+              invalid: int = 0) -> list[str]:
+    """Write an n-row CSV (phone, template_id, param1) of distinct valid numbers, plus `invalid`
+    rows with a bad phone at the end; return the valid numbers in E.164."""
+    phones = phone_numbers(n, start, country)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "template_id", "param1"])
+        for i, phone in enumerate(phones):
+            w.writerow([phone, template, f"{(start + i) % 1000000:06d}"])
+        for i in range(invalid):
+            w.writerow([f"12{i}", template, "000000"])
+    return phones
