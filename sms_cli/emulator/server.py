@@ -163,7 +163,8 @@ class Emulator:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> "Emulator":
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll interval: stop() waits for the serve loop to notice, and tests stop often
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 

@@ -77,6 +77,21 @@ class Provider(ABC):
         """
         return None
 
+    def to_positional(self, msg: Message) -> str | None:
+        """For APIs that take positional parameters: map named ones through the template's
+        declared names (in place); return a reason when that is impossible."""
+        if not isinstance(msg.params, dict):
+            return None
+        tpl = self.templates.get(msg.template_id)
+        if not tpl or not tpl.names:
+            return (f"{self.type} takes positional parameters; named parameters need the template's "
+                    "parameter names in config (templates: ID: params: [names])")
+        missing = [n for n in tpl.names if n not in msg.params]
+        if missing:
+            return f"parameter {missing[0]!r} of template {msg.template_id} missing"
+        msg.params = [str(msg.params[n]) for n in tpl.names]
+        return None
+
     def batch_key(self, msg: Message) -> Hashable:
         """Rows with equal keys may share one request."""
         return None

@@ -154,16 +154,7 @@ class Tencent(Provider):
     def prepare(self, msg: Message) -> str | None:
         if msg.country_code == 86:
             return "Tencent SendMultiGlobalSms does not accept mainland China (+86) numbers"
-        if isinstance(msg.params, dict):
-            tpl = self.templates.get(msg.template_id)
-            if not tpl or not tpl.names:
-                return ("Tencent takes positional parameters; named parameters need the template's "
-                        "parameter names in config (templates: ID: params: [names])")
-            missing = [n for n in tpl.names if n not in msg.params]
-            if missing:
-                return f"parameter {missing[0]!r} of template {msg.template_id} missing"
-            msg.params = [str(msg.params[n]) for n in tpl.names]
-        return None
+        return self.to_positional(msg)
 
     def build_body(self, batch: list[Message]) -> dict:
         items = []

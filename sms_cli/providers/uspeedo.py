@@ -96,15 +96,9 @@ class USpeedo(Provider):
         return self._action
 
     def prepare(self, msg: Message) -> str | None:
-        if isinstance(msg.params, dict):
-            tpl = self.templates.get(msg.template_id)
-            if not tpl or not tpl.names:
-                return ("uSpeedo takes positional parameters; named parameters need the template's "
-                        "parameter names in config (templates: ID: params: [names])")
-            missing = [n for n in tpl.names if n not in msg.params]
-            if missing:
-                return f"parameter {missing[0]!r} of template {msg.template_id} missing"
-            msg.params = [msg.params[n] for n in tpl.names]
+        problem = self.to_positional(msg)
+        if problem:
+            return problem
         if msg.user_id and len(msg.user_id) > 32:
             return "user_id longer than 32 characters (uSpeedo UserId limit)"
         return None
