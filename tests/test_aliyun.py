@@ -160,7 +160,7 @@ def provider(emu):
 # --- config and prepare ----------------------------------------------------------------------
 def test_missing_credentials_named():
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
-        Aliyun(settings("http://x", access_key_secret=""))
+        Aliyun(settings("http://x", access_key_secret="")).require_settings()
 
 
 def test_batch_key_is_template():

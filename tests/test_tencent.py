@@ -170,7 +170,7 @@ def test_region_checked():
 
 def test_missing_credentials_named():
     with pytest.raises(ConfigError, match="TENCENTCLOUD_SECRET_KEY"):
-        Tencent(settings("http://x", secret_key=""))
+        Tencent(settings("http://x", secret_key="")).require_settings()
 
 
 def test_prepare_rejects_mainland_china():
