@@ -25,7 +25,9 @@ VERSION = "2017-05-25"
 FORM = "application/x-www-form-urlencoded"
 
 RETRYABLE_CODES = {"isp.SYSTEM_ERROR", "ServiceUnavailable", "SignatureNonceUsed"}
+# InvalidTimeStamp.*: the machine's clock is off; every request would fail the same way
 FATAL_CODES = {
+    "InvalidTimeStamp.Expired", "InvalidTimeStamp.Format",
     "isv.AMOUNT_NOT_ENOUGH", "isv.OUT_OF_SERVICE", "isv.ACCOUNT_ABNORMAL", "SignatureDoesNotMatch",
     "IncompleteSignature", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive", "Forbidden.RAM",
 }

@@ -27,7 +27,9 @@ ALGORITHM = "TC3-HMAC-SHA256"
 SIGNED_HEADERS = "content-type;host"
 
 RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
-FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist"}
+# the machine's clock is off by minutes: every request would fail the same way, so stop the run
+FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist",
+               "InternalError.RequestTimeException"}
 FATAL_PREFIXES = ("AuthFailure", "UnauthorizedOperation")  # credentials or account: every row would fail
 
 
