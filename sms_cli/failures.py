@@ -23,10 +23,11 @@ MIN_FREE_BYTES = 1 << 20
 
 
 def default_path(input_name: str, fmt: str, now: str) -> Path:
+    ext = "csv" if fmt == "csv" else "jsonl"  # the extension must say what is written
     if input_name == "-":
-        return Path(f"sms-failed-{now}.jsonl")
+        return Path(f"sms-failed-{now}.{ext}")
     p = Path(input_name)
-    return p.with_name(f"{p.stem}.failed.{'csv' if fmt == 'csv' else 'jsonl'}")
+    return p.with_name(f"{p.stem}.failed.{ext}")
 
 
 class FailuresWriter:
@@ -37,9 +38,18 @@ class FailuresWriter:
         self.count = 0
         self._lock = threading.Lock()
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._keep = False  # the rename failed: the temporary file holds the rows, keep it
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
-            raise SmsCliError(f"{self.path}: folder {folder} does not exist")
+            why = "is not a folder" if folder.exists() else "does not exist"
+            raise SmsCliError(f"{self.path}: {folder} {why}")
+        if self.path.is_dir():
+            raise SmsCliError(f"{self.path}: is a directory; --failures needs a file path")
+        if self.path.exists() and not self.path.is_file():
+            raise SmsCliError(f"{self.path}: not a regular file; --failures needs a file path")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise SmsCliError(f"{self.path}: cannot replace the failures file here (not writable)")
+        _remove_stale_temps(self.path)
         try:
             self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
         except OSError as exc:
@@ -90,22 +100,62 @@ class FailuresWriter:
 
     def commit(self) -> tuple[Path | None, bool]:
         """Move the file into place. -> (path or None when nothing failed, stale file removed)."""
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:
+            self.abort()
+            raise SmsCliError(f"{self.path}: cannot write ({exc.strerror})") from None
         self.fh.close()
         if self.count:
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as exc:
+                self._keep = True
+                raise SmsCliError(f"{self.path}: cannot move the failures file into place "
+                                  f"({exc.strerror}); its rows are in {self.tmp}") from None
             return self.path, False
         self.tmp.unlink(missing_ok=True)
-        stale = self.path.exists()
+        stale = self.path.is_file()
         if stale:
-            self.path.unlink()
+            try:
+                self.path.unlink()
+            except OSError as exc:
+                raise SmsCliError(f"{self.path}: cannot remove the stale failures file ({exc.strerror})") from None
         return None, stale
 
     def abort(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            if not self.fh.closed:
+                self.fh.close()
+        except OSError:
+            pass  # a full disk cannot take the buffered rows; the journal still holds them
+        if not self._keep:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temporary files a killed sms-cli left for this failures file (its pid is gone)."""
+    prefix = f".{path.name}."
+    try:
+        names = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for tmp in names:
+        pid = tmp.name[len(prefix):-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # alive but not ours
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _cell(value) -> str:

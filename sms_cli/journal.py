@@ -11,10 +11,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import JournalLocked, SmsCliError
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS requests (
 """
 # journal states
 INFLIGHT, ACCEPTED, FAILED, RETRY, UNKNOWN = "inflight", "accepted", "failed", "retry", "unknown"
+MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
 STATE_OF = {Kind.ACCEPTED: ACCEPTED, Kind.PERMANENT: FAILED, Kind.RETRYABLE: RETRY,
             Kind.FATAL: RETRY, Kind.UNKNOWN: UNKNOWN}
 
@@ -51,6 +54,16 @@ class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise SmsCliError(f"{self.path}: cannot open the journal (folder {folder} does not exist)")
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        if free is not None and free < MIN_FREE_BYTES:
+            raise SmsCliError(f"{self.path}: disk full (less than 1 MiB free in {folder}); "
+                              "nothing was sent")
         try:
             self._lockfd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -80,7 +93,7 @@ class Journal:
     def start(self, identity: str, input_hash: str, provider: str, options: dict, *, fresh: bool
               ) -> tuple[int, dict[str, int] | None]:
         """Open the run for `identity` -> (run id, state counts when resuming else None)."""
-        with self._lock:
+        with self._lock, self._guard("journal write failed"):
             run = None if fresh else self.latest_run(identity)
             if run is not None:
                 self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE run=? AND state=?",
@@ -94,11 +107,26 @@ class Journal:
             self.run_id = cur.lastrowid
             return self.run_id, None
 
+    @contextmanager
+    def _guard(self, what: str, hint: str = ""):
+        """sqlite3 errors (disk full, I/O error) -> one SmsCliError naming the journal."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            try:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolls back by itself after a failed COMMIT
+            raise SmsCliError(f"{self.path}: {what} ({exc}){hint}") from None
+
     def accepted_count(self, identity: str) -> int:
-        run = self.latest_run(identity)
-        if run is None:
-            return 0
-        return self.db.execute("SELECT count(*) FROM rows WHERE run=? AND state=?", (run, ACCEPTED)).fetchone()[0]
+        with self._guard("journal read failed"):
+            run = self.latest_run(identity)
+            if run is None:
+                return 0
+            return self.db.execute("SELECT count(*) FROM rows WHERE run=? AND state=?",
+                                   (run, ACCEPTED)).fetchone()[0]
 
     def finish(self, status: str) -> None:
         with self._lock:
@@ -110,10 +138,14 @@ class Journal:
 
     def states(self) -> Iterator[tuple[int, str, str, str]]:
         """(seq, state, code, message) in seq order, streamed for a merge with the input."""
-        cur = self.db.cursor()  # a cursor of its own: writes may interleave on the connection
-        cur.execute("SELECT seq, state, code, message FROM rows WHERE run=? ORDER BY seq", (self.run_id,))
-        while chunk := cur.fetchmany(5000):
+        with self._guard("journal read failed"):
+            cur = self.db.cursor()  # a cursor of its own: writes may interleave on the connection
+            cur.execute("SELECT seq, state, code, message FROM rows WHERE run=? ORDER BY seq", (self.run_id,))
+            chunk = cur.fetchmany(5000)
+        while chunk:
             yield from chunk
+            with self._guard("journal read failed"):
+                chunk = cur.fetchmany(5000)
 
     def refs(self, limit: int = 50) -> list[str]:
         rows = self.db.execute("SELECT DISTINCT ref FROM requests WHERE run=? AND ref IS NOT NULL "
@@ -127,37 +159,47 @@ class Journal:
                         "ON CONFLICT(run, seq) DO UPDATE SET state=excluded.state, attempts=excluded.attempts",
                         [(self.run_id, m.seq, m.line, m.phone, INFLIGHT, attempt) for m in batch])
 
+    def mark_unknown(self, batch: list[Message], message: str) -> None:
+        """Rows whose request was still in flight when the run had to stop: unknown (unless the
+        answer was recorded meanwhile)."""
+        with self._lock:
+            self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE run=? AND seq=? AND state=?",
+                        [(UNKNOWN, message, self.run_id, m.seq, INFLIGHT) for m in batch])
+
     def record(self, batch: list[Message], outcomes: list[Outcome], attempt: int) -> None:
         refs = {o.ref for o in outcomes if o.ref and o.kind is Kind.ACCEPTED}
         first = outcomes[0] if outcomes else None
         result = first.kind.value if first and all(o.kind is first.kind for o in outcomes) else "mixed"
-        with self._lock:
+        ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
+        with self._lock, self._guard("journal write failed",
+                                     "; rows whose answer it could not record are unknown next run"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 self.db.executemany(
                     "UPDATE rows SET state=?, code=?, message=?, ref=? WHERE run=? AND seq=?",
                     [(STATE_OF[o.kind], o.code or None, o.message or None, o.ref or None, self.run_id, m.seq)
                      for m, o in zip(batch, outcomes)])
-                ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
 
     def _write(self, sql: str, params: list[tuple]) -> None:
-        try:
+        with self._guard("journal write failed"):
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(sql, params)
             self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise SmsCliError(f"{self.path}: journal write failed ({exc})") from None
 
     def close(self) -> None:
         db = getattr(self, "db", None)
-        if db is not None:
-            db.close()
-        os.close(self._lockfd)
+        try:
+            if db is not None:
+                with self._lock:  # not under a worker still recording an answer
+                    db.close()
+        except sqlite3.Error:
+            pass  # what was committed is on disk; nothing else to save
+        finally:
+            os.close(self._lockfd)

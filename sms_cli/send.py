@@ -18,7 +18,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .errors import ExitCode
+from .errors import ExitCode, SmsCliError
 from .failures import FailuresWriter
 from .journal import ACCEPTED as J_ACCEPTED, FAILED as J_FAILED, UNKNOWN as J_UNKNOWN, Journal
 from .model import Kind, Message, Outcome
@@ -136,7 +136,7 @@ class Run:
         with self.lock:
             self.s.reasons[(code, message[:120])] += 1
             self._tally(template, 3 if retryable == "unknown" else 2)
-        if self.failures is not None:
+        if self.failures is not None and not self._aborting():
             self.failures.write(raw, code, message, retryable)
 
     def _done(self, msg: Message, outcome: Outcome) -> None:
@@ -273,6 +273,8 @@ class Run:
                 state = nxt if nxt is not None and nxt[0] == raw.seq else None
                 if state is not None and self._from_journal(raw, state):
                     continue
+                if self._aborting():
+                    break  # the run ends with that error; the journal holds what was sent
                 if self.stop.is_set() and self.s.stopped != "fatal":
                     self._not_sent(raw)  # interrupted: be quick, the rest is not even validated
                     continue
@@ -310,15 +312,27 @@ class Run:
                     self.progress(s)
             for batch in batcher.flush():
                 dispatch(batch)
+        except BaseException as exc:  # e.g. the failures file hit a full disk: send nothing more
+            self.error = self.error or exc
+            self.request_stop("fatal", f"internal error: {exc}")
+            raise
         finally:
             for _ in workers:
                 self._put_sentinel()
             self._join(workers)
             s.elapsed = time.monotonic() - started
             self.progress(s)
-        if self.error is not None and not isinstance(self.error, Exception):
+        if self._aborting():
+            # a journal or disk failure: one error line naming the path; the journal keeps what
+            # was sent (rows whose answer it could not record are unknown next run)
             raise self.error
         return s
+
+    def _aborting(self) -> bool:
+        """The run ends by raising self.error (journal or disk failure, or an interrupt), so its
+        failures file is discarded and nothing more is written to it."""
+        err = self.error
+        return err is not None and (isinstance(err, SmsCliError) or not isinstance(err, Exception))
 
     def _from_journal(self, raw: RawRow, state: tuple[int, str, str, str]) -> bool:
         """Settle a row the journal already knows; False means send it (again)."""
@@ -367,8 +381,14 @@ class Run:
         with self.lock:  # requests that outlived the grace period: their outcome is unknown
             stuck = [m for batch in self.inflight.values() for m in batch]
             self.inflight.clear()
+        why = "still in flight when the run stopped"
+        if stuck and self.journal is not None and not self._aborting():
+            try:
+                self.journal.mark_unknown(stuck, why)
+            except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
+                self.error = exc
         for m in stuck:
-            self._done(m, Outcome(Kind.UNKNOWN, "Unknown", "still in flight when the run stopped"))
+            self._done(m, Outcome(Kind.UNKNOWN, "Unknown", why))
 
 
 @contextmanager

@@ -90,7 +90,7 @@ def write_config(tmp_path):
 
 def cli_env(env: dict | None = None) -> dict:
     """The environment the CLI subprocesses run in: this checkout importable, no user config."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_CLI_", "HTTP_PROXY", "HTTPS_PROXY"))}
+    out = {k: v for k, v in os.environ.items() if not k.startswith("SMS_CLI_") and not k.lower().endswith("_proxy")}
     out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
     out.setdefault("NO_COLOR", "1")
     out.update(env or {})

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from conftest import ROOT, _env
+from conftest import ROOT, cli_env
 
 README = ROOT / "README.md"
 
@@ -43,7 +43,7 @@ def test_every_readme_command_runs(tmp_path):
     wrapper = bindir / "sms-cli"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sms_cli "$@"\n')
     wrapper.chmod(0o755)
-    env = _env({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    env = cli_env({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
     background, ran = [], []
     try:
         for cmd in readme_commands()[2:] + [readme_commands()[0]]:

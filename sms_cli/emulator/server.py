@@ -4,7 +4,8 @@ Each API is a `Dialect` (one module each); this module owns what they share: rou
 blacklist, fault injection, the accepted-messages log and request statistics. Faults that
 happen before processing (5xx, throttling) leave nothing logged, so a retry is safe; faults
 after processing (stall past the client's timeout, dropped connection) log the messages, which
-is exactly the case sms-cli must report as unknown rather than resend.
+is exactly the case sms-cli must report as unknown rather than resend (so is an HTTP 504 after
+processing).
 """
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ class Options:
     throttle_rate: float = 0.0  # the provider's throttling error before processing
     timeout_rate: float = 0.0  # process, then stall for stall_ms (client read timeout -> unknown)
     drop_rate: float = 0.0  # process, then close the connection without an answer
+    gateway_timeout_rate: float = 0.0  # process, then answer HTTP 504 (a gateway gave up waiting)
     latency_ms: float = 0.0
     stall_ms: float = 5000.0
     log_path: str | None = None
@@ -225,6 +227,8 @@ def _handler(emu: Emulator):
                 return
             if reply.accepted and emu.chance(emu.options.timeout_rate):
                 time.sleep(emu.options.stall_ms / 1000)
+            if reply.accepted and emu.chance(emu.options.gateway_timeout_rate):
+                reply = Reply.json(504, {"Message": "gateway timeout"})  # taken, but the answer is lost
             self._write(reply)
 
         def _write(self, reply: Reply) -> None:

@@ -1,0 +1,564 @@
+"""Reliability of `sms-cli send`, driven through the real CLI in a subprocess against the
+in-thread emulator on 127.0.0.1: journal and resume, unknown outcomes, kill -9, signals, the
+journal lock, the shared rate limit, injected faults, and file safety."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_env, make_rows, run_cli, start_cli
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def send_cmd(inp, cfg, *extra) -> list:
+    return ["send", inp, "--config", cfg, "--json", *extra]
+
+
+def summary_of(proc) -> dict:
+    out = proc.stdout if isinstance(proc.stdout, str) else proc.stdout.read()
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert lines, f"no JSON summary (exit {proc.returncode}):\nstdout: {out}\nstderr: {proc.stderr}"
+    return json.loads(lines[-1])
+
+
+def send(inp, cfg, *extra, cwd, **kw) -> tuple[int, dict]:
+    return send_args(send_cmd(inp, cfg, *extra), cwd=cwd, **kw)
+
+
+def send_args(args, *, cwd, **kw) -> tuple[int, dict]:
+    proc = run_cli(*args, cwd=cwd, **kw)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, summary_of(proc)
+
+
+def logged(emu) -> Counter:
+    """Numbers the emulator accepted, from its log file (the record that survives the run)."""
+    counts: Counter = Counter()
+    with emu.lock:  # not while a request the killed client left behind is being logged
+        text = Path(emu.options.log_path).read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.strip():
+            counts[json.loads(line)["phone"]] += 1
+    return counts
+
+
+def failures(path) -> dict[str, dict]:
+    """phone -> failures-file row ({} when there is no file)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_phone = {r["phone"]: r for r in rows}
+    assert len(by_phone) == len(rows), "a row is in the failures file twice"
+    return by_phone
+
+
+def journal_states(path) -> Counter:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        run = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+        return Counter(dict(db.execute("SELECT state, count(*) FROM rows WHERE run=? GROUP BY state", (run,))))
+    finally:
+        db.close()
+
+
+def expected_exit(s: dict) -> int:
+    if s["invalid"] + s["failed"] + s["not_sent"]:
+        return 1
+    return 4 if s["unknown"] else 0
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def check_accounting(phones: list[str], emu, fpath, s: dict) -> dict[str, dict]:
+    """The invariants every run must keep; returns the failures-file rows."""
+    log = logged(emu)
+    failed = failures(fpath)
+    dups = {p: n for p, n in log.items() if n > 1}
+    assert not dups, f"sent twice: {list(dups)[:5]}"
+    assert set(log) <= set(phones)
+    missing = [p for p in phones if p not in log and p not in failed]
+    assert not missing, f"rows neither accepted by the emulator nor in the failures file: {missing[:5]}"
+    for p, row in failed.items():
+        if row["retryable"] == "unknown":
+            assert row["error_code"] == "Unknown"
+        else:  # failed before the provider took it (5xx, throttled): never in the emulator's log
+            assert p not in log, f"{p} is in the emulator log but the failures file says {row['error_code']}"
+    assert s["accepted"] + s["accepted_before"] + s["failed"] + s["unknown"] + s["not_sent"] == len(phones)
+    assert sum(1 for r in failed.values() if r["retryable"] == "unknown") == s["unknown"]
+    assert len(failed) == s["failed"] + s["unknown"] + s["not_sent"]
+    return failed
+
+
+# --- journal and resume ----------------------------------------------------------------------
+def test_completed_run_resumes_to_nothing_and_keeps_the_input(tmp_path, emulator, write_config):
+    emu = emulator()
+    cfg = write_config(emu)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 2500)
+    digest = hashlib.sha256(inp.read_bytes()).hexdigest()
+
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 0 and s["accepted"] == 2500 and not s["resumed"] and s["exit_code"] == 0
+    assert (tmp_path / "in.journal.sqlite").exists() and s["journal"].endswith("in.journal.sqlite")
+    assert logged(emu) == Counter({p: 1 for p in phones})
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(accepted=2500)
+    # the stable per-row key went into uSpeedo's UserId
+    keys = {e["phone"]: e["user_id"] for e in emu.accepted}
+    assert keys[phones[0]] == f"{digest[:12]}-0" and keys[phones[2499]] == f"{digest[:12]}-2499"
+    assert all(len(k) <= 32 for k in keys.values())
+    requests = emu.stats()["requests"]
+
+    proc = run_cli("send", inp, "--config", cfg, cwd=tmp_path)  # plain text summary for cron
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed" in proc.stderr and "2500 accepted" in proc.stderr
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 0 and s["resumed"] and s["previous"] == {"accepted": 2500}
+    assert s["accepted"] == 0 and s["accepted_before"] == 2500 and s["requests"] == 0
+    assert emu.stats()["requests"] == requests
+    assert logged(emu) == Counter({p: 1 for p in phones})
+    assert hashlib.sha256(inp.read_bytes()).hexdigest() == digest  # the input is never modified
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_skips_accepted_and_permanent_retries_the_rest(tmp_path, emulator, write_config):
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 1500)
+    early_bad, late_bad = phones[10:13], phones[1200:1202]
+    emu = emulator(blacklist=set(early_bad + late_bad))
+    cfg = write_config(emu, max_attempts=2)
+    fpath = tmp_path / "in.failed.csv"
+
+    # 1: only the first 1000 rows; three are refused permanently
+    code, s = send(inp, cfg, "--limit", "1000", cwd=tmp_path)
+    assert code == 1 and s["accepted"] == 997 and s["failed"] == 3
+    assert {p for p, r in failures(fpath).items()} == set(early_bad)
+    assert all(r["retryable"] == "no" and r["error_code"] == "FailContent" for r in failures(fpath).values())
+
+    # 2: the rest meets a provider that answers 503 to everything: retryable failures
+    emu.set_blacklist(late_bad)  # the early ones would now pass: a retry of them would show
+    emu.options.fail_rate = 1.0
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 1 and s["resumed"] and s["previous"] == {"accepted": 997, "failed": 3}
+    assert s["accepted"] == 0 and s["accepted_before"] == 997 and s["failed"] == 503
+    failed = failures(fpath)
+    assert sum(r["retryable"] == "yes" for r in failed.values()) == 500
+    assert {p for p, r in failed.items() if r["retryable"] == "no"} == set(early_bad)
+    check_accounting(phones, emu, fpath, s)
+
+    # 3: the provider is back: retryable rows are sent, permanent ones are not retried
+    emu.options.fail_rate = 0.0
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 1 and s["resumed"]
+    assert s["accepted"] == 498 and s["accepted_before"] == 997 and s["failed"] == 5
+    failed = check_accounting(phones, emu, fpath, s)
+    assert set(failed) == set(early_bad + late_bad)
+    assert all(r["retryable"] == "no" for r in failed.values())
+    assert set(logged(emu)) == set(phones) - set(early_bad + late_bad)
+
+    # 4: nothing left to send; the permanent failures are written again
+    before = emu.stats()["requests"]
+    fpath.unlink()
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 1 and s["requests"] == 0 and s["accepted_before"] == 1495 and s["failed"] == 5
+    assert set(failures(fpath)) == set(early_bad + late_bad)
+    assert emu.stats()["requests"] == before
+
+
+def test_fresh_needs_yes_when_rows_were_accepted(tmp_path, emulator, write_config):
+    emu = emulator()
+    cfg = write_config(emu)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 300)
+    code, s = send(inp, cfg, "--fresh", cwd=tmp_path)  # nothing accepted yet: no --yes needed
+    assert code == 0 and not s["resumed"] and s["accepted"] == 300
+    requests = emu.stats()["requests"]
+
+    proc = run_cli(*send_cmd(inp, cfg, "--fresh"), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--yes" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert emu.stats()["requests"] == requests
+
+    code, s = send(inp, cfg, "--fresh", "--yes", cwd=tmp_path)  # deliberately sends again
+    assert code == 0 and not s["resumed"] and s["accepted"] == 300
+    assert logged(emu) == Counter({p: 2 for p in phones})
+
+
+def test_changed_input_is_a_new_run(tmp_path, emulator, write_config):
+    emu = emulator()
+    cfg = write_config(emu)
+    inp = tmp_path / "in.csv"
+    first = make_rows(inp, 200)
+    original = inp.read_bytes()
+    assert send(inp, cfg, cwd=tmp_path)[0] == 0
+
+    second = make_rows(inp, 150, start=5000)  # same file name, other content
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 0 and not s["resumed"] and s["accepted"] == 150 and s["accepted_before"] == 0
+    assert logged(emu) == Counter({p: 1 for p in first + second})
+
+    inp.write_bytes(original)  # the first content again: its own run, already done
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 0 and s["resumed"] and s["accepted"] == 0 and s["accepted_before"] == 200
+    assert logged(emu) == Counter({p: 1 for p in first + second})
+
+
+def test_stdin_is_journaled_in_the_working_directory(tmp_path, emulator, write_config):
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 120)
+    emu = emulator(blacklist={phones[7]})
+    cfg = write_config(emu)
+    work = tmp_path / "work"
+    work.mkdir()
+    data = inp.read_text(encoding="utf-8")
+
+    code, s = send("-", cfg, cwd=work, input=data)
+    assert code == 1 and s["accepted"] == 119 and s["failed"] == 1
+    assert (work / "sms-stdin.journal.sqlite").exists() and s["journal"].endswith("sms-stdin.journal.sqlite")
+    assert journal_states(work / "sms-stdin.journal.sqlite") == Counter(accepted=119, failed=1)
+    fpath = work / s["failures_file"]  # relative names: in the working directory
+    assert fpath.parent == work and fpath.suffix == ".csv"  # CSV in, CSV failures file out
+    assert set(failures(fpath)) == {phones[7]}
+
+    code, s = send("-", cfg, cwd=work, input=data)  # the same content piped again resumes
+    assert code == 1 and s["resumed"] and s["accepted"] == 0 and s["accepted_before"] == 119
+    assert s["requests"] == 0 and set(failures(work / s["failures_file"])) == {phones[7]}
+    assert logged(emu) == Counter({p: 1 for p in phones if p != phones[7]})
+    assert not [p for p in work.iterdir() if p.suffix == ".spool" or p.name.endswith(".tmp")]
+
+
+def test_second_process_on_the_same_journal_is_refused(tmp_path, emulator, write_config):
+    emu = emulator(latency_ms=150)
+    cfg = write_config(emu, "aliyun")
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 1000)
+    first = start_cli(*send_cmd(inp, cfg, "--concurrency", "1"), cwd=tmp_path)
+    try:
+        wait_for(lambda: emu.stats()["requests"] >= 1, what="the first run to send")
+        second = run_cli(*send_cmd(inp, cfg), cwd=tmp_path)
+        assert first.poll() is None, "the first run ended before the second one started"
+        assert second.returncode == 2 and second.stdout == ""
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["accepted"] == 1000
+    assert logged(emu) == Counter({p: 1 for p in phones})
+
+
+# --- unknown outcomes ------------------------------------------------------------------------
+@pytest.mark.parametrize("provider,fault", [("uspeedo", "timeout_rate"), ("tencent", "drop_rate"),
+                                            ("aliyun", "gateway_timeout_rate")])
+def test_unknown_outcomes_exit_4_and_retry_unknown_resends(tmp_path, emulator, write_config, provider, fault):
+    emu = emulator(**{fault: 1.0}, stall_ms=1500)
+    cfg = write_config(emu, provider)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 400)
+    fpath = tmp_path / "in.failed.csv"
+
+    code, s = send(inp, cfg, cwd=tmp_path)
+    assert code == 4 and s["unknown"] == 400 and s["accepted"] == 0 and s["failed"] == 0
+    rows = failures(fpath)
+    assert set(rows) == set(phones)
+    assert {(r["error_code"], r["retryable"]) for r in rows.values()} == {("Unknown", "unknown")}
+    assert logged(emu) == Counter({p: 1 for p in phones})  # the provider did take them
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(unknown=400)
+    if provider == "tencent":  # the stable key went into SessionContext
+        digest = hashlib.sha256(inp.read_bytes()).hexdigest()
+        assert {e["user_id"] for e in emu.accepted} == {f"{digest[:12]}-{i}" for i in range(400)}
+
+    setattr(emu.options, fault, 0.0)
+    requests = emu.stats()["requests"]
+    code, s = send(inp, cfg, cwd=tmp_path)  # never resent automatically
+    assert code == 4 and s["resumed"] and s["unknown"] == 400 and s["requests"] == 0
+    assert emu.stats()["requests"] == requests and set(failures(fpath)) == set(phones)
+    proc = run_cli("send", inp, "--config", cfg, cwd=tmp_path)  # the text summary counts them apart
+    assert proc.returncode == 4 and "400 unknown" in proc.stderr and "--retry-unknown" in proc.stderr
+
+    code, s = send(inp, cfg, "--retry-unknown", cwd=tmp_path)  # deliberately
+    assert code == 0 and s["accepted"] == 400 and s["unknown"] == 0
+    assert logged(emu) == Counter({p: 2 for p in phones})
+    assert not fpath.exists() and s["stale_failures_removed"]
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(accepted=400)
+
+
+# --- file safety -----------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["missing-folder", "under-a-file", "a-directory"])
+def test_unwritable_failures_path_is_refused_before_sending(tmp_path, emulator, write_config, where):
+    emu = emulator()
+    cfg = write_config(emu)
+    inp = tmp_path / "in.csv"
+    make_rows(inp, 50)
+    (tmp_path / "plain-file").write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    target = {"missing-folder": tmp_path / "no" / "such" / "f.csv",
+              "under-a-file": tmp_path / "plain-file" / "f.csv",
+              "a-directory": tmp_path / "a-dir"}[where]
+    proc = run_cli(*send_cmd(inp, cfg, "--failures", target), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and str(target) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert emu.stats()["requests"] == 0 and logged(emu) == Counter()
+    assert (tmp_path / "plain-file").read_text() == "x" and (tmp_path / "a-dir").is_dir()
+
+    code, s = send(inp, cfg, cwd=tmp_path)  # nothing was recorded as sent: a good path sends all
+    assert code == 0 and s["accepted"] == 50 and not s["resumed"]
+
+
+# --- concurrency and rate limit --------------------------------------------------------------
+def test_rate_limit_holds_across_workers(tmp_path, emulator, write_config):
+    emu = emulator()
+    cfg = write_config(emu, "tencent", rate_limit=5)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 2400)  # 12 requests of 200
+    code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)
+    assert code == 0 and s["accepted"] == 2400
+    times = sorted(emu.stats()["request_times"])
+    assert len(times) == 12
+    worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+    assert worst <= 6, f"{worst} requests within one second at rate_limit 5"
+    assert logged(emu) == Counter({p: 1 for p in phones})
+
+
+def test_retries_recover_from_5xx_and_throttling(tmp_path, emulator, write_config):
+    emu = emulator(fail_rate=0.25, throttle_rate=0.25)
+    cfg = write_config(emu, "tencent", max_attempts=12)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 2000)
+    code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)
+    assert code == 0, s
+    assert s["accepted"] == 2000 and s["failed"] == 0 and s["unknown"] == 0
+    assert s["requests"] > 10 and emu.stats()["requests"] == s["requests"]  # retries happened
+    assert logged(emu) == Counter({p: 1 for p in phones})
+
+
+@pytest.mark.parametrize("provider", ["uspeedo", "tencent", "aliyun"])
+def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provider):
+    emu = emulator(fail_rate=0.2, throttle_rate=0.2, timeout_rate=0.2, drop_rate=0.2, gateway_timeout_rate=0.1,
+                   stall_ms=1200)
+    cfg = write_config(emu, provider)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 3000)
+    fpath = tmp_path / "in.failed.csv"
+
+    code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)
+    assert s["valid"] == 3000 and s["invalid"] == 0
+    assert s["accepted"] + s["failed"] + s["unknown"] == 3000
+    assert code == expected_exit(s) == s["exit_code"]
+    check_accounting(phones, emu, fpath, s)
+    assert journal_states(tmp_path / "in.journal.sqlite")["accepted"] == s["accepted"]
+
+    code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)  # resume under the same faults
+    assert s["resumed"] and code == expected_exit(s)
+    check_accounting(phones, emu, fpath, s)
+
+
+# --- kill -9 and signals ---------------------------------------------------------------------
+@pytest.mark.parametrize("provider,rows,concurrency", [("uspeedo", 9000, 1), ("tencent", 4000, 3)])
+def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, provider, rows, concurrency):
+    rng = random.Random(f"{provider}-kill")
+    emu = emulator(latency_ms=60)
+    cfg = write_config(emu, provider)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, rows)
+    fpath = tmp_path / "in.failed.csv"
+    args = send_cmd(inp, cfg, "--concurrency", str(concurrency))
+    batch = 1000 if provider == "uspeedo" else 200
+    kills = 0
+    for _ in range(6):
+        if kills == 3:
+            break
+        seen = emu.stats()["requests"]
+        proc = start_cli(*args, cwd=tmp_path)
+        try:
+            k = rng.randint(1, 2)  # kill once this run's k-th request reached the provider...
+            wait_for(lambda: emu.stats()["requests"] >= seen + k or proc.poll() is not None,
+                     what="requests to reach the emulator")
+            time.sleep(rng.uniform(0, 0.08))  # ...at a random moment of its 60 ms in flight, or after
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+        assert proc.returncode in (-signal.SIGKILL, 0, 4), proc.stderr
+        assert not [n for n, c in logged(emu).items() if c > 1], "sent twice after a kill"
+    assert kills == 3, "the run finished before it could be killed three times"
+
+    code, s = send_args(args, cwd=tmp_path)
+    assert s["resumed"] and code == expected_exit(s) and code in (0, 4)
+    failed = check_accounting(phones, emu, fpath, s)
+    assert all(r["retryable"] == "unknown" for r in failed.values())
+    assert s["unknown"] <= kills * concurrency * batch  # only what a kill caught in flight
+    log = logged(emu)
+    assert all(log[p] == 1 for p in phones if p not in failed)  # accepted exactly once
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(
+        {k: v for k, v in (("accepted", len(phones) - len(failed)), ("unknown", len(failed))) if v})
+
+    code, s = send_args(args, cwd=tmp_path)  # and once more: nothing moves
+    assert s["requests"] == 0 and s["unknown"] == len(failed) and code == expected_exit(s)
+
+
+@pytest.mark.parametrize("sig,exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code):
+    emu = emulator(latency_ms=80)
+    cfg = write_config(emu, "tencent")
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 4000)  # 20 requests of 200
+    fpath = tmp_path / "in.failed.csv"
+    jpath = tmp_path / "in.journal.sqlite"
+    args = send_cmd(inp, cfg, "--concurrency", "2")
+    proc = start_cli(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: emu.stats()["requests"] >= 4, what="requests to reach the emulator")
+        sent_at = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == exit_code, err
+    assert "Traceback" not in err
+    s = json.loads(out.splitlines()[-1])
+    assert s["stopped"] == sig.name and s["exit_code"] == exit_code
+    assert 0 < s["accepted"] < 4000 and s["not_sent"] > 0
+    # no new batches after the signal: only what was already in flight arrived later
+    assert sum(1 for t in emu.stats()["request_times"] if t > sent_at) <= 2
+    failed = check_accounting(phones, emu, fpath, s)
+    assert all(r["error_code"] in ("NotSent", "Unknown") for r in failed.values())
+    states = journal_states(jpath)
+    assert states["accepted"] == s["accepted"] and "inflight" not in states
+    assert set(logged(emu)) == {p for p in phones if p not in failed} | {
+        p for p, r in failed.items() if r["retryable"] == "unknown" and p in logged(emu)}
+
+    code, s2 = send(inp, cfg, "--concurrency", "2", cwd=tmp_path)
+    assert code == 0 and s2["resumed"] and s2["previous"]["accepted"] == s["accepted"]
+    assert s2["accepted_before"] == s["accepted"] and s2["accepted"] == 4000 - s["accepted"]
+    assert logged(emu) == Counter({p: 1 for p in phones})
+    assert not fpath.exists()
+
+
+def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, emulator, write_config):
+    emu = emulator(timeout_rate=1.0, stall_ms=20000)  # taken, then no answer for 20 s
+    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": 30})
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 1000)
+    fpath = tmp_path / "in.failed.csv"
+    args = send_cmd(inp, cfg, "--concurrency", "2")
+    proc = start_cli(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
+        proc.send_signal(signal.SIGINT)  # waits for the two stalled requests (grace period)...
+        time.sleep(0.3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # ...a second Ctrl-C does not
+        proc.communicate(timeout=8)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(inflight=400)
+
+    emu.options.timeout_rate = 0.0
+    code, s = send_args(args, cwd=tmp_path)
+    assert code == 4 and s["resumed"] and s["previous"] == {"unknown": 400}
+    assert s["unknown"] == 400 and s["accepted"] == 600
+    failed = check_accounting(phones, emu, fpath, s)
+    assert len(failed) == 400 and all(r["error_code"] == "Unknown" for r in failed.values())
+    assert logged(emu) == Counter({p: 1 for p in phones})  # the 400 were taken once, never resent
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed run's temporary failures file is gone
+
+
+def test_sigterm_with_requests_stuck_past_the_grace_period(tmp_path, emulator, write_config):
+    emu = emulator(timeout_rate=1.0, stall_ms=25000)  # taken, then no answer for 25 s
+    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": 60})
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 1000)
+    fpath = tmp_path / "in.failed.csv"
+    args = send_cmd(inp, cfg, "--concurrency", "2")
+    proc = start_cli(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    s = json.loads(out.splitlines()[-1])
+    assert s["stopped"] == "SIGTERM" and s["unknown"] == 400 and s["not_sent"] == 600 and s["accepted"] == 0
+    failed = check_accounting(phones, emu, fpath, s)
+    assert Counter(r["error_code"] for r in failed.values()) == Counter(Unknown=400, NotSent=600)
+    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(unknown=400)  # as the failures file says
+
+    emu.options.timeout_rate = 0.0
+    code, s = send_args(args, cwd=tmp_path)
+    assert code == 4 and s["accepted"] == 600 and s["unknown"] == 400
+    check_accounting(phones, emu, fpath, s)
+    assert logged(emu) == Counter({p: 1 for p in phones})
+
+
+FULL_DISK = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like ENOSPC
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv[0] = "sms-cli"
+runpy.run_module("sms_cli", run_name="__main__")
+"""
+
+
+def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(tmp_path, emulator, write_config):
+    mid_run = 0
+    for i, limit in enumerate((20_000, 150_000, 1_000_000)):  # bytes any one file may grow to
+        emu = emulator()
+        cfg = write_config(emu, "aliyun")
+        work = tmp_path / f"disk{i}"
+        work.mkdir()
+        inp = work / "in.csv"
+        phones = make_rows(inp, 3000)
+        proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(limit), *map(str, send_cmd(inp, cfg))],
+                              cwd=work, env=cli_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode in (0, 2), proc.stderr
+        assert "Traceback" not in proc.stderr
+        if proc.returncode == 2:
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("sms-cli: error: ")
+            assert str(work / "in.journal.sqlite") in lines[0] or str(work / "in.failed.csv") in lines[0]
+        sent = sum(logged(emu).values())
+        if i == 0:
+            assert proc.returncode == 2 and sent == 0  # the journal could not be set up: nothing sent
+        mid_run += proc.returncode == 2 and sent > 0
+
+        code, s = send(inp, cfg, cwd=work)  # room again: the same command resumes
+        assert code == expected_exit(s) and code in (0, 4)
+        failed = check_accounting(phones, emu, work / "in.failed.csv", s)
+        assert all(r["retryable"] == "unknown" for r in failed.values())
+        assert not list(work.glob(".*.tmp"))
+    assert mid_run, "no limit hit the run after it had started sending"
