@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from functools import wraps
 from typing import List, Optional
@@ -175,6 +176,8 @@ def emulator(
     throttle_rate: float = typer.Option(0.0, "--throttle-rate", min=0, max=1, help="Share answered with the provider's throttling error."),
     timeout_rate: float = typer.Option(0.0, "--timeout-rate", min=0, max=1, help="Share taken, then answered after --stall-ms."),
     drop_rate: float = typer.Option(0.0, "--drop-rate", min=0, max=1, help="Share taken, then the connection dropped."),
+    gateway_timeout_rate: float = typer.Option(0.0, "--gateway-timeout-rate", min=0, max=1,
+                                               help="Share taken, then answered HTTP 504."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay before every answer."),
     stall_ms: float = typer.Option(5000.0, "--stall-ms", min=0),
     log: str = typer.Option("emulator-accepted.jsonl", "--log", help="Accepted messages, one JSON line each."),
@@ -186,13 +189,12 @@ def emulator(
 
     Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
     """
-    import signal
-
     from .emulator import Emulator, Options as EmuOptions
     from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist
 
     opts = EmuOptions(host=host, port=port, blacklist=load_blacklist(blacklist), fail_rate=fail_rate,
                       throttle_rate=throttle_rate, timeout_rate=timeout_rate, drop_rate=drop_rate,
+                      gateway_timeout_rate=gateway_timeout_rate,
                       latency_ms=latency_ms, stall_ms=stall_ms, log_path=log,
                       key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed)
     try:
@@ -201,11 +203,8 @@ def emulator(
         raise SmsCliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "
           f"accepted messages -> {log}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        emu.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        emu.serve_forever()  # until SIGINT/SIGTERM (main() turns both into a clean exit)
     finally:
         emu.stop()
 
@@ -239,6 +238,10 @@ def config_check(config: Optional[str] = typer.Option(None, "--config", "-c", he
 
 
 def main() -> None:
+    # A signal before a run installs its own handlers (while the input is read and hashed, say)
+    # still exits 130/143 without a traceback; nothing has been sent yet at that point.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(ExitCode.SIGTERM)))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(int(ExitCode.SIGINT)))
     try:
         app()
     except SmsCliError as exc:  # raised outside a command (should not happen, but never a traceback)

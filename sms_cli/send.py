@@ -111,7 +111,7 @@ class Run:
         self.journal, self.failures, self.opts = journal, failures, options
         self.progress = progress or (lambda summary: None)
         self.s = Summary(provider=provider.settings.name, provider_type=provider.type,
-                         total_hint=source.lines)
+                         total_hint=source.lines - (source.fmt == "csv"))  # less the header
         self.stop = threading.Event()
         self.limiter = RateLimiter(provider.rate_limit)
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, options.concurrency * 2))

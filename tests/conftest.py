@@ -44,6 +44,22 @@ def emulator(tmp_path):
         emu.stop()
 
 
+@pytest.fixture(scope="module")
+def module_emulator():
+    """One emulator for a whole test module (starting one per test is slow for adapter tests).
+    It blacklists +60111111111 and +85255311101; use `emu` for a clean accepted log per test."""
+    emu = Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"})).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def emu(module_emulator):
+    with module_emulator.lock:
+        module_emulator.accepted.clear()  # each test sees only what it sent
+    return module_emulator
+
+
 def _yaml_scalar(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_yaml_scalar(v)}" for k, v in value.items()) + "}"

@@ -98,20 +98,6 @@ def settings(url: str, **options) -> ProviderSettings:
                             read_timeout=5, max_attempts=4, options=opts)
 
 
-@pytest.fixture(scope="module")
-def server():
-    e = Emulator(Options(port=0, seed=1, blacklist={"+60111111111"})).start()
-    yield e
-    e.stop()  # one server per module: each stop waits out the serve_forever poll
-
-
-@pytest.fixture
-def emu(server):
-    with server.lock:
-        server.accepted.clear()  # each test sees only what it sent
-    return server
-
-
 @pytest.fixture
 def provider(emu):
     p = Tencent(settings(emu.url))

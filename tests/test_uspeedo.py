@@ -95,13 +95,6 @@ def test_named_params_need_template_names():
     assert "parameter names" in p.prepare(m2)
 
 
-@pytest.fixture(scope="module")
-def emu():
-    e = Emulator(Options(port=0, seed=3, blacklist={"+85255311101"})).start()
-    yield e
-    e.stop()
-
-
 @pytest.mark.parametrize("auth", ["signature", "basic"])
 def test_blacklisted_number_fails_others_accepted(emu, auth):
     p = USpeedo(settings(emu.url + "/api", auth=auth))
