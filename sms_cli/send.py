@@ -114,6 +114,8 @@ class Run:
                          total_hint=source.lines - (source.fmt == "csv"))  # less the header
         self.stop = threading.Event()
         self.limiter = RateLimiter(provider.rate_limit)
+        if provider.http is not None:
+            provider.http.pace = self.limiter.pace
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, options.concurrency * 2))
         self.lock = threading.Lock()
         self.inflight: dict[int, list[Message]] = {}

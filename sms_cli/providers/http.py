@@ -87,11 +87,14 @@ class Http:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.trust_env = False  # proxies from the environment must not see message bodies
+        self.pace = None  # set by the run: the rate limiter's last word before a request leaves
 
     def post(self, url: str, body: bytes, headers: dict[str, str], *, action: str, count: int
              ) -> requests.Response:
         """POST; return the response for statuses the adapter should read, else raise
         RequestFailed with the classified outcome."""
+        if self.pace is not None:
+            self.pace()
         started = time.monotonic()
         try:
             resp = self.session.post(url, data=body, headers=headers, timeout=self.timeout)
