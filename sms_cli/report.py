@@ -49,8 +49,7 @@ def summary_text(s: Summary) -> str:
     for (code, message), n in s.reasons.most_common(3):
         lines.append(f"  {n} x {code}: {message}")
     if s.refs:
-        more = f" (+{s.refs_total - len(s.refs)} more)" if s.refs_total > len(s.refs) else ""
-        lines.append("submission ids: " + ", ".join(s.refs[:5]) + (" ..." if len(s.refs) > 5 else "") + more)
+        lines.append("submission ids: " + ", ".join(s.refs[:5]) + (" ..." if len(s.refs) > 5 else ""))
     if s.failures_path:
         lines.append(f"failures file: {s.failures_path}  (resend: sms-cli send {s.failures_path})")
     if s.stale_removed:

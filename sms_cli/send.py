@@ -64,8 +64,7 @@ class Summary:
     failures_path: str | None = None
     stale_removed: str | None = None
     journal_path: str | None = None
-    refs: list[str] = field(default_factory=list)
-    refs_total: int = 0
+    refs: list[str] = field(default_factory=list)  # the first MAX_REFS submission ids
     elapsed: float = 0.0
     total_hint: int | None = None  # for a progress bar
     batch_sizes: Counter = field(default_factory=Counter)  # dry run: numbers per request
@@ -285,13 +284,13 @@ class Run:
                     continue
                 if raw.retryable == "unknown" and not opts.retry_unknown:
                     s.unknown += 1
-                    self._fail(raw, None, "Unknown", "outcome unknown in an earlier run; "
+                    self._fail(raw, self._template(raw), "Unknown", "outcome unknown in an earlier run; "
                                "resend with --retry-unknown", "unknown")
                     continue
                 msg = validate(raw)
                 if isinstance(msg, Rejected):
                     s.invalid += 1
-                    self._fail(raw, self.validator.effective(raw).template_id or None, msg.code, msg.reason, "no")
+                    self._fail(raw, self._template(raw), msg.code, msg.reason, "no")
                     continue
                 if self.stop.is_set():  # a fatal error: invalid rows still get their reason
                     self._not_sent(raw, msg.template_id)
@@ -336,6 +335,10 @@ class Run:
         err = self.error
         return err is not None and (isinstance(err, SmsCliError) or not isinstance(err, Exception))
 
+    def _template(self, raw: RawRow) -> str | None:
+        """The template a row would use, for the per-template summary of rows not sent."""
+        return self.validator.effective(raw).template_id or None
+
     def _from_journal(self, raw: RawRow, state: tuple[int, str, str, str]) -> bool:
         """Settle a row the journal already knows; False means send it (again)."""
         _, st, code, message = state
@@ -344,11 +347,11 @@ class Run:
             return True
         if st == J_FAILED:
             self.s.failed += 1
-            self._fail(raw, None, code or "Failed", message or "", "no")
+            self._fail(raw, self._template(raw), code or "Failed", message or "", "no")
             return True
         if st == J_UNKNOWN and not self.opts.retry_unknown:
             self.s.unknown += 1
-            self._fail(raw, None, "Unknown", message or "outcome unknown", "unknown")
+            self._fail(raw, self._template(raw), "Unknown", message or "outcome unknown", "unknown")
             return True
         return False  # retryable failure, never finished, or --retry-unknown
 
