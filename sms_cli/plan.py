@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 
+from . import segments
 from .model import Message
+from .validate import render
 
 
 class Batcher:
@@ -48,10 +50,7 @@ class Estimator:
         self.templates = templates
         self.by_template: dict[str, dict] = {}
 
-    def add(self, msg: Message) -> None:
-        from . import segments
-        from .validate import render
-
+    def add(self, msg: Message) -> None:  # once per row: imports are at module level
         tpl = self.templates.get(msg.template_id)
         est = self.by_template.get(msg.template_id)
         if est is None:

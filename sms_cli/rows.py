@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ ALIASES = {
 META = ("error_code", "error_message", "line", "retryable")
 
 
+@lru_cache(maxsize=4096)  # called for every field of every row, but files repeat a few names
 def canonical(name: str) -> str | None:
     key = name.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
     if key.startswith("param") and key[5:].isdigit():
@@ -186,15 +188,24 @@ def _csv_rows(source: Source) -> Iterator[RawRow]:
         retry_col = next((i for i, n in enumerate(names) if n.lower() == "retryable"), None)
         kept_names = [names[i] for i in keep]
         width, seq, start = len(names), 0, reader.line_num + 1
+        # the usual case: no meta columns to leave out, and (with two or more columns) a row of
+        # exactly `width` cells cannot be a blank line
+        fast = len(keep) == width and width > 1
         try:
             for values in reader:
                 line, start = start, reader.line_num + 1
-                if not values or (len(values) == 1 and not values[0].strip()):
+                count = len(values)
+                if count == width and fast:
+                    yield RawRow(seq, line, dict(zip(kept_names, values)))
+                    seq += 1
+                    continue
+                if not values or (count == 1 and not values[0].strip()):
                     continue  # blank line
                 error = None
-                if len(values) > width:
-                    error = f"{len(values)} cells but the header has {width}"
-                values += [""] * (width - len(values))
+                if count > width:
+                    error = f"{count} cells but the header has {width}"
+                elif count < width:
+                    values += [""] * (width - count)
                 record = dict(zip(kept_names, (values[i] for i in keep)))
                 retry = values[retry_col].strip().lower() if retry_col is not None else None
                 yield RawRow(seq, line, record, retry or None, error)

@@ -1,0 +1,70 @@
+"""The bare minimum a bulk sender must do, as a yardstick for sms-cli's own CPU cost.
+
+Reads the CSV with the csv module, validates each number with phonenumbers, and serialises
+uSpeedo SendBatchUSMSMessage request bodies of --batch numbers each (JSON, not sent). No
+journal, no failures file, no HTTP: what is left is what any implementation has to pay.
+
+    python benchmarks/baseline.py INPUT.csv [--batch 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+import phonenumbers
+
+
+def run(path: str, batch_size: int) -> tuple[int, int, int]:
+    """-> (rows, valid, bytes of request bodies)."""
+    rows = valid = size = 0
+    targets: dict[str, list[dict]] = {}  # template id -> Target entries of the request being filled
+    pending = 0
+
+    def flush() -> int:
+        body = {"Action": "SendBatchUSMSMessage", "AccountId": 1,
+                "TaskContent": [{"TemplateId": t, "Target": ts} for t, ts in targets.items()]}
+        targets.clear()
+        return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        col = {name: i for i, name in enumerate(header)}
+        phone_i, tpl_i = col["phone"], col["template_id"]
+        param_i = [col[n] for n in ("param1", "param2") if n in col]
+        for values in reader:
+            rows += 1
+            try:
+                num = phonenumbers.parse(values[phone_i], None)
+            except phonenumbers.NumberParseException:
+                continue
+            if not phonenumbers.is_valid_number(num):
+                continue
+            valid += 1
+            params = [values[i] for i in param_i if values[i]]
+            targets.setdefault(values[tpl_i], []).append(
+                {"Phone": f"({num.country_code}){num.national_number}", "TemplateParams": params,
+                 "UserId": str(rows)})
+            pending += 1
+            if pending == batch_size:
+                size += flush()
+                pending = 0
+        if pending:
+            size += flush()
+    return rows, valid, size
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("input")
+    ap.add_argument("--batch", type=int, default=1000)
+    args = ap.parse_args(argv)
+    rows, valid, size = run(args.input, args.batch)
+    print(f"baseline: {rows} rows, {valid} valid, {size} bytes of request bodies")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
