@@ -43,6 +43,22 @@ STATE_OF = {Kind.ACCEPTED: ACCEPTED, Kind.PERMANENT: FAILED, Kind.RETRYABLE: RET
             Kind.FATAL: RETRY, Kind.UNKNOWN: UNKNOWN}
 
 
+
+def _batch_upsert(json_cols: tuple[str, ...], fixed_cols: tuple[str, ...], update: tuple[str, ...]) -> str:
+    """One statement that writes a whole batch from a JSON array of rows: executemany would hand
+    Python's global lock back and forth on every row, starving the reader thread of a big run.
+    Driven by the array, each row is found by its primary key. Parameters: run, the fixed
+    columns' values, then the JSON text."""
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(json_cols)))
+    return (f"INSERT INTO rows(run, {', '.join(json_cols + fixed_cols)}) "
+            f"SELECT ?, {picks}{', ?' * len(fixed_cols)} FROM json_each(?) WHERE true "
+            f"ON CONFLICT(run, seq) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in update)}")
+
+
+MARK_INFLIGHT = _batch_upsert(("seq", "line", "phone"), ("state", "attempts"), ("state", "attempts"))
+RECORD = _batch_upsert(("seq", "line", "phone", "state", "code", "message", "ref"), (),
+                       ("state", "code", "message", "ref"))
+
 def default_path(input_name: str) -> Path:
     if input_name == "-":
         return Path("sms-stdin.journal.sqlite")
@@ -154,10 +170,11 @@ class Journal:
 
     # --- rows ------------------------------------------------------------------------------
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
-        with self._lock:
-            self._write("INSERT INTO rows(run, seq, line, phone, state, attempts) VALUES (?,?,?,?,?,?) "
-                        "ON CONFLICT(run, seq) DO UPDATE SET state=excluded.state, attempts=excluded.attempts",
-                        [(self.run_id, m.seq, m.line, m.phone, INFLIGHT, attempt) for m in batch])
+        rows = json.dumps([[m.seq, m.line, m.phone] for m in batch])
+        with self._lock, self._guard("journal write failed"):
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(MARK_INFLIGHT, (self.run_id, INFLIGHT, attempt, rows))
+            self.db.execute("COMMIT")
 
     def mark_unknown(self, batch: list[Message], message: str) -> None:
         """Rows whose request was still in flight when the run had to stop: unknown (unless the
@@ -175,10 +192,9 @@ class Journal:
                                      "; rows whose answer it could not record are unknown next run"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.executemany(
-                    "UPDATE rows SET state=?, code=?, message=?, ref=? WHERE run=? AND seq=?",
-                    [(STATE_OF[o.kind], o.code or None, o.message or None, o.ref or None, self.run_id, m.seq)
-                     for m, o in zip(batch, outcomes)])
+                answers = json.dumps([[m.seq, m.line, m.phone, STATE_OF[o.kind], o.code or None,
+                                       o.message or None, o.ref or None] for m, o in zip(batch, outcomes)])
+                self.db.execute(RECORD, (self.run_id, answers))
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
                 self.db.execute("COMMIT")

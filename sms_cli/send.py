@@ -12,6 +12,7 @@ import os
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from .validate import Rejected, Validator
 
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 MAX_REFS = 100
+MAX_REASONS = 1000  # distinct failure reasons kept for the summary
 
 
 @dataclass
@@ -134,35 +136,42 @@ class Run:
             stats[col] += 1
 
     def _fail(self, raw: RawRow, template: str | None, code: str, message: str, retryable: str) -> None:
+        key = (code, message[:120])
         with self.lock:
-            self.s.reasons[(code, message[:120])] += 1
+            if key not in self.s.reasons and len(self.s.reasons) >= MAX_REASONS:
+                key = (code, "(other reasons)")  # reasons that name the number would grow forever
+            self.s.reasons[key] += 1
             self._tally(template, 3 if retryable == "unknown" else 2)
         if self.failures is not None and not self._aborting():
             self.failures.write(raw, code, message, retryable)
 
-    def _done(self, msg: Message, outcome: Outcome) -> None:
-        kind = outcome.kind
-        if kind is Kind.ACCEPTED:
+    def _settle(self, answered: list[tuple[Message, Outcome]]) -> None:
+        """Count and file the final outcome of each row (accepted ones under one lock)."""
+        accepted = [(m, o) for m, o in answered if o.kind is Kind.ACCEPTED]
+        if accepted:
             with self.lock:
-                self.s.accepted += 1
-                self._tally(msg.template_id, 1)
-                if outcome.ref:
-                    if outcome.ref not in self.s.refs and len(self.s.refs) < MAX_REFS:
-                        self.s.refs.append(outcome.ref)
-            return
-        raw = RawRow(msg.seq, msg.line, msg.record)
-        if kind is Kind.UNKNOWN:
-            with self.lock:
-                self.s.unknown += 1
-            self._fail(raw, msg.template_id, "Unknown", outcome.message or "outcome unknown", "unknown")
-        elif kind is Kind.PERMANENT:
-            with self.lock:
-                self.s.failed += 1
-            self._fail(raw, msg.template_id, outcome.code, outcome.message, "no")
-        else:  # retryable, attempts exhausted
-            with self.lock:
-                self.s.failed += 1
-            self._fail(raw, msg.template_id, outcome.code, outcome.message, "yes")
+                self.s.accepted += len(accepted)
+                for m, o in accepted:
+                    self._tally(m.template_id, 1)
+                for ref in dict.fromkeys(o.ref for _, o in accepted if o.ref):
+                    if len(self.s.refs) >= MAX_REFS:
+                        break
+                    if ref not in self.s.refs:
+                        self.s.refs.append(ref)
+        for msg, outcome in answered:
+            kind = outcome.kind
+            if kind is Kind.ACCEPTED:
+                continue
+            raw = RawRow(msg.seq, msg.line, msg.record)
+            if kind is Kind.UNKNOWN:
+                with self.lock:
+                    self.s.unknown += 1
+                self._fail(raw, msg.template_id, "Unknown", outcome.message or "outcome unknown", "unknown")
+            else:  # permanent, or retryable with its attempts used up
+                with self.lock:
+                    self.s.failed += 1
+                self._fail(raw, msg.template_id, outcome.code, outcome.message,
+                           "no" if kind is Kind.PERMANENT else "yes")
 
     def _not_sent(self, raw: RawRow, template: str | None = None) -> None:
         with self.lock:
@@ -210,7 +219,7 @@ class Run:
             with self.lock:
                 del self.inflight[token]
                 self.s.requests += 1
-            retry, fatal, wait = [], None, 0.0
+            retry, answered, fatal, wait = [], [], None, 0.0
             for m, o in zip(pending, outcomes):
                 if o.kind is Kind.FATAL:
                     fatal = o
@@ -219,7 +228,8 @@ class Run:
                     retry.append(m)
                     wait = max(wait, o.retry_after or 0.0)
                 else:
-                    self._done(m, o)
+                    answered.append((m, o))
+            self._settle(answered)
             self.progress(self.s)
             if fatal is not None:
                 self.request_stop("fatal", f"{fatal.code}: {fatal.message}")
@@ -256,7 +266,11 @@ class Run:
         if previous is not None:
             s.resumed, s.previous = True, dict(previous)
         workers = []
+        switch = sys.getswitchinterval()
         if not opts.dry_run:
+            # The reader thread is CPU-bound; with the default 5 ms switch interval a worker
+            # whose answer has arrived waits that long for the interpreter on every request.
+            sys.setswitchinterval(0.001)
             workers = [threading.Thread(target=self._worker, daemon=True, name=f"send-{i}")
                        for i in range(max(1, opts.concurrency))]
             for t in workers:
@@ -321,6 +335,7 @@ class Run:
             for _ in workers:
                 self._put_sentinel()
             self._join(workers)
+            sys.setswitchinterval(switch)
             s.elapsed = time.monotonic() - started
             self.progress(s)
         if self._aborting():
@@ -392,8 +407,7 @@ class Run:
                 self.journal.mark_unknown(stuck, why)
             except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
                 self.error = exc
-        for m in stuck:
-            self._done(m, Outcome(Kind.UNKNOWN, "Unknown", why))
+        self._settle([(m, Outcome(Kind.UNKNOWN, "Unknown", why)) for m in stuck])
 
 
 @contextmanager

@@ -189,6 +189,7 @@ class Emulator:
 def _handler(emu: Emulator):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else Nagle + delayed ACK add ~40 ms to every answer
 
         def log_message(self, fmt, *args):  # quiet: the accepted log is the record
             pass
