@@ -49,14 +49,18 @@ def _batch_upsert(json_cols: tuple[str, ...], fixed_cols: tuple[str, ...], updat
     Python's global lock back and forth on every row, starving the reader thread of a big run.
     Driven by the array, each row is found by its primary key. Parameters: run, the fixed
     columns' values, then the JSON text."""
-    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(json_cols)))
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(json_cols))) \
+        if len(json_cols) > 1 else "value"  # one column: a flat array
     return (f"INSERT INTO rows(run, {', '.join(json_cols + fixed_cols)}) "
             f"SELECT ?, {picks}{', ?' * len(fixed_cols)} FROM json_each(?) WHERE true "
             f"ON CONFLICT(run, seq) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in update)}")
 
 
 MARK_INFLIGHT = _batch_upsert(("seq", "line", "phone"), ("state", "attempts"), ("state", "attempts"))
-RECORD = _batch_upsert(("seq", "line", "phone", "state", "code", "message", "ref"), (),
+# answers: one statement per distinct answer in the batch (usually one: all accepted under one
+# submission id); line and phone are already there from MARK_INFLIGHT, 0 and '' only fill the
+# INSERT half of the upsert that never happens
+RECORD = _batch_upsert(("seq",), ("line", "phone", "state", "code", "message", "ref"),
                        ("state", "code", "message", "ref"))
 
 def default_path(input_name: str) -> Path:
@@ -192,9 +196,12 @@ class Journal:
                                      "; rows whose answer it could not record are unknown next run"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                answers = json.dumps([[m.seq, m.line, m.phone, STATE_OF[o.kind], o.code or None,
-                                       o.message or None, o.ref or None] for m, o in zip(batch, outcomes)])
-                self.db.execute(RECORD, (self.run_id, answers))
+                groups: dict[tuple, list[int]] = {}
+                for m, o in zip(batch, outcomes):
+                    key = (STATE_OF[o.kind], o.code or None, o.message or None, o.ref or None)
+                    groups.setdefault(key, []).append(m.seq)
+                for key, seqs in groups.items():
+                    self.db.execute(RECORD, (self.run_id, 0, "", *key, json.dumps(seqs)))
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
                 self.db.execute("COMMIT")
