@@ -158,19 +158,15 @@ class Journal:
 
     def states(self) -> Iterator[tuple[int, str, str, str]]:
         """(seq, state, code, message) in seq order, streamed for a merge with the input."""
-        with self._guard("journal read failed"):
-            cur = self.db.cursor()  # a cursor of its own: writes may interleave on the connection
+        # a cursor of its own, read under the lock: workers write on the same connection
+        with self._lock, self._guard("journal read failed"):
+            cur = self.db.cursor()
             cur.execute("SELECT seq, state, code, message FROM rows WHERE run=? ORDER BY seq", (self.run_id,))
             chunk = cur.fetchmany(5000)
         while chunk:
             yield from chunk
-            with self._guard("journal read failed"):
+            with self._lock, self._guard("journal read failed"):
                 chunk = cur.fetchmany(5000)
-
-    def refs(self, limit: int = 50) -> list[str]:
-        rows = self.db.execute("SELECT DISTINCT ref FROM requests WHERE run=? AND ref IS NOT NULL "
-                               "AND ref != '' ORDER BY rowid LIMIT ?", (self.run_id, limit))
-        return [r[0] for r in rows]
 
     # --- rows ------------------------------------------------------------------------------
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:

@@ -25,7 +25,6 @@ from .errors import InputError
 
 FORMATS = ("csv", "json", "jsonl", "lines")
 EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "lines"}
-FIELDS = ("phone", "template_id", "params", "sender_id", "extend_code", "user_id")
 ALIASES = {
     "phone": "phone", "phonenumber": "phone", "mobile": "phone",
     "templateid": "template_id", "templatecode": "template_id", "template": "template_id",
