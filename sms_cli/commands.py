@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import phonenumbers
+
 from . import failures as failures_mod
 from . import journal as journal_mod
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .errors import SmsCliError
 from .logs import register_secrets
 from .providers import make_provider
@@ -40,10 +42,12 @@ def setup(req: SendRequest):
     register_secrets(cfg.secrets)
     settings = cfg.provider(req.provider)
     provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency)
+    region = (req.region or cfg.default_region or "").upper() or None
+    if region and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
     source = open_source(req.input, req.fmt)
     defaults = Defaults(req.template, tuple(req.params), req.sender_id)
-    validator = Validator(cfg.templates, req.region or cfg.default_region, defaults, provider,
-                          key_prefix=source.digest[:12] + "-")
+    validator = Validator(cfg.templates, region, defaults, provider, key_prefix=source.digest[:12] + "-")
     return cfg, provider, source, validator
 
 

@@ -162,6 +162,7 @@ BAD_CONFIGS = [
     ("default_provider: b\nproviders:\n  a:\n    type: outbox\n", "default_provider"),
     ("providers:\n  a:\n    type: uspeedo\n    rate_limit: fast\n", "rate_limit"),
     ("templates:\n  T: {params: 1, txt: x}\n", "txt"),
+    ("default_region: XX\n", "unknown region 'XX'"),
 ]
 
 
