@@ -50,7 +50,9 @@ def summary_text(s: Summary) -> str:
         lines.append(f"  {n} x {code}: {message}")
     if s.refs:
         lines.append("submission ids: " + ", ".join(s.refs[:5]) + (" ..." if len(s.refs) > 5 else ""))
-    if s.failures_path:
+    if s.failures_path and s.stopped:
+        lines.append(f"failures file: {s.failures_path}  (to finish, run the same command again: it resumes)")
+    elif s.failures_path:
         lines.append(f"failures file: {s.failures_path}  (resend: sms-cli send {s.failures_path})")
     if s.stale_removed:
         lines.append(f"every row accepted: removed the stale failures file {s.stale_removed}")

@@ -174,6 +174,7 @@ class Run:
                            "no" if kind is Kind.PERMANENT else "yes")
 
     def _not_sent(self, raw: RawRow, template: str | None = None) -> None:
+        template = template or self._template(raw)
         with self.lock:
             self.s.not_sent += 1
         why = self.s.fatal or f"run interrupted by {self.s.stopped}" if self.s.stopped else "not sent"
