@@ -461,16 +461,28 @@ def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_
     assert not fpath.exists()
 
 
-def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, emulator, write_config):
-    emu = emulator(timeout_rate=1.0, stall_ms=20000)  # taken, then no answer for 20 s
-    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": 30})
+def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_timeout: int):
+    """A Tencent send of 1000 rows whose first two requests (400 numbers) are taken and then
+    left unanswered for stall_ms. -> (emu, phones, failures path, CLI args, running process)."""
+    emu = emulator(timeout_rate=1.0, stall_ms=stall_ms)
+    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": read_timeout})
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 1000)
-    fpath = tmp_path / "in.failed.csv"
     args = send_cmd(inp, cfg, "--concurrency", "2")
     proc = start_cli(*args, cwd=tmp_path)
     try:
         wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return emu, phones, tmp_path / "in.failed.csv", args, proc
+
+
+def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, emulator, write_config):
+    emu, phones, fpath, args, proc = start_stalled_run(tmp_path, emulator, write_config,
+                                                       stall_ms=20000, read_timeout=30)
+    try:
         proc.send_signal(signal.SIGINT)  # waits for the two stalled requests (grace period)...
         time.sleep(0.3)
         assert proc.poll() is None
@@ -494,15 +506,9 @@ def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, 
 
 
 def test_sigterm_with_requests_stuck_past_the_grace_period(tmp_path, emulator, write_config):
-    emu = emulator(timeout_rate=1.0, stall_ms=25000)  # taken, then no answer for 25 s
-    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": 60})
-    inp = tmp_path / "in.csv"
-    phones = make_rows(inp, 1000)
-    fpath = tmp_path / "in.failed.csv"
-    args = send_cmd(inp, cfg, "--concurrency", "2")
-    proc = start_cli(*args, cwd=tmp_path)
+    emu, phones, fpath, args, proc = start_stalled_run(tmp_path, emulator, write_config,
+                                                       stall_ms=25000, read_timeout=60)
     try:
-        wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=40)
     finally:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from ..model import Kind, Message, Outcome, mask_phone
-from .base import Provider
+from .base import Provider, compact_json
 from .http import RequestFailed
 
 ACTION = "SendBatchSms"
@@ -42,8 +42,12 @@ def percent_encode(s: str) -> str:
     return quote(s, safe="~")
 
 
+def _encode_pairs(pairs) -> str:
+    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
+
+
 def canonical_query(params: dict[str, str]) -> str:
-    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params.items()))
+    return _encode_pairs(sorted(params.items()))
 
 
 def string_to_sign(params: dict[str, str], method: str = "POST") -> str:
@@ -60,11 +64,7 @@ def rpc_signature(params: dict[str, str], secret: str, method: str = "POST") -> 
 
 def form_body(params: dict[str, str]) -> bytes:
     """The POST body, encoded exactly as signed so the server's parse matches the signature."""
-    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in params.items()).encode("ascii")
-
-
-def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _encode_pairs(params.items()).encode("ascii")
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -159,15 +159,15 @@ class Aliyun(Provider):
             "AccessKeyId": self.key_id, "Action": ACTION, "Version": VERSION, "Format": "JSON",
             "RegionId": "cn-hangzhou", "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
             "SignatureNonce": nonce, "Timestamp": timestamp,
-            "PhoneNumberJson": _json([wire_phone(m) for m in batch]),
-            "SignNameJson": _json([m.sender_id or self.sign_name for m in batch]),
+            "PhoneNumberJson": compact_json([wire_phone(m) for m in batch]),
+            "SignNameJson": compact_json([m.sender_id or self.sign_name for m in batch]),
             "TemplateCode": batch[0].template_id,
         }
         if any(m.params for m in batch):  # the arrays must line up, so rows without get {}
-            params["TemplateParamJson"] = _json([dict(m.params) if isinstance(m.params, dict) else {}
-                                                 for m in batch])
+            params["TemplateParamJson"] = compact_json(
+                [dict(m.params) if isinstance(m.params, dict) else {} for m in batch])
         if any(m.extend_code for m in batch):
-            params["SmsUpExtendCodeJson"] = _json([m.extend_code or "" for m in batch])
+            params["SmsUpExtendCodeJson"] = compact_json([m.extend_code or "" for m in batch])
         params["Signature"] = rpc_signature(params, self.secret, "POST")
         return params
 

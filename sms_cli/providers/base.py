@@ -7,6 +7,7 @@ limits: the run (send.py) owns those, so every adapter gets them for free.
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from typing import ClassVar
@@ -14,6 +15,11 @@ from typing import ClassVar
 from ..config import ConfigError, ProviderSettings, Template
 from ..model import Kind, Message, Outcome
 from .http import Http, RequestFailed
+
+
+def compact_json(value) -> str:
+    """JSON as the providers' request bodies carry it: no spaces, non-ASCII kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class Provider(ABC):

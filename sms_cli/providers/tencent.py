@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..config import ConfigError
 from ..model import Kind, Message, Outcome
-from .base import Provider
+from .base import Provider, compact_json
 from .http import RequestFailed
 
 ACTION = "SendMultiGlobalSms"
@@ -27,7 +27,8 @@ ALGORITHM = "TC3-HMAC-SHA256"
 SIGNED_HEADERS = "content-type;host"
 
 RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
-# the machine's clock is off by minutes: every request would fail the same way, so stop the run
+# balance, app id, or a clock off by minutes (RequestTimeException): every request would fail
+# the same way, so stop the run
 FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist",
                "InternalError.RequestTimeException"}
 FATAL_PREFIXES = ("AuthFailure", "UnauthorizedOperation")  # credentials or account: every row would fail
@@ -172,7 +173,7 @@ class Tencent(Provider):
         return {"SmsSdkAppId": self.app_id, "MultiSmsInfoSet": items}
 
     def _send(self, batch: list[Message]) -> list[Outcome]:
-        payload = json.dumps(self.build_body(batch), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        payload = compact_json(self.build_body(batch)).encode("utf-8")
         timestamp = int(time.time())
         authorization, _ = tc3_signature(self.secret_id, self.secret_key, SERVICE, self.host,
                                          CONTENT_TYPE, payload, timestamp)

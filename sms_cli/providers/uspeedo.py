@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Hashable
@@ -12,7 +11,7 @@ from typing import Any
 
 from ..config import ConfigError
 from ..model import ACCEPTED, Kind, Message, Outcome
-from .base import Provider
+from .base import Provider, compact_json
 from .http import RequestFailed
 
 BATCH, SINGLE = "SendBatchUSMSMessage", "SendUSMSMessage"
@@ -176,7 +175,7 @@ class USpeedo(Provider):
 
     def _send(self, batch: list[Message]) -> list[Outcome]:
         body = self.build_body(batch)
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = compact_json(body).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.basic:
             token = base64.b64encode(f"{self.key_id}:{self.secret}".encode()).decode()
