@@ -31,6 +31,7 @@ class RunView:
         self._bar = None
         self._task = None
         self._last = 0.0
+        self._t0 = time.monotonic()  # for the rows/s column
         self._lock = threading.Lock()
 
     # --- while it runs ----------------------------------------------------------------------
@@ -51,6 +52,7 @@ class RunView:
             self._task = self._bar.add_task("sending", total=run.s.total_hint or None,
                                             counts="", rate="0")
             self._bar.start()
+            self._t0 = time.monotonic()
 
     def progress(self, s: Summary) -> None:
         if self._bar is None:
@@ -61,8 +63,7 @@ class RunView:
                 return
             self._last = now
         done = s.accepted + s.accepted_before + s.failed + s.unknown + s.invalid + s.not_sent + s.skipped
-        started = getattr(self, "_t0", None) or setattr(self, "_t0", now) or now
-        rate = done / max(1e-6, now - started)
+        rate = done / max(1e-6, now - self._t0)
         total = max(s.total_hint or 0, s.rows)
         self._bar.update(self._task, completed=done, total=total or None,
                          counts=f"ok {s.accepted + s.accepted_before}  failed {s.failed + s.invalid + s.not_sent}"
