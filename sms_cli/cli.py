@@ -166,47 +166,10 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
-@app.command()
-@guarded
-def emulator(
-    port: int = typer.Option(8787, "--port", help="Port (0 picks a free one)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    blacklist: List[str] = typer.Option([], "--blacklist", help="Numbers to reject (repeat, comma-separate, or @file)."),
-    fail_rate: float = typer.Option(0.0, "--fail-rate", min=0, max=1, help="Share of requests answered HTTP 503."),
-    throttle_rate: float = typer.Option(0.0, "--throttle-rate", min=0, max=1, help="Share answered with the provider's throttling error."),
-    timeout_rate: float = typer.Option(0.0, "--timeout-rate", min=0, max=1, help="Share taken, then answered after --stall-ms."),
-    drop_rate: float = typer.Option(0.0, "--drop-rate", min=0, max=1, help="Share taken, then the connection dropped."),
-    gateway_timeout_rate: float = typer.Option(0.0, "--gateway-timeout-rate", min=0, max=1,
-                                               help="Share taken, then answered HTTP 504."),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay before every answer."),
-    stall_ms: float = typer.Option(5000.0, "--stall-ms", min=0),
-    log: str = typer.Option("emulator-accepted.jsonl", "--log", help="Accepted messages, one JSON line each."),
-    key_id: Optional[str] = typer.Option(None, "--key-id", help="Access key id / SecretId it accepts."),
-    key_secret: Optional[str] = typer.Option(None, "--key-secret", envvar="SMS_EMULATOR_SECRET", help="Secret it verifies signatures with."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the injected failures."),
-):
-    """Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
+# The emulator command lives with the emulator (its options are the emulator's business).
+from .emulator.command import emulator as _emulator_command  # noqa: E402
 
-    Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
-    """
-    from .emulator import Emulator, Options as EmuOptions
-    from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist
-
-    opts = EmuOptions(host=host, port=port, blacklist=load_blacklist(blacklist), fail_rate=fail_rate,
-                      throttle_rate=throttle_rate, timeout_rate=timeout_rate, drop_rate=drop_rate,
-                      gateway_timeout_rate=gateway_timeout_rate,
-                      latency_ms=latency_ms, stall_ms=stall_ms, log_path=log,
-                      key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed)
-    try:
-        emu = Emulator(opts)
-    except OSError as exc:
-        raise SmsCliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "
-          f"accepted messages -> {log}", flush=True)
-    try:
-        emu.serve_forever()  # until SIGINT/SIGTERM (main() turns both into a clean exit)
-    finally:
-        emu.stop()
+app.command("emulator")(guarded(_emulator_command))
 
 
 @app.command()

@@ -18,12 +18,14 @@ import yaml
 from .errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-TOP_KEYS = {"default_provider", "default_region", "providers", "templates"}
-COMMON_PROVIDER_KEYS = {"type", "endpoint", "rate_limit", "timeout", "max_attempts"}
+TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"}
+COMMON_PROVIDER_KEYS = {"type", "endpoint", "rate_limit", "timeout", "max_attempts", "backoff"}
 TEMPLATE_KEYS = {"params", "text"}
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_BACKOFF = (0.5, 30.0)  # seconds: first retry waits up to base, doubling up to cap
+DEFAULT_GRACE_PERIOD = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
 
 
 class _StringLoader(yaml.SafeLoader):
@@ -54,6 +56,8 @@ class ProviderSettings:
     read_timeout: float
     max_attempts: int
     options: dict[str, str] = field(default_factory=dict)  # the type's own keys
+    backoff_base: float = DEFAULT_BACKOFF[0]
+    backoff_cap: float = DEFAULT_BACKOFF[1]
     secrets: frozenset[str] = frozenset()  # resolved secret values, for redaction
 
     def get(self, key: str, default: str | None = None) -> str | None:
@@ -70,6 +74,7 @@ class Config:
     templates: dict[str, Template]
     missing_vars: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    grace_period: float = DEFAULT_GRACE_PERIOD
 
     def provider(self, name: str | None) -> ProviderSettings:
         name = name or self.default_provider
@@ -170,8 +175,10 @@ def parse_config(raw: Any, path: Path | None) -> Config:
     if default is not None and default not in providers:
         raise ConfigError(f"{where}: default_provider {default!r} is not a configured provider")
     region = _expand(raw.get("default_region"), missing, f"{where}: default_region")
+    grace = raw.get("grace_period")
     return Config(path, default, region.upper() if region else None, providers, templates,
-                  missing_vars=sorted(set(missing)))
+                  missing_vars=sorted(set(missing)),
+                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "") else _number(grace, f"{where}: grace_period"))
 
 
 def _no_unknown(section: dict, allowed: set[str], where: str) -> None:
@@ -215,6 +222,14 @@ def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
         read = _number(timeout.get("read", read), f"{here}.timeout.read")
     elif timeout is not None:
         read = _number(timeout, f"{here}.timeout")
+    base, cap = DEFAULT_BACKOFF
+    backoff = values.get("backoff")
+    if backoff is not None:
+        if not isinstance(backoff, dict):
+            raise ConfigError(f"{here}.backoff: expected a mapping such as {{base: 0.5, cap: 30}}")
+        _no_unknown(backoff, {"base", "cap"}, f"{here}.backoff")
+        base = _number(backoff.get("base", base), f"{here}.backoff.base")
+        cap = _number(backoff.get("cap", cap), f"{here}.backoff.cap")
     rate = values.get("rate_limit")
     attempts = values.get("max_attempts")
     options = {k: ("" if v is None else str(v)) for k, v in values.items()
@@ -229,7 +244,7 @@ def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
         connect_timeout=connect, read_timeout=read,
         max_attempts=max(1, _number(attempts, f"{here}.max_attempts", int))
         if attempts not in (None, "") else DEFAULT_MAX_ATTEMPTS,
-        options=options, secrets=secrets,
+        options=options, secrets=secrets, backoff_base=base, backoff_cap=cap,
     )
     cls.check_settings(settings, here)
     return settings

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,8 +35,24 @@ ALIASES = {
     "extendcode": "extend_code",
     "userid": "user_id", "sessioncontext": "user_id",
 }
-# columns a failures file adds; reading ignores them (retryable is kept as row metadata)
-META = ("error_code", "error_message", "line", "retryable")
+# columns a failures file adds; reading ignores them (retryable and sms_ref are kept as row
+# metadata: sms_ref ties a resent row to its row in the original input's ledger)
+META = ("error_code", "error_message", "line", "retryable", "sms_ref")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9 ().-]*")
+
+
+def escape_cell(text: str) -> str:
+    """A failures-file CSV cell a spreadsheet would not execute: a leading quote before a cell
+    that starts like a formula (plain numbers such as +85255311111 are left alone), and before
+    a cell that starts with a quote, so `unescape_cell` always gives the original back."""
+    if text[:1] == "'" or (text[:1] in _FORMULA and not _PLAIN_NUMBER.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def unescape_cell(text: str) -> str:
+    return text[1:] if text[:1] == "'" else text
 
 
 @lru_cache(maxsize=4096)  # called for every field of every row, but files repeat a few names
@@ -53,6 +70,7 @@ class RawRow:
     record: dict[str, Any]  # the row's own fields, as read (meta columns removed)
     retryable: str | None = None  # from a failures file: "yes" / "no" / "unknown"
     error: str | None = None  # the row could not be parsed (bad JSON line, extra CSV cells)
+    ref: str | None = None  # from a failures file: "<working set>:<seq>" of the original row
 
 
 @dataclass
@@ -185,6 +203,8 @@ def _csv_rows(source: Source) -> Iterator[RawRow]:
         names = [h.strip() for h in next(reader)]
         keep = [i for i, n in enumerate(names) if n.lower() not in META]
         retry_col = next((i for i, n in enumerate(names) if n.lower() == "retryable"), None)
+        ref_col = next((i for i, n in enumerate(names) if n.lower() == "sms_ref"), None)
+        escaped = len(keep) < width  # a failures file: its cells were escaped for spreadsheets
         kept_names = [names[i] for i in keep]
         width, seq, start = len(names), 0, reader.line_num + 1
         # the usual case: no meta columns to leave out, and (with two or more columns) a row of
@@ -205,21 +225,25 @@ def _csv_rows(source: Source) -> Iterator[RawRow]:
                     error = f"{count} cells but the header has {width}"
                 elif count < width:
                     values += [""] * (width - count)
+                if escaped:
+                    values = [unescape_cell(v) for v in values]
                 record = dict(zip(kept_names, (values[i] for i in keep)))
                 retry = values[retry_col].strip().lower() if retry_col is not None else None
-                yield RawRow(seq, line, record, retry or None, error)
+                ref = values[ref_col].strip() if ref_col is not None else None
+                yield RawRow(seq, line, record, retry or None, error, ref or None)
                 seq += 1
         except csv.Error as exc:
             raise InputError(source.display, f"not valid CSV: {exc}", reader.line_num) from None
 
 
 # --- JSON / JSON Lines -------------------------------------------------------------------
-def _strip_meta(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    retry = None
+def _strip_meta(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
+    retry = ref = None
     if any(k in obj for k in META):
-        retry = obj.get("retryable")
+        retry, ref = obj.get("retryable"), obj.get("sms_ref")
         obj = {k: v for k, v in obj.items() if k not in META}
-    return obj, (str(retry).strip().lower() if retry not in (None, "") else None)
+    return (obj, str(retry).strip().lower() if retry not in (None, "") else None,
+            str(ref).strip() if ref not in (None, "") else None)
 
 
 def _flatten_task_content(items: list, display: str) -> list[dict[str, Any]]:
@@ -273,8 +297,8 @@ def _json_rows(source: Source) -> Iterator[RawRow]:
         if not isinstance(obj, dict):
             yield RawRow(seq, line, {"value": obj}, None, "a row must be a JSON object")
             continue
-        record, retry = _strip_meta(obj)
-        yield RawRow(seq, line, record, retry)
+        record, retry, ref = _strip_meta(obj)
+        yield RawRow(seq, line, record, retry, None, ref)
 
 
 def _jsonl_rows(source: Source) -> Iterator[RawRow]:
@@ -290,8 +314,8 @@ def _jsonl_rows(source: Source) -> Iterator[RawRow]:
                 yield RawRow(seq, line_no, {"raw": text.rstrip("\n")}, None, f"not valid JSON: {exc.msg}")
             else:
                 if isinstance(obj, dict):
-                    record, retry = _strip_meta(obj)
-                    yield RawRow(seq, line_no, record, retry)
+                    record, retry, ref = _strip_meta(obj)
+                    yield RawRow(seq, line_no, record, retry, None, ref)
                 else:
                     yield RawRow(seq, line_no, {"raw": text.rstrip("\n")}, None, "a row must be a JSON object")
             seq += 1
