@@ -54,6 +54,10 @@ class Outcome:
     message: str = ""
     ref: str = ""  # provider submission id: SessionNo, SerialNo, BizId
     retry_after: float | None = None  # seconds, from Retry-After or the provider
+    # A refusal of the whole request whose cause is one number in it (a blacklisted or
+    # malformed number, a per-number cap): nothing was sent, so the dispatcher splits the
+    # request until the culprits stand alone and the other numbers go through.
+    per_number: bool = False
 
     @property
     def accepted(self) -> bool:

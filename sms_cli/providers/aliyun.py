@@ -32,6 +32,10 @@ FATAL_CODES = {
     "IncompleteSignature", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive", "Forbidden.RAM",
 }
 SIGNATURE_CODES = {"SignatureDoesNotMatch", "IncompleteSignature"}
+# Acceptance is all or nothing, so one blacklisted or malformed number (or one over its daily
+# cap) refuses the whole request: these make the dispatcher split the request to find it.
+PER_NUMBER_CODES = {"isv.BLACK_KEY_CONTROL_LIMIT", "isv.MOBILE_NUMBER_ILLEGAL", "isv.DAY_LIMIT_CONTROL",
+                    "isv.BUSINESS_LIMIT_CONTROL"}
 _STRING_TO_SIGN = re.compile(r"string\s*to\s*sign", re.IGNORECASE)
 _LONG_DIGITS = re.compile(r"\d{7,}")
 
@@ -101,7 +105,7 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
         raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "unreadable response body")) from None
     if code != "OK":
         message = safe_message(code, str(answer.get("Message") or ""))
-        raise RequestFailed(Outcome(classify(code), code, message))
+        raise RequestFailed(Outcome(classify(code), code, message, per_number=code in PER_NUMBER_CODES))
     return [Outcome(Kind.ACCEPTED, ref=str(answer.get("BizId") or ""))] * len(batch)
 
 

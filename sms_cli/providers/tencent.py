@@ -32,6 +32,11 @@ RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
 FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist",
                "InternalError.RequestTimeException"}
 FATAL_PREFIXES = ("AuthFailure", "UnauthorizedOperation")  # credentials or account: every row would fail
+# Codes about one number; when one refuses a whole request, splitting the request isolates it.
+PER_NUMBER_CODES = {"FailedOperation.PhoneNumberInBlacklist", "InvalidParameterValue.IncorrectPhoneNumber",
+                    "UnsupportedOperation.ContainDomesticPhoneNumber", "LimitExceeded.PhoneNumberDailyLimit",
+                    "LimitExceeded.PhoneNumberOneHourLimit", "LimitExceeded.PhoneNumberSameContentDailyLimit",
+                    "LimitExceeded.PhoneNumberThirtySecondLimit"}
 
 
 # --- signing (pure, tested against the published example) ------------------------------------
@@ -96,7 +101,7 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
     if error:
         code = str(error.get("Code") or "Error") if isinstance(error, dict) else "Error"
         message = str(error.get("Message") or "") if isinstance(error, dict) else str(error)
-        raise RequestFailed(Outcome(classify(code), code, message))
+        raise RequestFailed(Outcome(classify(code), code, message, per_number=code in PER_NUMBER_CODES))
     statuses = answer.get("SendMultiStatusSet")
     if not isinstance(statuses, list):
         raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "no SendMultiStatusSet in the answer"))
