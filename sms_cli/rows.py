@@ -204,7 +204,7 @@ def _csv_rows(source: Source) -> Iterator[RawRow]:
         keep = [i for i, n in enumerate(names) if n.lower() not in META]
         retry_col = next((i for i, n in enumerate(names) if n.lower() == "retryable"), None)
         ref_col = next((i for i, n in enumerate(names) if n.lower() == "sms_ref"), None)
-        escaped = len(keep) < width  # a failures file: its cells were escaped for spreadsheets
+        escaped = len(keep) < len(names)  # a failures file: its cells were escaped for spreadsheets
         kept_names = [names[i] for i in keep]
         width, seq, start = len(names), 0, reader.line_num + 1
         # the usual case: no meta columns to leave out, and (with two or more columns) a row of
