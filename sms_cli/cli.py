@@ -33,6 +33,12 @@ def guarded(fn):
         except SmsCliError as exc:
             err(f"sms-cli: error: {exc}")
             raise typer.Exit(int(exc.exit_code)) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bug: still one line, and the journal holds what was sent
+            err(f"sms-cli: internal error: {type(exc).__name__}: {exc} (please report it; "
+                "the journal holds what was sent)")
+            raise typer.Exit(int(ExitCode.FATAL)) from None
     return wrapper
 
 
@@ -62,8 +68,10 @@ TEMPLATE = typer.Option(None, "--template", "-t", help="Template id for rows tha
 PARAM = typer.Option([], "--param", help="Template parameter for rows that have none (repeat for each).")
 SENDER = typer.Option(None, "--sender-id", help="Sender id for rows that have none.")
 REGION = typer.Option(None, "--default-region", help="Region for national numbers, e.g. HK.")
-LIMIT = typer.Option(None, "--limit", min=0, help="Only the first N valid rows.")
-DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number and content.")
+LIMIT = typer.Option(None, "--limit", min=0, help="Send at most N messages in this invocation; the "
+                     "rest are deferred and the same command run again continues.")
+DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number, template and "
+                      "parameters (in this input or already accepted from it).")
 JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 
 
@@ -85,8 +93,10 @@ def send(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and batch, print the plan, send nothing."),
     only_retryable: bool = typer.Option(False, "--only-retryable", help="Skip failures-file rows marked retryable: no."),
     retry_unknown: bool = typer.Option(False, "--retry-unknown", help="Resend rows whose outcome is unknown (may duplicate)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start the run over instead of resuming it."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start the working set over: accepted messages may be sent again."),
     yes: bool = typer.Option(False, "--yes", help="Confirm --fresh when the journal has accepted rows."),
+    continue_edited: bool = typer.Option(False, "--continue-edited", help="The input changed after an unfinished "
+                                         "run: send only the messages that run did not accept."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Requests in parallel."),
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
@@ -100,7 +110,7 @@ def send(
     from .send import Options
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
-                   failures=failures, journal=journal, fresh=fresh, yes=yes,
+                   failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
                    options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe,
                                    only_retryable=only_retryable, retry_unknown=retry_unknown,
                                    dry_run=dry_run))
@@ -108,7 +118,7 @@ def send(
     _logging(verbose)
     summary = commands.send(req, progress=view.progress, on_start=view.started)
     view.finish(summary)
-    raise typer.Exit(0 if dry_run else int(summary.exit_code()))
+    raise typer.Exit(_plan_exit(summary) if dry_run else int(summary.exit_code()))
 
 
 @app.command()
@@ -130,7 +140,16 @@ def plan(
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
                    options=Options(limit=limit, dedupe=dedupe, dry_run=True))
     view = output.RunView(json_out=json_out, dry_run=True)
-    view.finish(commands.send(req, on_start=view.started))
+    summary = commands.send(req, on_start=view.started)
+    view.finish(summary)
+    raise typer.Exit(_plan_exit(summary))
+
+
+def _plan_exit(summary) -> int:
+    """A plan exits like validate: 1 when some rows are invalid."""
+    from .outcomes import Fate
+
+    return 1 if summary.n(Fate.INVALID) else 0
 
 
 @app.command()

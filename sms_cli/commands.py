@@ -2,7 +2,6 @@
 calls one function here and prints what it returns."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,12 +9,17 @@ import phonenumbers
 
 from . import failures as failures_mod
 from . import journal as journal_mod
+from . import paths
 from .config import Config, ConfigError, load_config
 from .errors import SmsCliError
 from .logs import register_secrets
 from .providers import make_provider
 from .rows import open_source
-from .send import Options, Run, Summary, run_identity, signals
+from .dispatch import Policy
+from .journal import FINISHED
+from .ledger import Ledger
+from .send import Options, Summary, execute, run_status
+from .stream import Identity
 from .validate import Defaults, Rejected, Validator
 
 
@@ -33,6 +37,7 @@ class SendRequest:
     journal: str | None = None
     fresh: bool = False
     yes: bool = False
+    continue_edited: bool = False
     options: Options = field(default_factory=Options)
 
 
@@ -51,37 +56,134 @@ def setup(req: SendRequest):
     return cfg, provider, source, validator
 
 
+def _first_ref(source) -> str | None:
+    """The sms_ref of a failures file's first row: which working set it was written from."""
+    rows = source.rows()
+    try:
+        first = next(rows, None)
+    finally:
+        rows.close()
+    return first.ref if first is not None else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+@dataclass
+class WorkingSetChoice:
+    ws: object  # journal.WorkingSet: the set this run records into
+    ident: Identity
+    resend: bool  # the input is a failures file of `ws`
+    taken: set[int] | None  # --continue-edited: messages an earlier version accepted
+    previous: dict[str, int] | None  # journal states of `ws` before this run (None: new)
+    fresh: bool = False
+    continued_from: int | None = None
+
+
+def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
+    """Which working set this input belongs to; refuses (exit 2) where going on could send an
+    accepted message again."""
+    name = paths.base(req.input, source.digest).name
+    ref = _first_ref(source)
+    if ref:  # a failures file: its rows belong to the set they were written from
+        origin = journal.find_set(ref.partition(":")[0]) if ":" in ref else None
+        if origin is None:
+            raise SmsCliError(f"{source.display}: its rows were written from a run that {journal.path} does not "
+                              "hold; pass --journal with the journal of the input it came from")
+        if req.fresh:
+            raise SmsCliError("--fresh starts a working set over: use it with the original input, "
+                              "not with its failures file")
+        own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)")
+        sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
+        return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
+                                _taken(journal, origin), journal.counts(origin.id))
+    ws = journal.find_set(source.digest)
+    fresh = False
+    if ws is not None and req.fresh:
+        accepted = journal.counts(ws.id).get("accepted", 0)
+        if accepted and not req.yes:
+            raise SmsCliError(f"{journal.path}: {accepted} rows of this input were already accepted; --fresh "
+                              "would send them again. Add --yes to start over anyway")
+        ws, fresh = None, True
+    previous = journal.counts(ws.id) if ws is not None else None
+    if ws is None:
+        linked = None
+        other = journal.other_version(name, source.digest)
+        if other is not None and not fresh and journal.set_status(other.id) not in (None, FINISHED):
+            counts = journal.counts(other.id)
+            if not req.continue_edited:
+                raise SmsCliError(
+                    f"{source.display} changed since an unfinished run of it ({counts.get('accepted', 0)} rows "
+                    f"accepted, {counts.get('unknown', 0) + counts.get('inflight', 0)} unknown). Add "
+                    "--continue-edited to send only the messages that run did not accept, or --fresh --yes to "
+                    "treat the new version as a new campaign")
+            linked = other.id
+        ws = journal.create_set(source.digest, name, linked)
+    return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, _taken(journal, ws),
+                            previous, fresh, ws.linked)
+
+
+def _taken(journal, ws) -> set[int] | None:
+    return journal.taken_messages(ws.linked) if ws.linked else None
+
+
 def send(req: SendRequest, progress=None, on_start=None) -> Summary:
     cfg, provider, source, validator = setup(req)
     journal = writer = None
+    policy = Policy(provider.settings.max_attempts, provider.settings.backoff_base,
+                    provider.settings.backoff_cap, cfg.grace_period)
+    summary = Summary(provider=provider.settings.name, provider_type=provider.type)
+    progress = progress or (lambda tally: None)
     try:
+        jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, source.digest)
         if req.options.dry_run:
-            run = Run(source, validator, provider, journal=None, failures=None, options=req.options,
-                      progress=progress)
-            return run.execute()
+            return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start)
         provider.require_settings()
-        identity, id_options = run_identity(source, provider, validator)
-        jpath = Path(req.journal) if req.journal else journal_mod.default_path(req.input)
+        fpath = Path(req.failures) if req.failures else paths.failures_path(req.input, source.fmt, source.digest)
+        if not source.is_stdin:
+            for flag, path in (("--failures", req.failures), ("--journal", req.journal)):
+                if path and _same_file(Path(path), source.path):
+                    raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
         journal = journal_mod.Journal(jpath)
-        if req.fresh and not req.yes and journal.accepted_count(identity):
-            raise SmsCliError(f"{jpath}: this run already has accepted rows; --fresh would send them "
-                              "again. Add --yes to start over anyway")
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        fpath = Path(req.failures) if req.failures else failures_mod.default_path(req.input, source.fmt, stamp)
-        writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults)
-        _, previous = journal.start(identity, source.digest, provider.settings.name, id_options, fresh=req.fresh)
-        run = Run(source, validator, provider, journal=journal, failures=writer, options=req.options,
-                  progress=progress)
-        if on_start:
-            on_start(run, cfg)
-        with signals(run):
-            summary = run.execute(previous)
-        path, stale = writer.commit()
-        writer = None
-        summary.failures_path = str(path) if path else None
-        summary.stale_removed = str(fpath) if stale else None
+        choice = choose_working_set(journal, source, req)
+        writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
+                                             getattr(source, "delimiter", ",") or ",")
+        journal.start_run(choice.ws, source.display, provider.settings.name,
+                          {"provider": provider.settings.name, "type": provider.type,
+                           "limit": req.options.limit, "dedupe": req.options.dedupe,
+                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
+        summary.resumed = bool(choice.previous)
+        summary.previous = dict(choice.previous or {})
+        summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
         summary.journal_path = str(jpath)
-        journal.finish(summary.stopped or ("done" if not summary.not_accepted and not summary.unknown else "incomplete"))
+        ledger = Ledger(journal, writer, choice.ident.ref_of)
+        if on_start:
+            on_start(provider, cfg, source)
+        execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
+                resend=choice.resend, taken=choice.taken, progress=progress)
+        if ledger.local_error is not None:
+            summary.failures_lost = str(ledger.local_error)
+            writer.abort()
+        else:
+            try:
+                path, stale = writer.commit()
+            except SmsCliError as exc:  # after sending: the run still reports what it did
+                summary.failures_lost = str(exc)
+                summary.stopped = summary.stopped or "fatal"
+                summary.fatal = summary.fatal or str(exc)
+                summary.local = True
+                path, stale = None, False
+            summary.failures_path = str(path) if path else None
+            summary.stale_removed = str(fpath) if stale else None
+        writer = None
+        try:
+            journal.finish_run(run_status(summary))
+        except SmsCliError as exc:
+            summary.stopped, summary.fatal, summary.local = "fatal", summary.fatal or str(exc), True
         return summary
     finally:
         if writer is not None:
@@ -90,6 +192,35 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             journal.close()
         provider.close()
         source.cleanup()
+
+
+def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start) -> Summary:
+    """The same stream as a send, with the journal only read: shows what the ledger would skip."""
+    journal = None
+    if jpath.exists():
+        journal = journal_mod.Journal(jpath, readonly=True)
+    try:
+        ws = journal.find_set(source.digest) if journal is not None else None
+        ref = _first_ref(source)
+        resend = False
+        if ref and journal is not None and journal.find_set(ref.partition(":")[0]):
+            origin = journal.find_set(ref.partition(":")[0])
+            own = ws.id if ws else -1
+            ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
+            resend, taken = True, _taken(journal, origin)
+        elif ws is not None and not req.fresh:
+            ident, taken = Identity(ws.id, ws.ref_prefix, journal), _taken(journal, ws)
+        else:
+            ident, taken = Identity(-1, source.digest[:16], None), None
+        if ws is not None:
+            summary.resumed, summary.previous = True, journal.counts(ws.id)
+        if on_start:
+            on_start(provider, cfg, source)
+        return execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
+                       resend=resend, taken=taken, progress=progress)
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 def config_check(path: str | None) -> tuple[list[str], bool]:

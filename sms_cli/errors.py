@@ -8,8 +8,9 @@ class ExitCode(enum.IntEnum):
     OK = 0  # every row accepted
     NOT_ALL_ACCEPTED = 1  # run finished, some rows not accepted (failures file written)
     USAGE = 2  # usage, input or config error before sending
-    FATAL_PROVIDER = 3  # credentials / account refused: run stopped
+    FATAL = 3  # run stopped: credentials, account, provider unreachable, or a local disk/journal failure
     UNKNOWN_ONLY = 4  # only unknown outcomes remain
+    DEFERRED_ONLY = 5  # only deferred rows remain (a later run sends them)
     SIGINT = 130
     SIGTERM = 143
 

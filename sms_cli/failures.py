@@ -1,7 +1,9 @@
 """The failures file: every row not accepted, in a shape `sms-cli send` reads back.
 
-CSV input gives CSV (the input's columns, then error_code, error_message, line, retryable);
-anything else gives JSON Lines. Values that came from command-line defaults are written into
+CSV input gives CSV (the input's columns, then error_code, error_message, line, retryable,
+sms_ref); anything else gives JSON Lines. `sms_ref` ties each row to its row in the working
+set's ledger, so a resend never sends what the original input already had accepted. CSV cells
+a spreadsheet would execute are escaped (rows.escape_cell) and read back unescaped. Values that came from command-line defaults are written into
 the row so a resend needs no flags. Rows are written as results come, to a temporary file in
 the destination folder that is renamed into place at the end: a crash never leaves a
 half-written file that reads as valid.
@@ -16,22 +18,15 @@ import threading
 from pathlib import Path
 
 from .errors import SmsCliError
-from .rows import META, RawRow, canonical
+from .rows import META, canonical, escape_cell
 from .validate import Defaults
 
 MIN_FREE_BYTES = 1 << 20
 
 
-def default_path(input_name: str, fmt: str, now: str) -> Path:
-    ext = "csv" if fmt == "csv" else "jsonl"  # the extension must say what is written
-    if input_name == "-":
-        return Path(f"sms-failed-{now}.{ext}")
-    p = Path(input_name)
-    return p.with_name(f"{p.stem}.failed.{ext}")
-
-
 class FailuresWriter:
-    def __init__(self, path: Path, fmt: str, header: list[str] | None, defaults: Defaults):
+    def __init__(self, path: Path, fmt: str, header: list[str] | None, defaults: Defaults,
+                 delimiter: str = ","):
         self.path = Path(path)
         self.csv = fmt == "csv" and header is not None
         self.defaults = defaults
@@ -65,7 +60,7 @@ class FailuresWriter:
                           if value and name not in present
                           and not (name == "params" and any((c or "").startswith("param") for c in present))]
             self.columns = [*header, *self.added]
-            self.writer = csv.writer(self.fh)
+            self.writer = csv.writer(self.fh, delimiter=delimiter)
             self.writer.writerow([*self.columns, *META])
 
     def _fill(self, record: dict) -> dict:
@@ -83,16 +78,16 @@ class FailuresWriter:
             out[key] = json.dumps(list(d.params), ensure_ascii=False) if self.csv else list(d.params)
         return out
 
-    def write(self, raw: RawRow, code: str, message: str, retryable: str) -> None:
-        record = self._fill(raw.record)
+    def write(self, record: dict, line: int, code: str, message: str, retryable: str, ref: str) -> None:
+        record = self._fill(record)
         with self._lock:
             try:
                 if self.csv:
-                    self.writer.writerow([*(_cell(record.get(c)) for c in self.columns),
-                                          code, message, raw.line, retryable])
+                    self.writer.writerow([*(escape_cell(_cell(record.get(c))) for c in self.columns),
+                                          escape_cell(code), escape_cell(message), line, retryable, ref])
                 else:
                     row = {**record, "error_code": code, "error_message": message,
-                           "line": raw.line, "retryable": retryable}
+                           "line": line, "retryable": retryable, "sms_ref": ref}
                     self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             except OSError as exc:
                 raise SmsCliError(f"{self.path}: cannot write ({exc.strerror})") from None

@@ -1,10 +1,16 @@
-"""The send journal: SQLite (WAL) state of every run, so a re-run resumes and never resends.
+"""The journal: the SQLite (WAL) record behind the ledger, so every re-run resumes and nothing
+accepted is ever sent again.
 
-A run is identified by the input's content hash plus the options that change what is sent.
-Rows are keyed by (run, seq). A row is written `inflight` (committed, fsynced) before its
-request leaves and gets its result as soon as the answer is read; a row still `inflight` when
-a later process opens the run was cut off mid-request, so it is `unknown`. Rows absent from
-the journal were never sent. Writes are batch-level transactions.
+A *working set* is an input, the failures files written from it, and every re-run of either.
+It is keyed by the input's content hash (`sets.digest`; `--fresh` opens a new generation) and
+its rows by their position in that input (`seq`), never by the options of a run: changing
+`--provider`, `--sender-id`, `--default-region` or `--limit` between runs, or resending a
+failures file (whose rows carry `sms_ref = <digest>:<seq>`), lands on the same rows.
+
+A row is written `inflight` (committed, fsynced) before its request leaves and gets its answer
+as soon as it is read; a row still `inflight` when a later process opens the journal was cut
+off mid-request, so it is `unknown`. Rows absent from the journal were never sent. Writes are
+one transaction per request.
 """
 from __future__ import annotations
 
@@ -17,63 +23,90 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import JournalLocked, SmsCliError
-from .model import Kind, Message, Outcome
+from .model import Message, Outcome
+from .outcomes import ACCEPTED, INFLIGHT, UNKNOWN
 
+SCHEMA_VERSION = "2"
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sets (
+    id INTEGER PRIMARY KEY, digest TEXT NOT NULL, generation INTEGER NOT NULL, name TEXT NOT NULL,
+    created REAL NOT NULL, linked INTEGER, UNIQUE (digest, generation));
 CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, identity TEXT NOT NULL, input_hash TEXT NOT NULL,
-    provider TEXT NOT NULL, options TEXT NOT NULL, started REAL NOT NULL, updated REAL,
-    status TEXT NOT NULL DEFAULT 'running');
-CREATE INDEX IF NOT EXISTS runs_identity ON runs(identity);
+    id INTEGER PRIMARY KEY, set_id INTEGER NOT NULL, input TEXT NOT NULL, provider TEXT NOT NULL,
+    options TEXT NOT NULL, started REAL NOT NULL, updated REAL, status TEXT NOT NULL DEFAULT 'running');
 CREATE TABLE IF NOT EXISTS rows (
-    run INTEGER NOT NULL, seq INTEGER NOT NULL, line INTEGER NOT NULL, phone TEXT NOT NULL,
-    state TEXT NOT NULL, code TEXT, message TEXT, ref TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run, seq)) WITHOUT ROWID;
+    set_id INTEGER NOT NULL, seq INTEGER NOT NULL, line INTEGER NOT NULL, phone TEXT NOT NULL,
+    msg INTEGER NOT NULL, state TEXT NOT NULL, code TEXT, message TEXT, ref TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, sent REAL, run INTEGER,
+    PRIMARY KEY (set_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requests (
     run INTEGER NOT NULL, sent REAL NOT NULL, rows INTEGER NOT NULL, attempt INTEGER NOT NULL,
     result TEXT, ref TEXT);
 """
-# journal states
-INFLIGHT, ACCEPTED, FAILED, RETRY, UNKNOWN = "inflight", "accepted", "failed", "retry", "unknown"
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
-STATE_OF = {Kind.ACCEPTED: ACCEPTED, Kind.PERMANENT: FAILED, Kind.RETRYABLE: RETRY,
-            Kind.FATAL: RETRY, Kind.UNKNOWN: UNKNOWN}
-
+FINISHED = "finished"  # a run's status when it went through its whole input
 
 
 def _batch_upsert(json_cols: tuple[str, ...], fixed_cols: tuple[str, ...], update: tuple[str, ...]) -> str:
     """One statement that writes a whole batch from a JSON array of rows: executemany would hand
     Python's global lock back and forth on every row, starving the reader thread of a big run.
-    Driven by the array, each row is found by its primary key. Parameters: run, the fixed
-    columns' values, then the JSON text."""
-    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(json_cols))) \
-        if len(json_cols) > 1 else "value"  # one column: a flat array
-    return (f"INSERT INTO rows(run, {', '.join(json_cols + fixed_cols)}) "
-            f"SELECT ?, {picks}{', ?' * len(fixed_cols)} FROM json_each(?) WHERE true "
-            f"ON CONFLICT(run, seq) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in update)}")
+    Parameters: the fixed columns' values, then the JSON text."""
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(json_cols)))
+    return (f"INSERT INTO rows({', '.join(json_cols + fixed_cols)}) "
+            f"SELECT {picks}{', ?' * len(fixed_cols)} FROM json_each(?) WHERE true "
+            f"ON CONFLICT(set_id, seq) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in update)}")
 
 
-MARK_INFLIGHT = _batch_upsert(("seq", "line", "phone"), ("state", "attempts"), ("state", "attempts"))
+MARK_INFLIGHT = _batch_upsert(("set_id", "seq", "line", "phone", "msg"), ("state", "attempts", "sent", "run"),
+                              ("line", "phone", "msg", "state", "attempts", "sent", "run"))
 # answers: one statement per distinct answer in the batch (usually one: all accepted under one
-# submission id); line and phone are already there from MARK_INFLIGHT, 0 and '' only fill the
-# INSERT half of the upsert that never happens
-RECORD = _batch_upsert(("seq",), ("line", "phone", "state", "code", "message", "ref"),
+# submission id); line, phone and msg are already there from MARK_INFLIGHT
+RECORD = _batch_upsert(("set_id", "seq"), ("line", "phone", "msg", "state", "code", "message", "ref"),
                        ("state", "code", "message", "ref"))
 
-def default_path(input_name: str) -> Path:
-    if input_name == "-":
-        return Path("sms-stdin.journal.sqlite")
-    p = Path(input_name)
-    return p.with_name(f"{p.stem}.journal.sqlite")
+
+@dataclass(frozen=True)
+class WorkingSet:
+    id: int
+    digest: str  # the content hash of the input it was made from
+    generation: int
+    name: str
+    created: float
+    linked: int | None  # --continue-edited: the set of an earlier version whose messages count
+
+    @property
+    def ref_prefix(self) -> str:
+        """What a failures-file row's sms_ref starts with: <digest>:<seq>."""
+        return self.digest[:16]
+
+
+@dataclass(frozen=True)
+class RowState:
+    seq: int
+    state: str
+    code: str
+    message: str
+    msg: int
 
 
 class Journal:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.Lock()
+        self._lockfd: int | None = None
+        if readonly:  # plan / --dry-run: look, never create or lock
+            try:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self._check_schema()
+            except sqlite3.Error as exc:
+                raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
+            return
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise SmsCliError(f"{self.path}: cannot open the journal (folder {folder} does not exist)")
@@ -82,8 +115,7 @@ class Journal:
         except OSError:
             free = None
         if free is not None and free < MIN_FREE_BYTES:
-            raise SmsCliError(f"{self.path}: disk full (less than 1 MiB free in {folder}); "
-                              "nothing was sent")
+            raise SmsCliError(f"{self.path}: disk full (less than 1 MiB free in {folder}); nothing was sent")
         try:
             self._lockfd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -92,40 +124,25 @@ class Journal:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lockfd)
+            self._lockfd = None
             raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; "
                                 "wait for it or choose --journal") from None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")  # 'inflight' must survive a power cut
+            self._check_schema()
             self.db.executescript(SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
             self.close()
             raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
         self.run_id = 0
 
-    # --- runs ------------------------------------------------------------------------------
-    def latest_run(self, identity: str) -> int | None:
-        row = self.db.execute("SELECT id FROM runs WHERE identity=? ORDER BY id DESC LIMIT 1",
-                              (identity,)).fetchone()
-        return row[0] if row else None
-
-    def start(self, identity: str, input_hash: str, provider: str, options: dict, *, fresh: bool
-              ) -> tuple[int, dict[str, int] | None]:
-        """Open the run for `identity` -> (run id, state counts when resuming else None)."""
-        with self._lock, self._guard("journal write failed"):
-            run = None if fresh else self.latest_run(identity)
-            if run is not None:
-                self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE run=? AND state=?",
-                            [(UNKNOWN, "cut off while the request was in flight", run, INFLIGHT)])
-                self._write("UPDATE runs SET status='running', updated=? WHERE id=?", [(time.time(), run)])
-                self.run_id = run
-                return run, self.counts()
-            cur = self.db.execute("INSERT INTO runs(identity, input_hash, provider, options, started) "
-                                  "VALUES (?,?,?,?,?)",
-                                  (identity, input_hash, provider, json.dumps(options), time.time()))
-            self.run_id = cur.lastrowid
-            return self.run_id, None
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" in tables and "meta" not in tables:
+            raise sqlite3.DatabaseError("written by an earlier sms-cli version; move it aside to start a new one")
 
     @contextmanager
     def _guard(self, what: str, hint: str = ""):
@@ -140,51 +157,113 @@ class Journal:
                 pass  # SQLite rolls back by itself after a failed COMMIT
             raise SmsCliError(f"{self.path}: {what} ({exc}){hint}") from None
 
-    def accepted_count(self, identity: str) -> int:
-        with self._guard("journal read failed"):
-            run = self.latest_run(identity)
-            if run is None:
-                return 0
-            return self.db.execute("SELECT count(*) FROM rows WHERE run=? AND state=?",
-                                   (run, ACCEPTED)).fetchone()[0]
+    def _read(self, sql: str, params=()) -> list[tuple]:
+        with self._lock, self._guard("journal read failed"):
+            return self.db.execute(sql, params).fetchall()
 
-    def finish(self, status: str) -> None:
+    def _write(self, sql: str, params: list[tuple]) -> None:
+        with self._guard("journal write failed"):
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(sql, params)
+            self.db.execute("COMMIT")
+
+    # --- working sets -------------------------------------------------------------------------
+    _SET_COLS = "id, digest, generation, name, created, linked"
+
+    def find_set(self, digest: str) -> WorkingSet | None:
+        """The current generation of the set made from content `digest` (a prefix will do)."""
+        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE digest >= ? AND digest < ? "
+                          "ORDER BY generation DESC LIMIT 1", (digest, digest + "g"))
+        return WorkingSet(*rows[0]) if rows else None
+
+    def get_set(self, set_id: int) -> WorkingSet:
+        return WorkingSet(*self._read(f"SELECT {self._SET_COLS} FROM sets WHERE id=?", (set_id,))[0])
+
+    def create_set(self, digest: str, name: str, linked: int | None = None) -> WorkingSet:
+        with self._lock, self._guard("journal write failed"):
+            gen = self.db.execute("SELECT coalesce(max(generation), 0) + 1 FROM sets WHERE digest=?",
+                                  (digest,)).fetchone()[0]
+            cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked) VALUES (?,?,?,?,?)",
+                                  (digest, gen, name, time.time(), linked))
+            set_id = cur.lastrowid
+        return self.get_set(set_id)
+
+    def other_version(self, name: str, digest: str) -> WorkingSet | None:
+        """The newest set made from another content of the input called `name`."""
+        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE name=? AND digest<>? ORDER BY id DESC LIMIT 1",
+                          (name, digest))
+        return WorkingSet(*rows[0]) if rows else None
+
+    def set_status(self, set_id: int) -> str | None:
+        """The status of the set's latest run: running (or killed), stopped, partial, finished."""
+        rows = self._read("SELECT status FROM runs WHERE set_id=? ORDER BY id DESC LIMIT 1", (set_id,))
+        return rows[0][0] if rows else None
+
+    def counts(self, set_id: int) -> dict[str, int]:
+        return dict(self._read("SELECT state, count(*) FROM rows WHERE set_id=? GROUP BY state", (set_id,)))
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, ws: WorkingSet, input_name: str, provider: str, options: dict) -> int:
+        """Open a run on `ws`. Rows some earlier process left in flight were cut off mid-request:
+        their outcome is unknown (this process holds the lock, so none is in flight now)."""
+        with self._lock:
+            self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE state=?",
+                        [(UNKNOWN, "cut off while the request was in flight", INFLIGHT)])
+            self._write("UPDATE runs SET status='stopped' WHERE status='running'", [()])
+            with self._guard("journal write failed"):
+                cur = self.db.execute("INSERT INTO runs(set_id, input, provider, options, started) VALUES (?,?,?,?,?)",
+                                      (ws.id, input_name, provider, json.dumps(options), time.time()))
+            self.run_id = cur.lastrowid
+        return self.run_id
+
+    def finish_run(self, status: str) -> None:
         with self._lock:
             self._write("UPDATE runs SET status=?, updated=? WHERE id=?", [(status, time.time(), self.run_id)])
 
-    def counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT state, count(*) FROM rows WHERE run=? GROUP BY state", (self.run_id,))
-        return dict(rows.fetchall())
-
-    def states(self) -> Iterator[tuple[int, str, str, str]]:
-        """(seq, state, code, message) in seq order, streamed for a merge with the input."""
+    # --- rows ---------------------------------------------------------------------------------
+    def states(self, set_id: int) -> Iterator[RowState]:
+        """Every recorded row of a set in seq order, streamed for a merge with the input."""
         # a cursor of its own, read under the lock: workers write on the same connection
+        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? ORDER BY seq"
         with self._lock, self._guard("journal read failed"):
             cur = self.db.cursor()
-            cur.execute("SELECT seq, state, code, message FROM rows WHERE run=? ORDER BY seq", (self.run_id,))
+            cur.execute(sql, (set_id,))
             chunk = cur.fetchmany(5000)
         while chunk:
-            yield from chunk
+            for seq, state, code, message, msg in chunk:
+                yield RowState(seq, state, code or "", message or "", msg)
             with self._lock, self._guard("journal read failed"):
                 chunk = cur.fetchmany(5000)
 
-    # --- rows ------------------------------------------------------------------------------
+    def state(self, set_id: int, seq: int) -> RowState | None:
+        rows = self._read("SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq=?", (set_id, seq))
+        if not rows:
+            return None
+        seq, state, code, message, msg = rows[0]
+        return RowState(seq, state, code or "", message or "", msg)
+
+    def taken_messages(self, set_id: int) -> set[int]:
+        """Message keys of a set that were (or may have been) accepted: never to be sent again."""
+        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?)",
+                                         (set_id, ACCEPTED, UNKNOWN, INFLIGHT))}
+
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
-        rows = json.dumps([[m.seq, m.line, m.phone] for m in batch])
+        rows = json.dumps([[m.set_id, m.seq, m.line, m.phone, m.digest] for m in batch])
         with self._lock, self._guard("journal write failed"):
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(MARK_INFLIGHT, (self.run_id, INFLIGHT, attempt, rows))
+            self.db.execute(MARK_INFLIGHT, (INFLIGHT, attempt, time.time(), self.run_id, rows))
             self.db.execute("COMMIT")
 
     def mark_unknown(self, batch: list[Message], message: str) -> None:
         """Rows whose request was still in flight when the run had to stop: unknown (unless the
         answer was recorded meanwhile)."""
         with self._lock:
-            self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE run=? AND seq=? AND state=?",
-                        [(UNKNOWN, message, self.run_id, m.seq, INFLIGHT) for m in batch])
+            self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE set_id=? AND seq=? AND state=?",
+                        [(UNKNOWN, message, m.set_id, m.seq, INFLIGHT) for m in batch])
 
-    def record(self, batch: list[Message], outcomes: list[Outcome], attempt: int) -> None:
-        refs = {o.ref for o in outcomes if o.ref and o.kind is Kind.ACCEPTED}
+    def record(self, batch: list[Message], outcomes: list[Outcome], states: list[str], attempt: int) -> None:
+        """The answer to one request: each row's state (decided by the ledger) and the request."""
+        refs = {o.ref for o in outcomes if o.ref and o.accepted}
         first = outcomes[0] if outcomes else None
         result = first.kind.value if first and all(o.kind is first.kind for o in outcomes) else "mixed"
         ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
@@ -192,12 +271,12 @@ class Journal:
                                      "; rows whose answer it could not record are unknown next run"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                groups: dict[tuple, list[int]] = {}
-                for m, o in zip(batch, outcomes):
-                    key = (STATE_OF[o.kind], o.code or None, o.message or None, o.ref or None)
-                    groups.setdefault(key, []).append(m.seq)
-                for key, seqs in groups.items():
-                    self.db.execute(RECORD, (self.run_id, 0, "", *key, json.dumps(seqs)))
+                groups: dict[tuple, list[list[int]]] = {}
+                for m, o, st in zip(batch, outcomes, states):
+                    key = (st, o.code or None, o.message or None, o.ref or None)
+                    groups.setdefault(key, []).append([m.set_id, m.seq])
+                for key, rows in groups.items():
+                    self.db.execute(RECORD, (0, "", 0, *key, json.dumps(rows)))
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
                 self.db.execute("COMMIT")
@@ -205,12 +284,6 @@ class Journal:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
-
-    def _write(self, sql: str, params: list[tuple]) -> None:
-        with self._guard("journal write failed"):
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(sql, params)
-            self.db.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self, "db", None)
@@ -221,4 +294,6 @@ class Journal:
         except sqlite3.Error:
             pass  # what was committed is on disk; nothing else to save
         finally:
-            os.close(self._lockfd)
+            if self._lockfd is not None:
+                os.close(self._lockfd)
+                self._lockfd = None

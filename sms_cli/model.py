@@ -6,6 +6,7 @@ failures writer can be tested on their own.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ class Message:
     user_id: str | None = None
     key: str = ""  # stable correlation key, used as UserId / SessionContext when user_id is empty
     record: dict[str, Any] = field(default_factory=dict)
+    set_id: int = 0  # the ledger's working set this row belongs to (with seq: the row's identity)
+    digest: int = 0  # message_key(): what the message is, for --dedupe and edited inputs
 
     @property
     def correlation(self) -> str:
@@ -45,6 +48,7 @@ class Kind(str, enum.Enum):
     RETRYABLE = "retryable"  # not taken, safe to send again (never reached, throttled, busy)
     FATAL = "fatal"  # credentials/account problem: the whole run must stop
     UNKNOWN = "unknown"  # the request may have been taken but no answer was read
+    NOT_SENT = "not_sent"  # the request failed locally before it left: safe to send again
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,22 @@ class Outcome:
 
 
 ACCEPTED = Outcome(Kind.ACCEPTED)
+
+
+def message_key(phone: str, template_id: str, params) -> int:
+    """A 64-bit digest of what a message is (recipient, template, parameters), whatever the
+    spelling of the row: two rows with equal keys would put the same text on the same handset."""
+    # separators no row would contain: cheaper than JSON on the hot path; a clash could only
+    # make two different messages look alike (one skipped by --dedupe), never send one twice
+    if params.__class__ is list:
+        body = "\x1f".join(params)
+    elif isinstance(params, dict):
+        body = "\x1e".join(f"{k}\x1d{v}" for k, v in sorted(params.items()))
+    else:
+        body = str(params)
+    text = f"{phone}\x1c{template_id}\x1c{body}"
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "big", signed=True)  # SQLite integers are signed 64-bit
 
 
 def mask_phone(phone: str) -> str:

@@ -35,26 +35,27 @@ class RunView:
         self._lock = threading.Lock()
 
     # --- while it runs ----------------------------------------------------------------------
-    def started(self, run, cfg) -> None:
-        if run.provider.type == "outbox" and not self.quiet:
+    def started(self, provider, cfg, source) -> None:
+        if provider.type == "outbox":
+            # even with --quiet: a cron job whose config went missing must not look like a success
             self.console.print(f"sms-cli: no provider configured: nothing leaves this machine; accepted "
-                               f"messages are appended to {run.provider.path}", markup=False)
+                               f"messages are appended to {provider.path}", markup=False)
         for warning in cfg.warnings:
             self.console.print(f"sms-cli: warning: {warning}", markup=False)
         if self.interactive and not self.dry_run:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+                                       TimeRemainingColumn)
 
             self._bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]} rows/s"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-            self._task = self._bar.add_task("sending", total=run.s.total_hint or None,
+                TextColumn("[bold]{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
+                TextColumn("{task.fields[counts]}"), console=self.console, transient=True, expand=True)
+            self._task = self._bar.add_task("sending", total=max(0, source.lines - (source.fmt == "csv")) or None,
                                             counts="", rate="0")
             self._bar.start()
             self._t0 = time.monotonic()
 
-    def progress(self, s: Summary) -> None:
+    def progress(self, tally) -> None:
         if self._bar is None:
             return
         now = time.monotonic()
@@ -62,17 +63,19 @@ class RunView:
             if now - self._last < 0.1:
                 return
             self._last = now
-        done = s.accepted + s.accepted_before + s.failed + s.unknown + s.invalid + s.not_sent + s.skipped
-        rate = done / max(1e-6, now - self._t0)
-        total = max(s.total_hint or 0, s.rows)
-        self._bar.update(self._task, completed=done, total=total or None,
-                         counts=f"ok {s.accepted + s.accepted_before}  failed {s.failed + s.invalid + s.not_sent}"
-                                f"  unknown {s.unknown}", rate=f"{rate:,.0f}")
+        counts = dict(tally.counts)  # a copy: workers add to it while this reads
+        done = sum(counts.values())
+        rate = tally.sent_rows / max(1e-6, now - self._t0)
+        total = self._bar.tasks[0].total if self._bar.tasks else None
+        shown = report.columns(counts)
+        self._bar.update(self._task, completed=done, total=max(total or 0, done) or None,
+                         counts="  ".join(f"{label} {n}" for label, n in shown[:3]), rate=f"{rate:,.0f}")
 
     # --- at the end -------------------------------------------------------------------------
     def finish(self, s: Summary) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
         if self.dry_run:
             print(json.dumps(report.plan_dict(s), ensure_ascii=False) if self.json_out else report.plan_text(s),
                   flush=True)
@@ -86,4 +89,4 @@ class RunView:
         if self.console.is_terminal and not self.quiet:
             self.console.print(report.summary_table(s))
         else:
-            sys.stderr.write(report.summary_text(s) + "\n")
+            sys.stderr.write(report.summary_text(s, short=self.quiet) + "\n")

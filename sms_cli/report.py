@@ -1,24 +1,74 @@
-"""Rendering a run's summary: plain text (cron, pipes), a rich table (terminals), or JSON."""
+"""Rendering a run's summary: plain text (cron, pipes), a rich table (terminals), or JSON.
+
+The text line, the table and the JSON all count from the same `COLUMNS`, so they agree.
+"""
 from __future__ import annotations
 
 import json
 
+from .outcomes import Fate
 from .send import Summary
+
+SCHEMA_VERSION = 1
+# (label, fates): the columns of the summary, in order
+COLUMNS = [
+    ("accepted", (Fate.ACCEPTED,)),
+    ("accepted earlier", (Fate.ACCEPTED_EARLIER,)),
+    ("failed", (Fate.REJECTED, Fate.FAILED)),
+    ("invalid", (Fate.INVALID,)),
+    ("unknown", (Fate.UNKNOWN,)),
+    ("not sent", (Fate.NOT_SENT,)),
+    ("deferred", (Fate.DEFERRED,)),
+    ("skipped", (Fate.SKIPPED,)),
+    ("duplicates", (Fate.DUPLICATE,)),
+]
+SHOWN_REASONS = 3
+
+
+def _printable(text: str) -> str:
+    try:
+        from .textsafe import printable
+    except ImportError:  # pragma: no cover - textsafe ships with the package
+        return text
+    return printable(text)
+
+
+def _col(counts, fates) -> int:
+    return sum(counts.get(f, 0) for f in fates)
+
+
+def columns(counts) -> list[tuple[str, int]]:
+    """The summary's numbers: accepted always, the others when not zero."""
+    return [(label, _col(counts, fates)) for label, fates in COLUMNS
+            if label == "accepted" or _col(counts, fates)]
+
+
+def rate(s: Summary) -> float:
+    """Rows sent per second (rows settled from the journal are not sent, so not counted)."""
+    return s.tally.sent_rows / s.elapsed if s.elapsed > 0 else 0.0
 
 
 def summary_dict(s: Summary) -> dict:
+    t = s.tally
+    counts = t.counts
     return {
+        "schema_version": SCHEMA_VERSION,
         "provider": s.provider, "provider_type": s.provider_type,
-        "rows": s.rows, "valid": s.valid, "invalid": s.invalid, "skipped": s.skipped,
-        "duplicates": s.duplicates, "requests": s.requests,
-        "accepted": s.accepted, "accepted_before": s.accepted_before, "failed": s.failed,
-        "unknown": s.unknown, "not_sent": s.not_sent,
-        "resumed": s.resumed, "previous": s.previous, "stopped": s.stopped, "fatal": s.fatal,
-        "failures_file": s.failures_path, "stale_failures_removed": s.stale_removed,
-        "journal": s.journal_path, "submission_ids": s.refs, "elapsed_seconds": round(s.elapsed, 3),
-        "by_template": {k: dict(zip(("rows", "accepted", "failed", "unknown"), v))
-                        for k, v in s.by_template.items()},
-        "top_failures": [{"code": c, "message": m, "rows": n} for (c, m), n in s.reasons.most_common(5)],
+        "rows": s.rows, **{f.counter: counts.get(f, 0) for f in Fate},
+        "accepted_before": counts.get(Fate.ACCEPTED_EARLIER, 0),
+        "failed": s.failed, "rejected": counts.get(Fate.REJECTED, 0),
+        "retries_exhausted": counts.get(Fate.FAILED, 0),
+        "requests": t.requests, "retries": t.retries, "splits": t.splits, "rows_sent": t.sent_rows,
+        "resumed": s.resumed, "previous": s.previous, "fresh": s.fresh,
+        "stopped": s.stopped, "fatal": s.fatal, "local_failure": s.local,
+        "limit": s.limit, "remaining": counts.get(Fate.DEFERRED, 0),
+        "failures_file": s.failures_path, "failures_file_lost": s.failures_lost,
+        "stale_failures_removed": s.stale_removed, "journal": s.journal_path,
+        "submission_ids": t.refs, "elapsed_seconds": round(s.elapsed, 3), "rows_per_second": round(rate(s), 1),
+        "by_template": {tid: {"rows": sum(c.values()), **{f.counter: n for f, n in c.items()}}
+                        for tid, c in sorted(t.by_template.items())},
+        "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
+        "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "exit_code": int(s.exit_code()),
     }
 
@@ -27,89 +77,115 @@ def summary_json(s: Summary) -> str:
     return json.dumps(summary_dict(s), ensure_ascii=False)
 
 
-def summary_text(s: Summary) -> str:
+def summary_text(s: Summary, *, short: bool = False) -> str:
+    """`short`: --quiet, for a cron mail: the counts, the stop, the failures file."""
+    t = s.tally
     lines = []
-    if s.resumed:
+    if s.resumed and not short:
         prev = ", ".join(f"{v} {k}" for k, v in sorted(s.previous.items())) or "nothing recorded"
-        lines.append(f"resumed an earlier run (journal held: {prev})")
+        lines.append(f"resumed this input's ledger (journal held: {prev})")
+    if s.fresh:
+        lines.append("started over (--fresh --yes): messages accepted before may have been sent again")
     if s.stopped == "fatal":
-        lines.append(f"stopped: provider refused the run: {s.fatal}")
+        what = "local failure" if s.local else "provider refused the run"
+        lines.append(f"stopped: {what}: {_printable(s.fatal or '')}")
     elif s.stopped:
         lines.append(f"stopped by {s.stopped}")
-    accepted = f"{s.accepted} accepted" + (f" (+{s.accepted_before} earlier)" if s.accepted_before else "")
-    parts = [f"{s.rows} rows read", f"{s.invalid} invalid", f"{s.requests} requests", accepted,
-             f"{s.failed} failed", f"{s.unknown} unknown"]
-    if s.not_sent:
-        parts.append(f"{s.not_sent} not sent")
-    if s.skipped:
-        parts.append(f"{s.skipped} skipped")
-    lines.append(f"{s.provider}: " + ", ".join(parts) + f" in {s.elapsed:.1f}s")
-    if s.duplicates:
-        lines.append(f"{s.duplicates} duplicate rows skipped (--dedupe)")
-    for (code, message), n in s.reasons.most_common(3):
-        lines.append(f"  {n} x {code}: {message}")
-    if s.refs:
-        lines.append("submission ids: " + ", ".join(s.refs[:5]) + (" ..." if len(s.refs) > 5 else ""))
-    if s.failures_path and s.stopped:
+    parts = ", ".join(f"{n} {label}" for label, n in columns(t.counts))
+    extra = [f"{t.retries} retries" if t.retries else "", f"{t.splits} split" if t.splits else ""]
+    extra = ", ".join(x for x in extra if x)
+    req = f"{t.requests} requests" + (f" ({extra})" if extra else "")
+    lines.append(f"{s.provider}: {s.rows} rows: {parts}; {req} in {s.elapsed:.1f}s, {rate(s):,.0f} rows/s")
+    shown = t.reasons.most_common(1 if short else SHOWN_REASONS)
+    for (code, message), n in shown:
+        lines.append(f"  {n} x {_printable(code)}: {_printable(message)}")
+    more = len(t.reasons) - len(shown) + t.more_reasons
+    if more > 0:
+        lines.append(f"  ... and {more} more reason{'s' if more != 1 else ''} (see the failures file)")
+    if s.failures_lost:
+        lines.append(f"the failures file could not be written ({_printable(s.failures_lost)}); "
+                     "the journal holds every row's state: fix the disk and run the same command again")
+    elif s.failures_path and (s.stopped or s.n(Fate.DEFERRED)):
         lines.append(f"failures file: {s.failures_path}  (to finish, run the same command again: it resumes)")
     elif s.failures_path:
         lines.append(f"failures file: {s.failures_path}  (resend: sms-cli send {s.failures_path})")
+    if s.limit is not None and s.n(Fate.DEFERRED):
+        lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
+                     "to continue")
+    if short:
+        return "\n".join(lines)
     if s.stale_removed:
         lines.append(f"every row accepted: removed the stale failures file {s.stale_removed}")
-    if s.unknown:
-        lines.append(f"{s.unknown} rows have an unknown outcome: check delivery reports before "
+    if s.n(Fate.UNKNOWN):
+        lines.append(f"{s.n(Fate.UNKNOWN)} rows have an unknown outcome: check delivery reports before "
                      "resending them with --retry-unknown")
+    if t.refs:
+        lines.append("submission ids: " + ", ".join(t.refs[:5]) + (" ..." if len(t.refs) > 5 else ""))
     return "\n".join(lines)
 
 
 def plan_dict(s: Summary) -> dict:
+    t = s.tally
+    to_send = sum(size * n for size, n in s.batch_sizes.items())
     return {
-        "provider": s.provider, "provider_type": s.provider_type, "rows": s.rows, "valid": s.valid,
-        "invalid": s.invalid, "duplicates": s.duplicates, "requests": s.requests,
+        "schema_version": SCHEMA_VERSION,
+        "provider": s.provider, "provider_type": s.provider_type, "rows": s.rows, "to_send": to_send,
+        "invalid": s.n(Fate.INVALID), "duplicates": s.n(Fate.DUPLICATE),
+        "ledger_skips": {"accepted_earlier": s.n(Fate.ACCEPTED_EARLIER), "unknown": s.n(Fate.UNKNOWN),
+                         "rejected": s.n(Fate.REJECTED)},
+        "deferred": s.n(Fate.DEFERRED), "requests": sum(s.batch_sizes.values()),
         "numbers_per_request": {str(k): v for k, v in sorted(s.batch_sizes.items(), reverse=True)},
-        "templates": {t: {**e, "encodings": sorted(e["encodings"])} for t, e in s.estimates.items()},
+        "templates": {tid: {**e, "encodings": sorted(e["encodings"])} for tid, e in s.estimates.items()},
         "billable_parts": sum(e["parts"] for e in s.estimates.values()),
-        "problems": [{"code": c, "message": m, "rows": n} for (c, m), n in s.reasons.most_common()],
+        "problems": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common()],
     }
 
 
 def plan_text(s: Summary) -> str:
-    lines = [f"plan for {s.provider} ({s.provider_type}): {s.rows} rows read, {s.valid} to send, "
-             f"{s.invalid} invalid" + (f", {s.duplicates} duplicates skipped" if s.duplicates else "")
-             + f"; {s.requests} requests"]
+    d = plan_dict(s)
+    lines = [f"plan for {s.provider} ({s.provider_type}): {s.rows} rows read, {d['to_send']} to send, "
+             f"{d['invalid']} invalid" + (f", {d['duplicates']} duplicates skipped" if d["duplicates"] else "")
+             + f"; {d['requests']} requests"]
+    skips = d["ledger_skips"]
+    if any(skips.values()):
+        lines.append(f"  the ledger skips {skips['accepted_earlier']} accepted earlier, {skips['unknown']} unknown, "
+                     f"{skips['rejected']} refused earlier")
+    if d["deferred"]:
+        lines.append(f"  {d['deferred']} valid rows left for a later run (--limit {s.limit})")
     for size, n in sorted(s.batch_sizes.items(), reverse=True):
         lines.append(f"  {n} request(s) of {size} number(s)")
     if s.estimates:
         lines.append("  template                rows  encoding  length     parts")
     for tid, e in sorted(s.estimates.items()):
+        tid = _printable(tid)
         if e["text_known"] and e["min_length"] is not None:
             length = f"{e['min_length']}-{e['max_length']}" if e["min_length"] != e["max_length"] else str(e["max_length"])
             lines.append(f"  {tid:22} {e['rows']:>5}  {'/'.join(sorted(e['encodings'])):8}  {length:9}  {e['parts']:>5}")
         else:
             lines.append(f"  {tid:22} {e['rows']:>5}  (no text in config: length unknown)")
-    billable = sum(e["parts"] for e in s.estimates.values())
     if any(e["text_known"] for e in s.estimates.values()):
-        lines.append(f"  billable parts (templates with text): {billable}")
-    for (code, message), n in s.reasons.most_common(5):
-        lines.append(f"  {n} invalid x {code}: {message}")
+        lines.append(f"  billable parts (templates with text): {d['billable_parts']}")
+    for (code, message), n in s.tally.reasons.most_common(5):
+        lines.append(f"  {n} not sendable x {_printable(code)}: {_printable(message)}")
     return "\n".join(lines)
 
 
 def summary_table(s: Summary):
-    """The closing summary for a terminal: per template, top failure reasons, rate."""
+    """The closing summary for a terminal: the same columns per template, then the text."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    t = s.tally
+    shown = columns(t.counts)
     table = Table(title=f"sms-cli: {s.provider} ({s.provider_type})", title_justify="left")
-    for col in ("template", "rows", "accepted", "failed", "unknown"):
-        table.add_column(col, justify="left" if col == "template" else "right")
-    for tid, (rows, ok, failed, unknown) in sorted(s.by_template.items()):
-        table.add_row(tid, str(rows), str(ok), str(failed), str(unknown))
-    done = s.accepted + s.failed + s.unknown + s.invalid + s.not_sent
-    rate = done / s.elapsed if s.elapsed > 0 else 0.0
+    table.add_column("template")
+    table.add_column("rows", justify="right")
+    fates = dict(COLUMNS)
+    for label, _ in shown:
+        table.add_column(label, justify="right")
+    for tid, c in sorted(t.by_template.items()):
+        table.add_row(_printable(tid), str(sum(c.values())), *(str(_col(c, fates[label])) for label, _ in shown))
     table.add_section()
-    table.add_row("total", str(s.rows), str(s.accepted + s.accepted_before),
-                  str(s.failed + s.invalid + s.not_sent), str(s.unknown))
-    parts = [table, Text(summary_text(s)), Text(f"{s.elapsed:.1f}s, {rate:,.0f} rows/s")]
-    return Group(*parts)
+    table.add_row("total", str(s.rows), *(str(n) for _, n in shown))
+    return Group(table, Text(summary_text(s)))

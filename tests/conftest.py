@@ -72,11 +72,13 @@ def _yaml_scalar(value) -> str:
 def write_config(tmp_path):
     """Factory: write_config(emu, provider_type="uspeedo", name="emu", **overrides) -> Path.
 
-    Test defaults: rate_limit 0 (unlimited), max_attempts 4, short timeouts. Overrides replace
+    Test defaults: rate_limit 0 (unlimited), max_attempts 4, short timeouts, backoff of a few
+    milliseconds, a 1 s grace period after a signal. Overrides replace
     or add provider keys (timeout={"connect": 2, "read": 1} style dicts are fine)."""
     count = [0]
 
-    def write(emu: Emulator, provider_type: str = "uspeedo", *, name: str = "emu", **overrides) -> Path:
+    def write(emu: Emulator, provider_type: str = "uspeedo", *, name: str = "emu", grace_period: float = 1.0,
+              **overrides) -> Path:
         section: dict = {"type": provider_type}
         if provider_type == "uspeedo":
             section.update(endpoint=emu.url + "/api", account_id="10001", access_key_id=DEFAULT_KEY_ID,
@@ -89,9 +91,11 @@ def write_config(tmp_path):
                            sign_name="ACME")
         else:
             raise ValueError(f"no test config for provider type {provider_type!r}")
-        section.update(rate_limit=0, max_attempts=4, timeout={"connect": 2, "read": 1})
+        # no test sleeps through real backoff: retries wait at most a few milliseconds
+        section.update(rate_limit=0, max_attempts=4, timeout={"connect": 2, "read": 1},
+                       backoff={"base": 0.005, "cap": 0.02})
         section.update(overrides)
-        lines = [f"default_provider: {name}", "providers:", f"  {name}:"]
+        lines = [f"default_provider: {name}", f"grace_period: {grace_period}", "providers:", f"  {name}:"]
         lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in section.items() if v is not None]
         lines.append("templates:")
         lines += [f"  {tid}: {{params: {_yaml_scalar(names)}}}" for tid, names in TEMPLATES.items()]
@@ -156,3 +160,44 @@ def make_rows(path: Path, n: int, *, start: int = 0, country: str = "65", templa
         for i in range(invalid):
             w.writerow([f"12{i}", template, "000000"])
     return phones
+
+
+class Invoked:
+    """What an in-process CLI call gave: exit code, stdout, stderr."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def json(self) -> dict:
+        lines = [ln for ln in self.stdout.splitlines() if ln.startswith("{")]
+        assert lines, f"no JSON on stdout (exit {self.returncode}):\n{self.stdout}\n{self.stderr}"
+        import json
+
+        return json.loads(lines[-1])
+
+
+def invoke(*args, cwd, input: str | None = None, env: dict | None = None) -> Invoked:
+    """`sms-cli ARGS` in this process (typer's CliRunner), from `cwd`: milliseconds instead of a
+    subprocess. Use run_cli/start_cli where a real process matters (signals, kill -9, disk)."""
+    from typer.testing import CliRunner
+
+    from sms_cli.cli import app
+
+    base = {k: None for k in os.environ if k.startswith("SMS_CLI_")}
+    base.update(env or {})
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], input=input, env=base, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    assert "Traceback" not in result.stderr, result.stderr
+    return Invoked(result.exit_code, result.stdout, result.stderr)
+
+
+def accepted_counts(emu) -> "Counter":
+    """Numbers the emulator accepted, with how many times each (the proof of no duplicate)."""
+    from collections import Counter
+
+    with emu.lock:
+        return Counter(e["phone"] for e in emu.accepted)

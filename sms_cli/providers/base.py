@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from ..config import ConfigError, ProviderSettings, Template
 from ..model import Kind, Message, Outcome
+from ..ratelimit import RateLimiter
 from .http import Http, RequestFailed
 
 
@@ -39,7 +40,10 @@ class Provider(ABC):
         self.settings = settings
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
-        self.http = Http(settings, pool_size=concurrency, secrets=settings.secrets) if self.uses_http else None
+        # one limiter per provider: the workers reserve slots with it, and Http paces the wire
+        self.limiter = RateLimiter(self.rate_limit)
+        self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace)
+                     if self.uses_http else None)
 
     # --- configuration -------------------------------------------------------------------
     @classmethod
@@ -106,10 +110,19 @@ class Provider(ABC):
     def send(self, batch: list[Message]) -> list[Outcome]:
         """Send one request; one Outcome per row of `batch`, in order. Never raises for the
         provider's or the network's failures: they are outcomes."""
+        if self.http is not None:
+            self.http.local.left = False
         try:
             outcomes = self._send(batch)
         except RequestFailed as exc:
             return [exc.outcome] * len(batch)
+        except Exception as exc:  # a row the request could not be built from, or an adapter bug
+            if self.http is not None and self.http.local.left:
+                return [Outcome(Kind.UNKNOWN, "Unknown", f"error after the request was sent: "
+                                f"{type(exc).__name__}")] * len(batch)
+            # nothing left: split the request so only the row that cannot be sent stays behind
+            return [Outcome(Kind.NOT_SENT, "NotSent", f"not sent: the request could not be built "
+                            f"({type(exc).__name__})", per_number=True)] * len(batch)
         if len(outcomes) != len(batch):  # a provider bug must not lose rows
             return [Outcome(Kind.UNKNOWN, "BadResponse", "answer did not cover every number")] * len(batch)
         return outcomes

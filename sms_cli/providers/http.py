@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 
 import requests
@@ -78,7 +79,7 @@ def classify_status(status: int, headers) -> Outcome | None:
 
 
 class Http:
-    def __init__(self, settings, *, pool_size: int = 4, secrets=frozenset()):
+    def __init__(self, settings, *, pool_size: int = 4, secrets=frozenset(), pace=None):
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         self.provider = settings.name
         self.session = requests.Session()
@@ -87,7 +88,8 @@ class Http:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.trust_env = False  # proxies from the environment must not see message bodies
-        self.pace = None  # set by the run: the rate limiter's last word before a request leaves
+        self.pace = pace  # the rate limiter's last word before a request leaves
+        self.local = threading.local()  # .left: this thread's request went on the wire
 
     def post(self, url: str, body: bytes, headers: dict[str, str], *, action: str, count: int
              ) -> requests.Response:
@@ -96,6 +98,7 @@ class Http:
         if self.pace is not None:
             self.pace()
         started = time.monotonic()
+        self.local.left = True
         try:
             resp = self.session.post(url, data=body, headers=headers, timeout=self.timeout)
             _ = resp.content  # read the whole body inside the try: a drop here is UNKNOWN

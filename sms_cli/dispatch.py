@@ -1,0 +1,229 @@
+"""The dispatcher: batches in, requests out, across worker threads.
+
+It owns the queue, the workers, the shared rate limit, the retry policy (exponential backoff
+with full jitter, `Retry-After` honoured, only the numbers that failed retried), the bisection
+of requests refused because of one number, the in-flight set and the grace period after a
+stop. It decides whether an answer is final; the ledger decides what a final answer means.
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import SmsCliError
+from .ledger import Ledger
+from .model import Kind, Message, Outcome
+from .outcomes import Fate
+from .ratelimit import RateLimiter
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_attempts: int = 4
+    backoff_base: float = 0.5  # seconds: attempt n waits up to base * 2^(n-1) ...
+    backoff_cap: float = 30.0  # ... but never more than this
+    grace: float = 10.0  # seconds in-flight requests get to finish after a stop
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter."""
+        return rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+
+class Stop:
+    """Why the run is stopping, set once. `fatal` and `detail` say what the summary reports."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.reason: str | None = None  # "fatal", "SIGINT", "SIGTERM"
+        self.detail: str | None = None
+        self.local = False  # a local disk or journal failure, not the provider's refusal
+        self._lock = threading.Lock()
+
+    def set(self, reason: str, detail: str | None = None, *, local: bool = False) -> None:
+        with self._lock:  # never called from a signal handler (see run.py)
+            if self.reason is None:
+                self.reason, self.detail, self.local = reason, detail, local
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+class Dispatcher:
+    def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 4,
+                 limiter: RateLimiter | None = None, rng: random.Random | None = None,
+                 progress: Callable[[], None] = lambda: None):
+        self.provider, self.ledger, self.policy, self.stop = provider, ledger, policy, stop
+        self.limiter = limiter or RateLimiter(None)
+        self.rng = rng or random.Random()
+        self.progress = progress
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
+        self.inflight: dict[int, list[Message]] = {}
+        self._lock = threading.Lock()
+        self.workers = [threading.Thread(target=self._worker, daemon=True, name=f"send-{i}")
+                        for i in range(max(1, concurrency))]
+        for t in self.workers:
+            t.start()
+
+    # --- the main thread ----------------------------------------------------------------------
+    def submit(self, batch: list[Message], poll: Callable[[], None] = lambda: None) -> None:
+        """Queue a batch (blocking while the queue is full); a stopped run settles it unsent."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put(batch, timeout=0.05)
+                return
+            except queue.Full:
+                poll()  # lets the caller notice a signal while the workers are busy
+        self._not_sent(batch)
+
+    def close(self, poll: Callable[[], None] = lambda: None) -> None:
+        """No more batches: wait for the workers (at most the grace period once stopped), then
+        settle whatever is left: queued batches not sent, requests still in flight unknown."""
+        for _ in self.workers:
+            while True:
+                try:
+                    self.queue.put(None, timeout=0.05)
+                    break
+                except queue.Full:
+                    poll()
+                    if self.stop.is_set():
+                        self._drain()
+        deadline = None
+        while any(t.is_alive() for t in self.workers):
+            poll()
+            if self.stop.is_set() and self.stop.reason in ("SIGINT", "SIGTERM"):
+                deadline = deadline or time.monotonic() + self.policy.grace
+                if time.monotonic() > deadline:
+                    break
+            for t in self.workers:
+                t.join(timeout=0.05)
+        self._drain()
+        with self._lock:  # requests that outlived the grace period: their outcome is unknown
+            stuck = [m for batch in self.inflight.values() for m in batch]
+            self.inflight.clear()
+        if stuck:
+            why = "still in flight when the run stopped"
+            try:
+                self.ledger.stopped(stuck, Fate.UNKNOWN, "Unknown", why, journal=True)
+            except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
+                self.ledger.stopped(stuck, Fate.UNKNOWN, "Unknown", why)
+                self.stop.set("fatal", str(exc), local=True)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if batch is not None:
+                self._not_sent(batch)
+
+    def _not_sent(self, batch: list[Message]) -> None:
+        why = self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
+        self.ledger.stopped(batch, Fate.NOT_SENT, "NotSent", f"not sent: {why}")
+
+    # --- workers ------------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            try:
+                self._send(batch)
+            except SmsCliError as exc:  # the journal could not be written: stop, keep the truth
+                self.stop.set("fatal", str(exc), local=True)
+            except Exception as exc:  # a bug must not hang the run or lose its rows
+                self.stop.set("fatal", f"internal error: {type(exc).__name__}: {exc}", local=True)
+            self.progress()
+
+    def _send(self, batch: list[Message]) -> None:
+        # (rows, attempt, split): a stack, so a split request's halves go before the rest
+        work: list[tuple[list[Message], int, bool]] = [(batch, 1, False)]
+        while work:
+            pending, attempt, split = work.pop()
+            if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
+                for rows, _, _ in [(pending, attempt, split), *work]:
+                    self._not_sent(rows)
+                return
+            token = id(pending)
+            with self._lock:
+                self.inflight[token] = pending
+            try:
+                self.ledger.sending(pending, attempt, split=split)
+            except BaseException:
+                with self._lock:
+                    self.inflight.pop(token, None)
+                self.ledger.stopped(pending, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
+                for rows, _, _ in work:
+                    self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
+                raise
+            outcomes = self.provider.send(pending)
+            with self._lock:
+                if self.inflight.pop(token, None) is None:
+                    return  # the grace period ran out: close() settled these rows as unknown
+            retry, final, fatal, wait = [], [], None, 0.0
+            halves = None
+            if len(pending) > 1 and all(o.per_number for o in outcomes):
+                # the whole request was refused because of some number in it: nothing was sent,
+                # so send the halves until the culprits stand alone
+                mid = len(pending) // 2
+                halves = (pending[:mid], pending[mid:])
+                final = [False] * len(pending)
+            else:
+                for m, o in zip(pending, outcomes):
+                    if o.kind is Kind.FATAL:
+                        fatal = fatal or o
+                        final.append(True)
+                    elif o.kind is Kind.RETRYABLE and attempt < self.policy.max_attempts:
+                        retry.append(m)
+                        wait = max(wait, o.retry_after or 0.0)
+                        final.append(False)
+                    else:
+                        final.append(True)
+            try:
+                self.ledger.answered(pending, outcomes, final, attempt)
+            except BaseException:
+                for rows, _, _ in work:
+                    self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
+                self.ledger.stopped([m for m, f in zip(pending, final) if not f], Fate.NOT_SENT, "NotSent",
+                                    "not sent: the journal could not be written")
+                raise
+            self.progress()
+            if fatal is not None:
+                self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
+                for rows, _, _ in work:
+                    self._not_sent(rows)
+                return
+            if halves is not None:
+                work.append((halves[1], attempt, True))
+                work.append((halves[0], attempt, True))
+                continue
+            if retry:
+                if self.stop.event.wait(wait or self.policy.backoff(attempt, self.rng)):
+                    self._not_sent(retry)
+                    for rows, _, _ in work:
+                        self._not_sent(rows)
+                    return
+                work.append((retry, attempt + 1, False))
+
+
+class DryDispatcher:
+    """A dry run: the same stream and batches, nothing sent; counts requests and sizes."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.requests = 0
+        self.batch_sizes: dict[int, int] = {}
+
+    def submit(self, batch: list[Message], poll=None) -> None:
+        self.requests += 1
+        self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
+        for m in batch:
+            self.estimator.add(m)
+
+    def close(self, poll=None) -> None:
+        pass

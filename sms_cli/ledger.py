@@ -1,0 +1,146 @@
+"""The ledger: the only code that decides how a row ends, counts it, and writes it down.
+
+Every row of a run reaches `settle` (a row that was never sent) or `answered` (the provider's
+answer to a request) exactly once, and leaves as one `Fate`. Under one lock the ledger counts
+it (overall, per template, per failure reason), records it in the journal, and writes it to the
+failures file with its reason and retryable flag. Nothing else touches those three.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .errors import SmsCliError
+from .model import Kind, Message, Outcome
+from .outcomes import JOURNAL_STATE, RETRY, Fate
+
+MAX_REASONS = 1000  # distinct failure reasons kept for the summary
+MAX_REFS = 100  # submission ids kept for the summary
+_NUMBER = re.compile(r"\+?\d[\d ()-]{5,}\d")
+
+# how a provider's final answer ends a row (the dispatcher decides whether it is final)
+FATE_OF = {Kind.ACCEPTED: Fate.ACCEPTED, Kind.PERMANENT: Fate.REJECTED, Kind.RETRYABLE: Fate.FAILED,
+           Kind.UNKNOWN: Fate.UNKNOWN, Kind.FATAL: Fate.NOT_SENT, Kind.NOT_SENT: Fate.NOT_SENT}
+
+
+def reason_key(code: str, message: str) -> tuple[str, str]:
+    """A failure reason as the summary groups it: any phone number in it is masked out whole
+    (the number is in the failures file), so rows failing for one reason make one line."""
+    return code, _NUMBER.sub("<number>", message)[:120]
+
+
+@dataclass
+class Row:
+    """What the ledger needs of a row that is settled without being sent."""
+
+    record: dict
+    line: int
+    ref: str  # sms_ref: <working set>:<seq>
+    template: str | None
+
+
+@dataclass
+class Tally:
+    counts: Counter = field(default_factory=Counter)  # Fate -> rows
+    by_template: dict[str, Counter] = field(default_factory=dict)  # template -> Fate -> rows
+    reasons: Counter = field(default_factory=Counter)  # (code, masked message) -> rows
+    more_reasons: int = 0  # rows whose reason did not fit in MAX_REASONS
+    refs: list[str] = field(default_factory=list)  # the first MAX_REFS submission ids
+    requests: int = 0  # requests sent (each retry and each split half is one)
+    retries: int = 0  # of which: a retry after a transient failure
+    splits: int = 0  # of which: a half of a request split to find the numbers it refused
+    sent_rows: int = 0  # rows that left in a request (first attempt), for the rate
+
+    def count(self, fate: Fate) -> int:
+        return self.counts[fate]
+
+
+class Ledger:
+    def __init__(self, journal=None, failures=None, ref_of=None):
+        """`journal`: None in a dry run. `failures`: the FailuresWriter, or None. `ref_of(msg)`
+        gives a message's sms_ref."""
+        self.journal, self.failures = journal, failures
+        self.ref_of = ref_of or (lambda m: "")
+        self.lock = threading.Lock()
+        self.tally = Tally()
+        self.write_failures = True  # False once the failures file cannot be written (disk full)
+        self.local_error: SmsCliError | None = None  # that write's error: the run must stop
+
+    # --- rows that were never sent ------------------------------------------------------------
+    def settle(self, row: Row, fate: Fate, code: str = "", message: str = "") -> None:
+        with self.lock:
+            self._count(fate, row.template, code, message)
+            if fate.to_failures_file:
+                self._file(row.record, row.line, code, message, fate, row.ref)
+
+    # --- requests -----------------------------------------------------------------------------
+    def sending(self, batch: list[Message], attempt: int, *, split: bool = False) -> None:
+        """Before a request leaves: durably in flight (a crash from here on means unknown)."""
+        if self.journal is not None:
+            self.journal.mark_inflight(batch, attempt)
+        with self.lock:
+            t = self.tally
+            t.requests += 1
+            if split:
+                t.splits += 1
+            elif attempt > 1:
+                t.retries += 1
+            else:
+                t.sent_rows += len(batch)
+
+    def answered(self, batch: list[Message], outcomes: list[Outcome], final: list[bool], attempt: int) -> None:
+        """The answer to one request. Rows whose answer is `final` end here; the others stay
+        in the journal as `retry` until the dispatcher sends them again."""
+        # a fatal answer (credentials, balance) says nothing about the row: it was not sent
+        outcomes = [Outcome(Kind.NOT_SENT, "NotSent", f"not sent: {o.code}: {o.message}") if o.kind is Kind.FATAL
+                    else o for o in outcomes]
+        fates = [FATE_OF[o.kind] if f else None for o, f in zip(outcomes, final)]
+        if self.journal is not None:
+            self.journal.record(batch, outcomes, [JOURNAL_STATE[f] if f else RETRY for f in fates], attempt)
+        self._settle_many(batch, outcomes, fates)
+
+    def stopped(self, batch: list[Message], fate: Fate, code: str, message: str, *, journal: bool = False) -> None:
+        """Rows handed to the dispatcher that end without an answer of their own: not sent
+        (the run stopped), or unknown (still in flight when the grace period ran out)."""
+        if journal and self.journal is not None and fate is Fate.UNKNOWN:
+            self.journal.mark_unknown(batch, message)
+        self._settle_many(batch, [Outcome(Kind.UNKNOWN, code, message)] * len(batch), [fate] * len(batch))
+
+    def _settle_many(self, batch, outcomes, fates) -> None:
+        with self.lock:
+            t = self.tally
+            for m, o, fate in zip(batch, outcomes, fates):
+                if fate is None:
+                    continue
+                self._count(fate, m.template_id, o.code, o.message)
+                if fate is Fate.ACCEPTED:
+                    if o.ref and len(t.refs) < MAX_REFS and o.ref not in t.refs:
+                        t.refs.append(o.ref)
+                elif fate.to_failures_file:
+                    self._file(m.record, m.line, o.code, o.message, fate, self.ref_of(m))
+
+    # --- under the lock -----------------------------------------------------------------------
+    def _count(self, fate: Fate, template: str | None, code: str, message: str) -> None:
+        t = self.tally
+        t.counts[fate] += 1
+        per = t.by_template.get(template or "-")
+        if per is None:
+            per = t.by_template[template or "-"] = Counter()
+        per[fate] += 1
+        if fate.to_failures_file:
+            key = reason_key(code, message)
+            if key in t.reasons or len(t.reasons) < MAX_REASONS:
+                t.reasons[key] += 1
+            else:
+                t.more_reasons += 1
+
+    def _file(self, record: dict, line: int, code: str, message: str, fate: Fate, ref: str) -> None:
+        if self.failures is None or not self.write_failures:
+            return
+        try:
+            self.failures.write(record, line, code, message, fate.retryable, ref)
+        except SmsCliError as exc:  # a full disk: count on, write no more; the run stops
+            self.write_failures = False
+            self.local_error = exc

@@ -1,0 +1,53 @@
+"""Where a working set keeps its journal and its failures file, by default.
+
+One name per working set: `<base>.journal.sqlite` and `<base>.failed.<ext>` beside the input.
+`base` is the input's name without the extension the failures file itself uses (`list.csv` ->
+`list`, `list.jsonl` -> `list`), and the whole name otherwise (`list.json` -> `list.json`), so
+two inputs never share a journal or a failures file. A failures file resolves to the base of
+the input it came from (`list.failed.csv` -> `list`): resending it records into the same
+ledger and rewrites the same failures file. Stdin gets `sms-stdin-<content hash>`, so a resume
+of the same content finds its own files again.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+FAILED = ".failed"
+
+
+def failures_ext(input_name: str, fmt: str) -> str:
+    if fmt != "csv":
+        return ".jsonl"
+    ext = Path(input_name).suffix.lower()
+    return ".tsv" if ext == ".tsv" else ".csv"
+
+
+def base(input_name: str, digest: str) -> Path:
+    if input_name == "-":
+        return Path(f"sms-stdin-{digest[:12]}")
+    p = Path(input_name)
+    name, ext = p.stem, p.suffix.lower()
+    # .tsv stays in the base (list.csv and list.tsv must not share a journal) except on the
+    # failures file of a .tsv input, list.tsv.failed.tsv
+    if not (ext in (".csv", ".jsonl") or (ext == ".tsv" and name.endswith(FAILED))):
+        name = p.name
+    while name.endswith(FAILED):
+        name = name[: -len(FAILED)]
+    if not name:  # a file called ".failed.csv": nothing left to name it by
+        name = p.name
+    return p.with_name(name)
+
+
+def journal_path(input_name: str, digest: str) -> Path:
+    b = base(input_name, digest)
+    return b.with_name(b.name + ".journal.sqlite")
+
+
+def failures_path(input_name: str, fmt: str, digest: str) -> Path:
+    b = base(input_name, digest)
+    return b.with_name(b.name + FAILED + failures_ext(input_name, fmt))
+
+
+def is_failures_file(input_name: str) -> bool:
+    p = Path(input_name)
+    return p.stem.endswith(FAILED) or p.name.endswith(FAILED)
