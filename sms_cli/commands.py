@@ -156,8 +156,9 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
                            "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
-        summary.resumed = bool(choice.previous)
-        summary.previous = dict(choice.previous or {})
+        if choice.previous is not None:  # read after start_run: rows cut off in flight count as unknown
+            summary.previous = journal.counts(choice.ws.id)
+            summary.resumed = bool(summary.previous)
         summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
         summary.journal_path = str(jpath)
         ledger = Ledger(journal, writer, choice.ident.ref_of)

@@ -28,10 +28,13 @@ def setup_logging(verbose: bool, secrets=frozenset()) -> None:
     register_secrets(secrets)
     logger = logging.getLogger("sms_cli")
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    if not any(getattr(h, "_sms_cli", False) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if getattr(h, "_sms_cli", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler._sms_cli = True
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         handler.addFilter(_Redact())
         logger.addHandler(handler)
+    else:  # a second command in one process (tests): log to today's stderr
+        handler.stream = sys.stderr  # not setStream(): it flushes the old one, maybe closed
     logger.propagate = False

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, invoke
 
 SAMPLES = ROOT / "samples"
 INVALID_LINES = {7, 14, 22, 27}  # the sample's invalid rows (file line numbers)
@@ -26,7 +26,7 @@ def test_sample_through_emulator_then_resend_failures(tmp_path, emulator, write_
     emu = emulator(blacklist=set(BLACKLIST))
     cfg = write_config(emu)
     shutil.copy(SAMPLES / "recipients.csv", tmp_path)
-    first = run_cli("send", "recipients.csv", "--config", cfg, "--default-region", "SG", cwd=tmp_path)
+    first = invoke("send", "recipients.csv", "--config", cfg, "--default-region", "SG", cwd=tmp_path)
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
     failed = read_failures(tmp_path / "recipients.failed.csv")
@@ -38,7 +38,7 @@ def test_sample_through_emulator_then_resend_failures(tmp_path, emulator, write_
     # the failures file keeps the row's own columns, in the input's order, then the error columns
     header = open(tmp_path / "recipients.failed.csv", encoding="utf-8").readline().strip().split(",")
     assert header == ["phone", "template_id", "param1", "param2", "sender_id", "user_id",
-                      "error_code", "error_message", "line", "retryable"]
+                      "error_code", "error_message", "line", "retryable", "sms_ref"]
     assert len(set(accepted_phones(emu))) == len(accepted_phones(emu)) == 32 - 4 - 2
     # params stay strings: the row with code 012345 arrived with its leading zero
     assert any(e["params"] == ["012345"] for e in emu.accepted)
@@ -46,10 +46,10 @@ def test_sample_through_emulator_then_resend_failures(tmp_path, emulator, write_
 
     emu.set_blacklist([])
     before = len(emu.accepted)
-    second = run_cli("send", "recipients.failed.csv", "--config", cfg, "--default-region", "SG", cwd=tmp_path)
+    second = invoke("send", "recipients.failed.csv", "--config", cfg, "--default-region", "SG", cwd=tmp_path)
     assert second.returncode == 1, second.stderr
     assert len(emu.accepted) - before == 2  # the formerly blacklisted rows
-    again = read_failures(tmp_path / "recipients.failed.failed.csv")
+    again = read_failures(tmp_path / "recipients.failed.csv")  # rewritten with what still fails
     assert {r["phone"]: r["error_message"] for r in again} == first_reasons
     phones = accepted_phones(emu)
     assert len(phones) == len(set(phones)) == 28  # nobody accepted twice across both runs
@@ -59,7 +59,7 @@ def test_jsonl_sample_gives_jsonl_failures_and_resend_works(tmp_path, emulator, 
     emu = emulator(blacklist={"+85255311101"})
     cfg = write_config(emu)
     shutil.copy(SAMPLES / "recipients.jsonl", tmp_path)
-    r = run_cli("send", "recipients.jsonl", "--config", cfg, "--json", cwd=tmp_path)
+    r = invoke("send", "recipients.jsonl", "--config", cfg, "--json", cwd=tmp_path)
     assert r.returncode == 1
     summary = json.loads(r.stdout)
     assert summary["accepted"] == 27 and summary["invalid"] == 4 and summary["failed"] == 1
@@ -67,9 +67,11 @@ def test_jsonl_sample_gives_jsonl_failures_and_resend_works(tmp_path, emulator, 
     assert {r["retryable"] for r in rows} == {"no"} and len(rows) == 5
     assert all(isinstance(r["params"], list) for r in rows)
     emu.set_blacklist([])
-    r2 = run_cli("send", "recipients.failed.jsonl", "--config", cfg, "--only-retryable", cwd=tmp_path)
-    assert r2.returncode == 0, r2.stderr  # every row was retryable: no, so nothing to do
+    r2 = invoke("send", "recipients.failed.jsonl", "--config", cfg, "--only-retryable", cwd=tmp_path)
+    assert r2.returncode == 1, r2.stderr  # every row was retryable: no, so nothing is sent ...
     assert len(emu.accepted) == 27
+    again = [json.loads(x) for x in open(tmp_path / "recipients.failed.jsonl", encoding="utf-8")]
+    assert [(r["phone"], r["error_code"]) for r in again] == [(r["phone"], r["error_code"]) for r in rows]
 
 
 def test_all_accepted_removes_stale_failures_file(tmp_path, emulator, write_config):
@@ -77,7 +79,7 @@ def test_all_accepted_removes_stale_failures_file(tmp_path, emulator, write_conf
     cfg = write_config(emu)
     (tmp_path / "in.csv").write_text("phone,template_id,params\n+6591234500,OTP_LOGIN,\"[\"\"0123\"\"]\"\n")
     (tmp_path / "in.failed.csv").write_text("stale\n")
-    r = run_cli("send", "in.csv", "--config", cfg, cwd=tmp_path)
+    r = invoke("send", "in.csv", "--config", cfg, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "in.failed.csv").exists()
     assert "stale" in r.stderr
@@ -87,12 +89,12 @@ def test_all_accepted_removes_stale_failures_file(tmp_path, emulator, write_conf
 def test_stdin_lines_with_defaults(tmp_path, emulator, write_config):
     emu = emulator()
     cfg = write_config(emu)
-    r = run_cli("send", "-", "--format", "lines", "--template", "OTP_LOGIN", "--param", "0042",
+    r = invoke("send", "-", "--format", "lines", "--template", "OTP_LOGIN", "--param", "0042",
                 "--config", cfg, cwd=tmp_path, input="+6591234500\n(852)55311100\n0085255311101\nnope\n")
     assert r.returncode == 1, r.stderr
     assert sorted(accepted_phones(emu)) == ["+6591234500", "+85255311100", "+85255311101"]
     assert all(e["params"] == ["0042"] for e in emu.accepted)
-    failed = list(tmp_path.glob("sms-failed-*.jsonl"))
+    failed = list(tmp_path.glob("sms-stdin-*.failed.jsonl"))
     assert len(failed) == 1
     row = json.loads(failed[0].read_text())
     # defaults are written into the row, so the failures file resends with no flags
@@ -110,8 +112,8 @@ def test_uspeedo_request_body_and_failcontent_inputs(tmp_path, emulator, write_c
     fail = {"RetCode": 0, "FailContent": [{"TemplateId": "OTP_LOGIN", "SenderId": "ACME", "FailureDetails": "x",
                                            "Target": [{"Phone": "(852)55311101", "TemplateParams": ["123456"]}]}]}
     (tmp_path / "fail.json").write_text(json.dumps(fail))
-    assert run_cli("send", "body.json", "--config", cfg, cwd=tmp_path).returncode == 0
-    assert run_cli("send", "fail.json", "--config", cfg, cwd=tmp_path).returncode == 0
+    assert invoke("send", "body.json", "--config", cfg, cwd=tmp_path).returncode == 0
+    assert invoke("send", "fail.json", "--config", cfg, cwd=tmp_path).returncode == 0
     got = {(e["phone"], e["template_id"], e["sender_id"]) for e in emu.accepted}
     assert got == {("+85255311100", "PROMO_NOV", "ACME"), ("+6591234500", "PROMO_NOV", "ACME"),
                    ("+85255311101", "OTP_LOGIN", "ACME")}
@@ -120,7 +122,7 @@ def test_uspeedo_request_body_and_failcontent_inputs(tmp_path, emulator, write_c
 
 def test_no_config_uses_outbox(tmp_path):
     shutil.copy(SAMPLES / "recipients.csv", tmp_path)
-    r = run_cli("send", "recipients.csv", cwd=tmp_path)
+    r = invoke("send", "recipients.csv", cwd=tmp_path)
     assert r.returncode == 1
     assert "nothing leaves this machine" in r.stderr
     lines = (tmp_path / "sms-outbox.jsonl").read_text().splitlines()
@@ -145,7 +147,7 @@ def test_bad_input_is_one_line_exit_2_nothing_sent(tmp_path, emulator, write_con
     cfg = write_config(emu)
     if content is not None:
         (tmp_path / name).write_bytes(content)
-    r = run_cli("send", name, "--config", cfg, cwd=tmp_path)
+    r = invoke("send", name, "--config", cfg, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
@@ -170,7 +172,7 @@ BAD_CONFIGS = [
 def test_bad_config_is_one_line_exit_2(tmp_path, text, expect):
     (tmp_path / "sms-cli.yaml").write_text(text)
     (tmp_path / "in.txt").write_text("+6591234500\n")
-    r = run_cli("send", "in.txt", "--template", "T", cwd=tmp_path)
+    r = invoke("send", "in.txt", "--template", "T", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr
     assert not (tmp_path / "sms-outbox.jsonl").exists()

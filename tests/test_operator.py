@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, make_rows, run_cli
+from conftest import ROOT, make_rows, invoke
 from sms_cli.send import Summary
 
 SAMPLES = ROOT / "samples"
@@ -17,17 +17,17 @@ CHINESE = "\u60a8\u7684\u9a8c\u8bc1\u7801\u662f{1}\uff0c\u8bf7\u52ff\u544a\u8bc9
 
 
 def test_validate_reports_each_problem_with_its_line(tmp_path):
-    r = run_cli("validate", SAMPLES / "recipients.csv", cwd=tmp_path)
+    r = invoke("validate", SAMPLES / "recipients.csv", cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stdout.strip().splitlines()
     assert [int(x.split(":")[1]) for x in lines] == [7, 14, 22, 27]
     assert "MissingTemplate" in lines[2]
-    js = run_cli("validate", SAMPLES / "recipients.jsonl", "--json", cwd=tmp_path)
+    js = invoke("validate", SAMPLES / "recipients.jsonl", "--json", cwd=tmp_path)
     problems = [json.loads(x) for x in js.stdout.splitlines()]
     assert [p["line"] for p in problems] == [6, 13, 21, 26] and problems[0]["row"]["phone"] == "12345"
     ok = tmp_path / "ok.txt"
     ok.write_text("+6591234500\n")
-    assert run_cli("validate", ok, "--template", "T", cwd=tmp_path).returncode == 0
+    assert invoke("validate", ok, "--template", "T", cwd=tmp_path).returncode == 0
 
 
 def test_validate_checks_parameters_against_templates(tmp_path):
@@ -38,7 +38,7 @@ def test_validate_checks_parameters_against_templates(tmp_path):
             {"phone": "+6591234502", "template_id": "LONG", "params": ["x" * 501]},
             {"phone": "+6591234503", "template_id": "T2", "params": ["1", "2"]}]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = run_cli("validate", "in.jsonl", cwd=tmp_path)
+    r = invoke("validate", "in.jsonl", cwd=tmp_path)
     assert r.returncode == 1
     out = r.stdout.splitlines()
     assert len(out) == 3 and "takes 2 parameter(s), got 1" in out[0] and "'name'" in out[1]
@@ -48,7 +48,7 @@ def test_validate_checks_parameters_against_templates(tmp_path):
 def plan(tmp_path, text, rows, *extra):
     (tmp_path / "sms-cli.yaml").write_text(f"templates:\n  T: {{text: {json.dumps(text)}}}\n")
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = run_cli("plan", "in.jsonl", "--json", *extra, cwd=tmp_path)
+    r = invoke("plan", "in.jsonl", "--json", *extra, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -81,8 +81,8 @@ def test_plan_counts_chinese_as_ucs2(tmp_path):
 
 def test_dry_run_text_plan_and_nothing_written(tmp_path):
     shutil.copy(SAMPLES / "recipients.csv", tmp_path)
-    r = run_cli("send", "recipients.csv", "--dry-run", cwd=tmp_path)
-    assert r.returncode == 0
+    r = invoke("send", "recipients.csv", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 1  # like plan and validate: some rows are invalid
     assert "28 to send" in r.stdout and "1 request(s) of 28 number(s)" in r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipients.csv"]
 
@@ -93,22 +93,22 @@ def test_limit_and_dedupe(tmp_path, emulator, write_config):
     phones = make_rows(tmp_path / "in.csv", 10)
     with open(tmp_path / "in.csv", "a") as fh:  # repeats of rows 1 and 2: same number, same content
         fh.write(f"{phones[0]},OTP_LOGIN,000000\n{phones[1]},OTP_LOGIN,000001\n{phones[1]},OTP_LOGIN,999999\n")
-    r = run_cli("send", "in.csv", "--config", cfg, "--dedupe", "--json", cwd=tmp_path)
+    r = invoke("send", "in.csv", "--config", cfg, "--dedupe", "--json", cwd=tmp_path)
     s = json.loads(r.stdout)
     assert r.returncode == 0 and s["duplicates"] == 2 and s["accepted"] == 11  # 999999 is new content
     emu2 = emulator()
-    r2 = run_cli("send", "in.csv", "--config", write_config(emu2), "--limit", "3", "--journal", "other.sqlite",
+    r2 = invoke("send", "in.csv", "--config", write_config(emu2), "--limit", "3", "--journal", "other.sqlite",
                  cwd=tmp_path)
-    assert r2.returncode == 0 and [e["phone"] for e in emu2.accepted] == phones[:3]
+    assert r2.returncode == 5 and [e["phone"] for e in emu2.accepted] == phones[:3]  # the rest deferred
 
 
 def test_config_check_names_missing_variable_never_secrets(tmp_path):
     (tmp_path / "c.yaml").write_text(
         "providers:\n  u:\n    type: uspeedo\n    access_key_id: ${MY_KEY_ID}\n    access_key_secret: ${MY_SECRET}\n")
-    r = run_cli("config", "check", "--config", "c.yaml", cwd=tmp_path, env={"MY_SECRET": "topsecret-123"})
+    r = invoke("config", "check", "--config", "c.yaml", cwd=tmp_path, env={"MY_SECRET": "topsecret-123"})
     assert r.returncode == 2
     assert "MY_KEY_ID" in r.stdout and "topsecret-123" not in r.stdout + r.stderr
-    ok = run_cli("config", "check", "--config", "c.yaml", cwd=tmp_path,
+    ok = invoke("config", "check", "--config", "c.yaml", cwd=tmp_path,
                  env={"MY_SECRET": "topsecret-123", "MY_KEY_ID": "kid"})
     assert ok.returncode == 0 and "batch_limit=1000" in ok.stdout and "rate_limit=50" in ok.stdout
 
@@ -119,7 +119,7 @@ def test_credentials_from_conventional_environment_variables(tmp_path, emulator)
                                      "    sms_sdk_app_id: '1400000001'\n    rate_limit: 0\n")
     (tmp_path / "in.txt").write_text("+6591234500\n")
     env = {"TENCENTCLOUD_SECRET_ID": emu.options.key_id, "TENCENTCLOUD_SECRET_KEY": emu.options.key_secret}
-    r = run_cli("send", "in.txt", "-t", "T", "--config", "c.yaml", cwd=tmp_path, env=env)
+    r = invoke("send", "in.txt", "-t", "T", "--config", "c.yaml", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert len(emu.accepted) == 1
 
@@ -129,7 +129,7 @@ def test_literal_secret_in_readable_config_is_warned_about(tmp_path, emulator, w
     cfg = write_config(emu)
     cfg.chmod(0o644)
     (tmp_path / "in.txt").write_text("+6591234500\n")
-    r = run_cli("send", "in.txt", "-t", "T", "--config", cfg, cwd=tmp_path)
+    r = invoke("send", "in.txt", "-t", "T", "--config", cfg, cwd=tmp_path)
     assert r.returncode == 0
     assert "literal secret" in r.stderr and str(cfg) in r.stderr and emu.options.key_secret not in r.stderr
 
@@ -146,10 +146,10 @@ def test_secrets_appear_nowhere(tmp_path, emulator, write_config, ptype):
     make_rows(tmp_path / "in.csv", 6, invalid=1)
     cfg = write_config(good, ptype, **{key: secret})
     for args in (["-v"], ["-v", "--json"], ["-v", "--fresh", "--yes"]):
-        r = run_cli("send", "in.csv", "--config", cfg, *args, cwd=tmp_path)
+        r = invoke("send", "in.csv", "--config", cfg, *args, cwd=tmp_path)
         outputs += [r.stdout, r.stderr]
     wrong = write_config(good, ptype, name="bad", **{key: secret[::-1]})  # refused: error paths too
-    r = run_cli("send", "in.csv", "--config", wrong, "-v", "--journal", "bad.sqlite", cwd=tmp_path)
+    r = invoke("send", "in.csv", "--config", wrong, "-v", "--journal", "bad.sqlite", cwd=tmp_path)
     assert r.returncode == 3
     outputs += [r.stdout, r.stderr]
     written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("sms-cli")]
@@ -164,47 +164,52 @@ def test_quiet_is_silent_on_success_and_short_on_failure(tmp_path, emulator, wri
     emu = emulator(blacklist={"+6591234501"})
     cfg = write_config(emu)
     (tmp_path / "ok.txt").write_text("+6591234500\n")
-    ok = run_cli("send", "ok.txt", "-t", "T", "--config", cfg, "--quiet", cwd=tmp_path)
+    ok = invoke("send", "ok.txt", "-t", "T", "--config", cfg, "--quiet", cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
     (tmp_path / "bad.txt").write_text("+6591234501\n")
-    bad = run_cli("send", "bad.txt", "-t", "T", "--config", cfg, "--quiet", cwd=tmp_path)
+    bad = invoke("send", "bad.txt", "-t", "T", "--config", cfg, "--quiet", cwd=tmp_path)
     assert bad.returncode == 1 and "failures file" in bad.stderr and bad.stdout == ""
     assert "\x1b[" not in bad.stderr  # no colours when not on a terminal
 
 
 @pytest.mark.parametrize("command", ["send", "plan", "validate", "emulator", "providers", "config check"])
 def test_every_command_has_help_with_an_example(tmp_path, command):
-    r = run_cli(*command.split(), "-h", cwd=tmp_path)
+    r = invoke(*command.split(), "-h", cwd=tmp_path)
     assert r.returncode == 0 and "Example: sms-cli" in r.stdout
 
 
 def test_version(tmp_path):
-    r = run_cli("--version", cwd=tmp_path)
+    r = invoke("--version", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("sms-cli ")
 
 
 def test_rich_progress_and_summary_table_on_a_terminal():
     from rich.console import Console
 
+    from sms_cli.ledger import Ledger, Row
+    from sms_cli.outcomes import Fate
     from sms_cli.output import RunView
 
-    class FakeRun:
-        class provider:
-            type = "uspeedo"
-        s = Summary(total_hint=100)
+    class provider:
+        type = "uspeedo"
 
-    class FakeCfg:
+    class cfg:
         warnings = []
+
+    class source:
+        lines, fmt = 101, "csv"
 
     buf = io.StringIO()
     view = RunView(console=Console(file=buf, force_terminal=True, width=120, color_system=None))
-    view.started(FakeRun, FakeCfg)
-    s = FakeRun.s
-    s.provider, s.provider_type, s.rows, s.accepted, s.failed, s.elapsed = "emu", "uspeedo", 100, 97, 3, 2.0
-    s.by_template = {"OTP_LOGIN": [60, 58, 2, 0], "PROMO_NOV": [40, 39, 1, 0]}
-    s.reasons[("FailContent", "phone in the black list")] = 3
+    view.started(provider, cfg, source)
+    ledger = Ledger()
+    for i in range(100):
+        fate = Fate.REJECTED if i % 33 == 0 else Fate.ACCEPTED
+        ledger.settle(Row({}, i + 2, f"x:{i}", "OTP_LOGIN" if i < 60 else "PROMO_NOV"), fate, "FailContent",
+                      "phone in the black list")
+    s = Summary(provider="emu", provider_type="uspeedo", tally=ledger.tally, elapsed=2.0)
     view._last = 0
-    view.progress(s)
+    view.progress(ledger.tally)
     view.finish(s)
     out = buf.getvalue()
     assert "sending" in out and "100/100" in out  # the progress bar

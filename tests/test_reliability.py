@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, make_rows, run_cli, start_cli
+from conftest import cli_env, invoke, make_rows, run_cli, start_cli
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -37,7 +37,8 @@ def send(inp, cfg, *extra, cwd, **kw) -> tuple[int, dict]:
 
 
 def send_args(args, *, cwd, **kw) -> tuple[int, dict]:
-    proc = run_cli(*args, cwd=cwd, **kw)
+    """In this process: these runs need no process of their own (kills and signals use start_cli)."""
+    proc = invoke(*args, cwd=cwd, **kw)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, summary_of(proc)
 
@@ -68,8 +69,8 @@ def failures(path) -> dict[str, dict]:
 def journal_states(path) -> Counter:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        run = db.execute("SELECT max(id) FROM runs").fetchone()[0]
-        return Counter(dict(db.execute("SELECT state, count(*) FROM rows WHERE run=? GROUP BY state", (run,))))
+        ws = db.execute("SELECT set_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+        return Counter(dict(db.execute("SELECT state, count(*) FROM rows WHERE set_id=? GROUP BY state", (ws,))))
     finally:
         db.close()
 
@@ -126,7 +127,7 @@ def test_completed_run_resumes_to_nothing_and_keeps_the_input(tmp_path, emulator
     assert all(len(k) <= 32 for k in keys.values())
     requests = emu.stats()["requests"]
 
-    proc = run_cli("send", inp, "--config", cfg, cwd=tmp_path)  # plain text summary for cron
+    proc = invoke("send", inp, "--config", cfg, cwd=tmp_path)  # plain text summary for cron
     assert proc.returncode == 0, proc.stderr
     assert "resumed" in proc.stderr and "2500 accepted" in proc.stderr
     code, s = send(inp, cfg, cwd=tmp_path)
@@ -148,9 +149,12 @@ def test_resume_skips_accepted_and_permanent_retries_the_rest(tmp_path, emulator
 
     # 1: only the first 1000 rows; three are refused permanently
     code, s = send(inp, cfg, "--limit", "1000", cwd=tmp_path)
-    assert code == 1 and s["accepted"] == 997 and s["failed"] == 3
-    assert {p for p, r in failures(fpath).items()} == set(early_bad)
-    assert all(r["retryable"] == "no" and r["error_code"] == "FailContent" for r in failures(fpath).values())
+    assert code == 1 and s["accepted"] == 997 and s["failed"] == 3 and s["deferred"] == 500
+    refused = {p for p, r in failures(fpath).items() if r["retryable"] == "no"}
+    assert refused == set(early_bad)
+    assert all(failures(fpath)[p]["error_code"] == "FailContent" for p in refused)
+    assert {(r["error_code"], r["retryable"]) for p, r in failures(fpath).items() if p not in refused} \
+        == {("Deferred", "yes")}  # the rows --limit left for the next run
 
     # 2: the rest meets a provider that answers 503 to everything: retryable failures
     emu.set_blacklist(late_bad)  # the early ones would now pass: a retry of them would show
@@ -191,7 +195,7 @@ def test_fresh_needs_yes_when_rows_were_accepted(tmp_path, emulator, write_confi
     assert code == 0 and not s["resumed"] and s["accepted"] == 300
     requests = emu.stats()["requests"]
 
-    proc = run_cli(*send_cmd(inp, cfg, "--fresh"), cwd=tmp_path)
+    proc = invoke(*send_cmd(inp, cfg, "--fresh"), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "--yes" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert emu.stats()["requests"] == requests
@@ -231,8 +235,10 @@ def test_stdin_is_journaled_in_the_working_directory(tmp_path, emulator, write_c
 
     code, s = send("-", cfg, cwd=work, input=data)
     assert code == 1 and s["accepted"] == 119 and s["failed"] == 1
-    assert (work / "sms-stdin.journal.sqlite").exists() and s["journal"].endswith("sms-stdin.journal.sqlite")
-    assert journal_states(work / "sms-stdin.journal.sqlite") == Counter(accepted=119, failed=1)
+    digest = hashlib.sha256(data.encode()).hexdigest()[:12]
+    jpath = work / f"sms-stdin-{digest}.journal.sqlite"  # named by content: a resume finds it again
+    assert jpath.exists() and s["journal"] == jpath.name
+    assert journal_states(jpath) == Counter(accepted=119, failed=1)
     fpath = work / s["failures_file"]  # relative names: in the working directory
     assert fpath.parent == work and fpath.suffix == ".csv"  # CSV in, CSV failures file out
     assert set(failures(fpath)) == {phones[7]}
@@ -293,7 +299,7 @@ def test_unknown_outcomes_exit_4_and_retry_unknown_resends(tmp_path, emulator, w
     code, s = send(inp, cfg, cwd=tmp_path)  # never resent automatically
     assert code == 4 and s["resumed"] and s["unknown"] == 400 and s["requests"] == 0
     assert emu.stats()["requests"] == requests and set(failures(fpath)) == set(phones)
-    proc = run_cli("send", inp, "--config", cfg, cwd=tmp_path)  # the text summary counts them apart
+    proc = invoke("send", inp, "--config", cfg, cwd=tmp_path)  # the text summary counts them apart
     assert proc.returncode == 4 and "400 unknown" in proc.stderr and "--retry-unknown" in proc.stderr
 
     code, s = send(inp, cfg, "--retry-unknown", cwd=tmp_path)  # deliberately
@@ -315,7 +321,7 @@ def test_unwritable_failures_path_is_refused_before_sending(tmp_path, emulator, 
     target = {"missing-folder": tmp_path / "no" / "such" / "f.csv",
               "under-a-file": tmp_path / "plain-file" / "f.csv",
               "a-directory": tmp_path / "a-dir"}[where]
-    proc = run_cli(*send_cmd(inp, cfg, "--failures", target), cwd=tmp_path)
+    proc = invoke(*send_cmd(inp, cfg, "--failures", target), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and str(target) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -363,7 +369,7 @@ def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provide
     fpath = tmp_path / "in.failed.csv"
 
     code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)
-    assert s["valid"] == 3000 and s["invalid"] == 0
+    assert s["rows"] == 3000 and s["invalid"] == 0
     assert s["accepted"] + s["failed"] + s["unknown"] == 3000
     assert code == expected_exit(s) == s["exit_code"]
     check_accounting(phones, emu, fpath, s)
@@ -551,16 +557,21 @@ def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(t
         proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(limit), *map(str, send_cmd(inp, cfg))],
                               cwd=work, env=cli_env(), stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=120)
-        assert proc.returncode in (0, 2), proc.stderr
+        assert proc.returncode in (0, 2, 3), proc.stderr
         assert "Traceback" not in proc.stderr
-        if proc.returncode == 2:
+        sent = sum(logged(emu).values())
+        paths = (str(work / "in.journal.sqlite"), str(work / "in.failed.csv"))
+        if proc.returncode == 2:  # before anything was sent: one line naming the file
             lines = proc.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("sms-cli: error: ")
-            assert str(work / "in.journal.sqlite") in lines[0] or str(work / "in.failed.csv") in lines[0]
-        sent = sum(logged(emu).values())
+            assert any(p in lines[0] for p in paths) and sent == 0
+        if proc.returncode == 3:  # after sending began: stopped as fatal, with its summary
+            s = json.loads(proc.stdout.splitlines()[-1])
+            assert s["stopped"] == "fatal" and s["local_failure"] and any(p in s["fatal"] for p in paths)
+            assert sent > 0
         if i == 0:
             assert proc.returncode == 2 and sent == 0  # the journal could not be set up: nothing sent
-        mid_run += proc.returncode == 2 and sent > 0
+        mid_run += proc.returncode == 3
 
         code, s = send(inp, cfg, cwd=work)  # room again: the same command resumes
         assert code == expected_exit(s) and code in (0, 4)
