@@ -229,7 +229,5 @@ def main() -> None:
     except SmsCliError as exc:  # raised outside a command (should not happen, but never a traceback)
         err(f"sms-cli: error: {exc}")
         sys.exit(int(exc.exit_code))
-
-
-if __name__ == "__main__":
-    main()
+    except KeyboardInterrupt:  # a Ctrl-C that slipped between handlers
+        sys.exit(int(ExitCode.SIGINT))

@@ -21,6 +21,9 @@ from .outcomes import Fate
 from .ratelimit import RateLimiter
 
 
+UNREACHABLE_AFTER = 3  # requests in a row that could not connect, retries included: stop the run
+
+
 @dataclass(frozen=True)
 class Policy:
     max_attempts: int = 4
@@ -63,6 +66,7 @@ class Dispatcher:
         self.progress = progress
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
         self.inflight: dict[int, list[Message]] = {}
+        self.unreachable = 0  # requests in a row whose every attempt failed to connect
         self._lock = threading.Lock()
         self.workers = [threading.Thread(target=self._worker, daemon=True, name=f"send-{i}")
                         for i in range(max(1, concurrency))]
@@ -193,6 +197,9 @@ class Dispatcher:
                                     "not sent: the journal could not be written")
                 raise
             self.progress()
+            if self._unreachable(outcomes, final):
+                fatal = Outcome(Kind.FATAL, "Unreachable", f"could not connect to {self.provider.endpoint} "
+                                f"({UNREACHABLE_AFTER} requests in a row, each after {attempt} attempts)")
             if fatal is not None:
                 self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
                 for rows, _, _ in work:
@@ -209,6 +216,17 @@ class Dispatcher:
                         self._not_sent(rows)
                     return
                 work.append((retry, attempt + 1, False))
+
+
+    def _unreachable(self, outcomes: list[Outcome], final: list[bool]) -> bool:
+        """Count requests that never reached the provider after all their retries; any answer
+        from the provider starts the count again."""
+        if not outcomes or not all(final):
+            return False
+        never = all(o.code == "ConnectionFailed" for o in outcomes)
+        with self._lock:
+            self.unreachable = self.unreachable + 1 if never else 0
+            return self.unreachable >= UNREACHABLE_AFTER
 
 
 class DryDispatcher:

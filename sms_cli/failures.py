@@ -138,12 +138,12 @@ def _remove_stale_temps(path: Path) -> None:
         return
     for tmp in names:
         pid = tmp.name[len(prefix):-len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
             continue  # still running
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # gone, or no pid at all (a stray name)
             pass
         except OSError:
             continue  # alive but not ours

@@ -1,0 +1,165 @@
+"""The run's parts in-process, with fakes and plain lists: the row stream, the dispatcher's
+retries and bisection, the ledger's vocabulary and exit codes."""
+from __future__ import annotations
+
+import random
+
+from sms_cli.config import ProviderSettings
+from sms_cli.dispatch import Dispatcher, Policy, Stop
+from sms_cli.errors import ExitCode
+from sms_cli.journal import RowState
+from sms_cli.ledger import Ledger
+from sms_cli.model import Kind, Message, Outcome
+from sms_cli.outcomes import Fate, exit_code
+from sms_cli.providers.base import Provider
+from sms_cli.rows import RawRow
+from sms_cli.stream import Identity, Send, Settle, StreamOptions, row_stream
+from sms_cli.validate import Defaults, Validator
+
+FAST = Policy(max_attempts=3, backoff_base=0.0, backoff_cap=0.0, grace=0.1)
+
+
+def settings(**kw) -> ProviderSettings:
+    return ProviderSettings(name="fake", type="fake", endpoint="http://fake", rate_limit=0, connect_timeout=1,
+                            read_timeout=1, max_attempts=kw.pop("max_attempts", 3), **kw)
+
+
+class Fake(Provider):
+    """Answers from a function of the batch; never touches the network."""
+
+    type = "fake"
+    uses_http = False
+    max_batch = 8
+
+    def __init__(self, answer, **kw):
+        super().__init__(settings(**kw))
+        self.answer = answer
+        self.requests: list[list[str]] = []
+
+    def _send(self, batch):
+        self.requests.append([m.phone for m in batch])
+        return self.answer(batch)
+
+
+def msgs(n: int) -> list[Message]:
+    return [Message(i, i + 2, f"+659123{i:04d}", 65, f"9123{i:04d}", "T", [str(i)]) for i in range(n)]
+
+
+def dispatch(provider, batches, policy=FAST, concurrency=2) -> Ledger:
+    ledger = Ledger()
+    d = Dispatcher(provider, ledger, policy, Stop(), concurrency=concurrency, rng=random.Random(1))
+    for b in batches:
+        d.submit(b)
+    d.close()
+    return ledger
+
+
+# --- dispatcher -------------------------------------------------------------------------------
+def test_bisection_isolates_the_numbers_a_whole_request_was_refused_for():
+    bad = {"+6591230003", "+6591230006"}
+
+    def answer(batch):
+        if any(m.phone in bad for m in batch):
+            return [Outcome(Kind.PERMANENT, "isv.BLACK_KEY_CONTROL_LIMIT", "black list", per_number=True)] * len(batch)
+        return [Outcome(Kind.ACCEPTED, ref="biz")] * len(batch)
+
+    p = Fake(answer)
+    ledger = dispatch(p, [msgs(8)])
+    t = ledger.tally
+    assert t.counts[Fate.ACCEPTED] == 6 and t.counts[Fate.REJECTED] == 2
+    assert t.splits == len(p.requests) - 1 and t.requests == len(p.requests)
+    assert all(len(r) == 1 for r in p.requests if set(r) & bad and len(r) == 1)
+    assert sum(1 for r in p.requests for ph in r if ph in bad and len(r) == 1) == 2
+
+
+def test_a_request_that_cannot_be_built_leaves_its_row_not_sent_and_the_others_go():
+    def answer(batch):
+        for m in batch:
+            m.params[0].encode("utf-8")  # a lone surrogate cannot be encoded
+        return [Outcome(Kind.ACCEPTED)] * len(batch)
+
+    batch = msgs(8)
+    batch[5].params = ["\ud83d"]
+    ledger = dispatch(Fake(answer), [batch])
+    assert ledger.tally.counts[Fate.ACCEPTED] == 7 and ledger.tally.counts[Fate.NOT_SENT] == 1
+    assert ledger.tally.counts[Fate.UNKNOWN] == 0  # nothing left: never unknown
+
+
+def test_retries_only_the_numbers_that_failed_then_gives_up():
+    calls = []
+
+    def answer(batch):
+        calls.append(len(batch))
+        return [Outcome(Kind.RETRYABLE, "busy", "busy") if m.seq % 2 else Outcome(Kind.ACCEPTED) for m in batch]
+
+    ledger = dispatch(Fake(answer), [msgs(6)])
+    assert calls == [6, 3, 3] and ledger.tally.retries == 2
+    assert ledger.tally.counts[Fate.ACCEPTED] == 3 and ledger.tally.counts[Fate.FAILED] == 3
+
+
+def test_unreachable_provider_stops_the_run():
+    from sms_cli.dispatch import UNREACHABLE_AFTER
+
+    p = Fake(lambda b: [Outcome(Kind.RETRYABLE, "ConnectionFailed", "could not connect")] * len(b))
+    ledger = Ledger()
+    stop = Stop()
+    d = Dispatcher(p, ledger, FAST, stop, concurrency=1, rng=random.Random(1))
+    for b in [msgs(8) for _ in range(10)]:
+        d.submit(b)
+    d.close()
+    assert stop.reason == "fatal" and "could not connect" in stop.detail
+    assert len(p.requests) == UNREACHABLE_AFTER * FAST.max_attempts
+    t = ledger.tally
+    assert t.counts[Fate.FAILED] + t.counts[Fate.NOT_SENT] == 80
+
+
+# --- row stream -------------------------------------------------------------------------------
+class FakeJournal:
+    def __init__(self, states):
+        self._states = sorted(states, key=lambda s: s.seq)
+
+    def states(self, set_id):
+        return iter(self._states)
+
+    def state(self, set_id, seq):
+        return next((s for s in self._states if s.seq == seq), None)
+
+    def find_set(self, prefix):
+        return None
+
+
+def raws(*phones) -> list[RawRow]:
+    return [RawRow(i, i + 2, {"phone": p, "template_id": "T", "params": ["1"]}) for i, p in enumerate(phones)]
+
+
+def stream(rows, states=(), **opts):
+    ident = Identity(1, "abcdef0123456789", FakeJournal(list(states)))
+    return list(row_stream(rows, Validator({}, None, Defaults()), StreamOptions(**opts), ident))
+
+
+def test_stream_skips_what_the_ledger_holds_and_sends_the_rest():
+    out = stream(raws("+6591230000", "+6591230001", "+6591230002", "bad"),
+                 [RowState(0, "accepted", "", "", 0), RowState(1, "unknown", "Unknown", "lost", 0),
+                  RowState(2, "retry", "HTTP503", "", 0)])
+    kinds = [(type(x).__name__, getattr(x, "fate", None)) for x in out]
+    assert kinds == [("Settle", Fate.ACCEPTED_EARLIER), ("Settle", Fate.UNKNOWN), ("Send", None),
+                     ("Settle", Fate.INVALID)]
+    assert out[3].row.ref == "abcdef0123456789:3"
+
+
+def test_stream_dedupe_limit_and_refused_rows():
+    rows = raws("+6591230000", "(65)91230000", "+6591230001", "+6591230002", "+6591230003")
+    out = stream(rows, [RowState(2, "failed", "Blacklist", "no", 0)], dedupe=True, limit=1)
+    fates = [x.fate if isinstance(x, Settle) else "send" for x in out]
+    assert fates == ["send", Fate.DUPLICATE, Fate.REJECTED, Fate.DEFERRED, Fate.DEFERRED]
+    assert isinstance(out[0], Send) and out[0].msg.digest != 0
+
+
+def test_exit_code_follows_the_heaviest_fate():
+    assert exit_code({Fate.ACCEPTED: 3}, None) == ExitCode.OK
+    assert exit_code({Fate.ACCEPTED: 3, Fate.DEFERRED: 1}, None) == ExitCode.DEFERRED_ONLY
+    assert exit_code({Fate.UNKNOWN: 1, Fate.DEFERRED: 1}, None) == ExitCode.UNKNOWN_ONLY
+    assert exit_code({Fate.INVALID: 1, Fate.UNKNOWN: 1}, None) == ExitCode.NOT_ALL_ACCEPTED
+    assert exit_code({Fate.ACCEPTED: 1}, "fatal") == ExitCode.FATAL
+    assert exit_code({}, "SIGTERM") == ExitCode.SIGTERM
+    assert {f.retryable for f in Fate if f.to_failures_file} == {"yes", "no", "unknown"}

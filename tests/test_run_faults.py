@@ -1,0 +1,102 @@
+"""Local faults through the CLI: signals at many points of a run, a provider that cannot be
+reached, stray temporary files. Subprocesses only where a real process matters."""
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import threading
+import time
+
+from conftest import invoke, make_rows, start_cli
+
+
+def handling(pid: int, timeout: float = 20.0) -> None:
+    """Wait until the process catches SIGTERM: sms-cli's first lines have run."""
+    deadline = time.monotonic() + timeout
+    bit = 1 << (signal.SIGTERM - 1)
+    while time.monotonic() < deadline:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            return  # already gone
+        caught = int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
+        if caught & bit:
+            return
+        time.sleep(0.001)
+    raise AssertionError("sms-cli never installed its signal handlers")
+
+
+def test_signals_at_many_points_never_hang_and_lose_no_row(tmp_path):
+    """A signal handler must never wait for a lock: signal runs at spread-out moments, from the
+    first milliseconds (typer still loading) to mid-run, and each must exit promptly, cleanly."""
+    rows = 60_000
+    inp = tmp_path / "bad.csv"
+    with open(inp, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "template_id", "param1"])
+        for i in range(rows):  # mostly invalid rows (the main thread busy filing them), some valid
+            w.writerow([f"+65912{i:05d}" if i % 7 == 0 else f"12{i}", "T", "1"])
+    # delays count from the moment sms-cli's own code runs (its SIGTERM handler shows in
+    # /proc): before that the interpreter is still starting, where no program can handle a
+    # signal; one SIGTERM goes at once, into that start-up
+    delays = [None, 0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 2.0]
+    procs = []
+    for i, delay in enumerate(delays):
+        work = tmp_path / f"w{i}"
+        work.mkdir()
+        (work / "bad.csv").symlink_to(inp)
+        sig = signal.SIGINT if i % 2 else signal.SIGTERM
+        procs.append((work, sig, delay, start_cli("send", "bad.csv", "--json", cwd=work)))
+    def signal_later(sig, delay, proc):
+        if delay is not None:
+            handling(proc.pid)
+            time.sleep(delay)
+        proc.send_signal(sig)
+
+    threads = [threading.Thread(target=signal_later, args=(sig, delay, proc)) for _, sig, delay, proc in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for work, sig, delay, proc in procs:
+        out, err = proc.communicate(timeout=30)  # a deadlock would end here
+        assert "Traceback" not in err, err
+        expected = 130 if sig == signal.SIGINT else 143
+        if not out.strip():  # stopped before the run began: nothing sent, nothing written
+            # (-sig: the signal came while the interpreter itself was starting, before any code
+            # of ours could handle it)
+            assert proc.returncode in (expected, -sig) and not err.strip(), (delay, proc.returncode, err)
+            assert not (work / "bad.failed.csv").exists()
+            continue
+        assert proc.returncode in (expected, 1), (delay, proc.returncode, err)
+        s = json.loads(out.splitlines()[-1])
+        outbox = work / "sms-outbox.jsonl"
+        accepted = sum(1 for _ in open(outbox)) if outbox.exists() else 0
+        failures = work / "bad.failed.csv"
+        failed = sum(1 for _ in csv.DictReader(open(failures, encoding="utf-8"))) if failures.exists() else 0
+        assert accepted == s["accepted"] and accepted + failed == s["rows"]
+        if proc.returncode == 1:
+            assert s["rows"] == rows
+
+
+def test_unreachable_provider_stops_the_run_exit_3(tmp_path, emulator, write_config):
+    emu = emulator()
+    port = emu.server.server_address[1]
+    emu.stop()  # nothing listens there any more: every connection is refused
+    cfg = write_config(emu, endpoint=f"http://127.0.0.1:{port}/api")
+    make_rows(tmp_path / "in.csv", 20_000)
+    r = invoke("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    s = r.json()
+    assert r.returncode == 3 and s["stopped"] == "fatal" and "could not connect" in s["fatal"]
+    assert s["requests"] <= 4 * 8  # a few requests' worth of attempts, not one per batch
+    rows = list(csv.DictReader(open(tmp_path / "in.failed.csv", encoding="utf-8")))
+    assert len(rows) == 20_000 and {r["retryable"] for r in rows} == {"yes"}
+
+
+def test_stray_temporary_files_beside_the_input_are_harmless(tmp_path):
+    (tmp_path / "in.txt").write_text("+6591234500\n")
+    (tmp_path / ".in.txt.failed.jsonl.99999999999999999999.tmp").write_text("x")
+    (tmp_path / ".in.txt.failed.jsonl.x12.tmp").write_text("x")
+    r = invoke("send", "in.txt", "--template", "T", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
