@@ -8,8 +8,10 @@ from .uspeedo import USpeedoDialect
 
 
 def dialects():
-    """The dialect classes, tried in order; adding a provider's dialect is one line here."""
-    return [AliyunDialect, TencentDialect, USpeedoDialect]
+    """The dialect classes, tried in order; adding a provider's dialect is one line here.
+    Tencent comes before Aliyun: both answer at "/" with form bodies, and only Tencent's
+    requests carry X-TC-Action or SecretId."""
+    return [TencentDialect, AliyunDialect, USpeedoDialect]
 
 
 __all__ = ["Emulator", "Options", "dialects"]

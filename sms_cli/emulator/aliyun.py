@@ -1,16 +1,27 @@
-"""Alibaba Cloud SendBatchSms: RPC-signed form POST to "/", one code for the whole request."""
+"""Alibaba Cloud SendBatchSms at "/": RPC HMAC-SHA1 (parameters in the query, a form body or
+both; GET or POST) and ACS3-HMAC-SHA256 (x-acs-* headers, parameters in the query and/or a form
+body). One code for the whole request; envelope errors as HTTP 4xx, business errors as HTTP 200.
+"""
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import re
 import time
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
 
-from ..providers.aliyun import ACTION, FORM, VERSION, rpc_signature, string_to_sign
-from .server import Dialect, Reply, Request
+from ..providers.aliyun import (
+    ACS3, ACTION, VERSION, acs3_canonical_request, acs3_signature, acs3_string_to_sign, mainland_reading,
+    rpc_signature, string_to_sign,
+)
+from .server import FORM, Dialect, Reply, Request, parse_e164
 
 MAX_NUMBERS = 100
+CLOCK_SKEW = 900  # seconds
+_ACS3_AUTH = re.compile(r"(ACS3-[A-Z0-9-]+) Credential=([^,\s]+),SignedHeaders=([a-z0-9;._-]+),"
+                        r"Signature=([0-9a-fA-F]+)")
+_REQUIRED = ("PhoneNumberJson", "SignNameJson", "TemplateCode")
 
 
 def _error(status: int, code: str, message: str, request_id: str) -> Reply:
@@ -20,14 +31,18 @@ def _error(status: int, code: str, message: str, request_id: str) -> Reply:
 def _json_array(value: str | None) -> list | None:
     try:
         parsed = json.loads(value) if value is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, list) else None
 
 
-def _e164(number: str) -> str:
-    """Aliyun wire number -> +digits: 11 digits starting with 1 are mainland China."""
-    return "+86" + number if len(number) == 11 and number.startswith("1") else "+" + number
+def e164(number) -> str | None:
+    """Aliyun wire number -> E.164, the way Aliyun reads it: 11 digits starting with 1 are a
+    mainland China mobile when that is a valid number, anything else is country code + number.
+    None when neither reading is a valid number."""
+    if not isinstance(number, str) or not (number.isascii() and number.isdigit()):
+        return None
+    return mainland_reading(number) or ("+" + number if parse_e164("+" + number) else None)
 
 
 class AliyunDialect(Dialect):
@@ -35,73 +50,144 @@ class AliyunDialect(Dialect):
 
     def __init__(self, emulator):
         super().__init__(emulator)
-        self.nonces: set[str] = set()
+        self.nonces: dict[str, float] = {}  # nonce -> when seen, for the replay window
 
     def matches(self, req: Request) -> bool:
-        return req.path.split("?", 1)[0] in ("/", "") and \
-            req.headers.get("content-type", "").startswith(FORM)
+        if req.path not in ("/", ""):
+            return False
+        h = req.headers
+        return (h.get("authorization", "").startswith("ACS3-") or "x-acs-action" in h
+                or "AccessKeyId" in req.params or "Signature" in req.params
+                or h.get("content-type", "").lower().startswith(FORM))
 
     def throttled(self, req: Request) -> Reply:
         return _error(400, "Throttling.User", "Request was denied due to user flow control.", self.emu.new_id())
 
+    def malformed(self, req: Request, message: str) -> Reply:
+        return _error(400, "InvalidParameter", message, self.emu.new_id().upper())
+
     def handle(self, req: Request) -> Reply:
         rid = self.emu.new_id().upper()
-        form = dict(parse_qsl(req.body.decode("utf-8"), keep_blank_values=True))
-        refused = self._check_envelope(form, rid)
+        req.form  # a body that is not a readable form is a 400 (raises BadRequest)
+        if req.headers.get("authorization", "").startswith("ACS3-"):
+            refused = self._check_acs3(req, rid)
+        else:
+            refused = self._check_rpc(req, rid)
         if refused is not None:
             return refused
-        phones = _json_array(form.get("PhoneNumberJson"))
-        signs = _json_array(form.get("SignNameJson"))
-        has_params = "TemplateParamJson" in form
-        params = _json_array(form.get("TemplateParamJson")) if has_params else [{}] * len(phones or [])
-        if phones is not None and len(phones) > MAX_NUMBERS:
-            return _error(200, "isv.MOBILE_COUNT_OVER_LIMIT", f"at most {MAX_NUMBERS} numbers a request", rid)
-        if not phones or signs is None or params is None or not len(phones) == len(signs) == len(params):
-            return _error(200, "isv.INVALID_JSON_PARAM",
-                          "PhoneNumberJson, SignNameJson and TemplateParamJson must be JSON arrays of equal length", rid)
-        if not all(isinstance(p, dict) and all(isinstance(v, str) for v in p.values()) for p in params):
-            return _error(200, "isv.INVALID_JSON_PARAM", "TemplateParamJson items must be objects of strings", rid)
-        if not all(isinstance(s, str) and s for s in signs):
-            return _error(200, "isv.SMS_SIGNATURE_ILLEGAL", "sign name missing", rid)
-        if not form.get("TemplateCode"):
-            return _error(200, "isv.SMS_TEMPLATE_ILLEGAL", "TemplateCode missing", rid)
-        if not all(isinstance(p, str) and p.isdigit() and p.isascii() for p in phones):
-            return _error(200, "isv.MOBILE_NUMBER_ILLEGAL", "invalid mobile number", rid)
-        if any(self.emu.is_blacklisted(_e164(p)[1:]) for p in phones):  # all or nothing
-            return _error(200, "isv.BLACK_KEY_CONTROL_LIMIT", "a number of the request is in the black list", rid)
-        with self.emu.lock:  # the seeded rng is shared with the fault injection
-            biz_id = f"{self.emu.rng.randrange(10**17, 10**18)}^0"
-        accepted = [{"phone": _e164(p), "template_id": form["TemplateCode"], "params": tp, "sender_id": s,
-                     "user_id": form.get("OutId") or None, "ref": biz_id}
-                    for p, s, tp in zip(phones, signs, params)]
-        return Reply.json(200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": rid}, accepted)
+        return self._send(req.params, rid)
 
-    def _check_envelope(self, form: dict[str, str], rid: str) -> Reply | None:
-        """Key, signature, action, version, clock and nonce; a Reply when refused."""
-        opts = self.emu.options
-        if form.get("AccessKeyId") != opts.key_id:
+    # --- the envelope ----------------------------------------------------------------------
+    def _check_rpc(self, req: Request, rid: str) -> Reply | None:
+        """Key, signature, action, version, clock and nonce of an RPC request; a Reply when refused."""
+        params, opts = req.params, self.emu.options
+        if params.get("AccessKeyId") != opts.key_id:
             return _error(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.", rid)
-        if not form.get("Signature"):
+        if not params.get("Signature"):
             return _error(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.", rid)
-        if not hmac.compare_digest(form["Signature"], rpc_signature(form, opts.key_secret, "POST")):
+        if params.get("SignatureMethod", "HMAC-SHA1") != "HMAC-SHA1":
+            return _error(400, "IncompleteSignature",
+                          f"SignatureMethod {params.get('SignatureMethod')} is not supported (HMAC-SHA1).", rid)
+        if not hmac.compare_digest(params["Signature"].encode(), rpc_signature(params, opts.key_secret, req.method).encode()):
             # echoes the string to sign as the real service does: it holds the phone numbers
             return _error(400, "SignatureDoesNotMatch",
                           "Specified signature is not matched with our calculation. server string to sign is:"
-                          + string_to_sign(form, "POST"), rid)
-        if form.get("Action") != ACTION:
-            return _error(404, "InvalidAction.NotFound", f"Specified api is not found: {form.get('Action')}", rid)
-        if form.get("Version") != VERSION:
-            return _error(400, "InvalidVersion", f"Specified version is not valid: {form.get('Version')}", rid)
+                          + string_to_sign(params, req.method), rid)
+        return self._check_call(params.get("Action"), params.get("Version"), params.get("Timestamp"),
+                                params.get("SignatureNonce"), rid)
+
+    def _check_acs3(self, req: Request, rid: str) -> Reply | None:
+        """Key, content hash, signed headers, signature, action, version, clock and nonce of an
+        ACS3-HMAC-SHA256 request; a Reply when refused."""
+        h, opts = req.headers, self.emu.options
+        found = _ACS3_AUTH.fullmatch(h["authorization"].strip())
+        if not found:
+            return _error(400, "IncompleteSignature", "The Authorization header is malformed.", rid)
+        algorithm, key_id, signed_headers, signature = found.groups()
+        if algorithm != ACS3:
+            return _error(400, "IncompleteSignature", f"Signature algorithm {algorithm} is not supported ({ACS3}).", rid)
+        if key_id != opts.key_id:
+            return _error(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.", rid)
+        digest = hashlib.sha256(req.body).hexdigest()
+        if h.get("x-acs-content-sha256", "").lower() != digest:
+            return _error(400, "SignatureDoesNotMatch", "x-acs-content-sha256 is not the SHA-256 of the body.", rid)
+        signed = signed_headers.split(";")
+        unsigned = [n for n in ("host", *sorted(k for k in h if k.startswith("x-acs-"))) if n not in signed]
+        if "content-type" in h and "content-type" not in signed:
+            unsigned.append("content-type")
+        if unsigned:
+            return _error(400, "IncompleteSignature", f"Header {unsigned[0]} must be signed.", rid)
+        canonical, _ = acs3_canonical_request(req.method, req.path or "/", req.query,
+                                              {n: h.get(n, "") for n in signed}, h["x-acs-content-sha256"])
+        to_sign = acs3_string_to_sign(canonical)
+        if not hmac.compare_digest(signature.lower().encode(), acs3_signature(opts.key_secret, to_sign).encode()):
+            return _error(400, "SignatureDoesNotMatch",
+                          "Specified signature is not matched with our calculation. server string to sign is:"
+                          + to_sign, rid)
+        return self._check_call(h.get("x-acs-action"), h.get("x-acs-version"), h.get("x-acs-date"),
+                                h.get("x-acs-signature-nonce"), rid)
+
+    def _check_call(self, action, version, timestamp, nonce, rid: str) -> Reply | None:
+        if action != ACTION:
+            return _error(404, "InvalidAction.NotFound", f"Specified api is not found: {action}", rid)
+        if version != VERSION:
+            return _error(400, "InvalidVersion", f"Specified version is not valid: {version}", rid)
         try:
-            when = datetime.strptime(form.get("Timestamp", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            when = datetime.strptime(timestamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             return _error(400, "InvalidTimeStamp.Format", "Specified time stamp is not valid.", rid)
-        if abs(time.time() - when.timestamp()) > 900:
+        now = time.time()
+        if abs(now - when.timestamp()) > CLOCK_SKEW:
             return _error(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.", rid)
-        nonce = form.get("SignatureNonce", "")
         with self.emu.lock:
             used = not nonce or nonce in self.nonces
-            self.nonces.add(nonce)
+            self.nonces[nonce or ""] = now
+            if len(self.nonces) > 100_000:  # a nonce older than the clock window cannot come back
+                self.nonces = {n: t for n, t in self.nonces.items() if now - t <= 2 * CLOCK_SKEW}
         if used:
             return _error(400, "SignatureNonceUsed", "Specified signature nonce was used already.", rid)
         return None
+
+    # --- SendBatchSms --------------------------------------------------------------------------
+    def _send(self, params: dict[str, str], rid: str) -> Reply:
+        for name in _REQUIRED:
+            if name not in params:
+                return _error(400, f"Missing{name}", f"{name} is mandatory for this action.", rid)
+        phones = _json_array(params["PhoneNumberJson"])
+        signs = _json_array(params["SignNameJson"])
+        has_params = "TemplateParamJson" in params
+        values = _json_array(params["TemplateParamJson"]) if has_params else [{}] * len(phones or [])
+        if phones is not None and len(phones) > MAX_NUMBERS:
+            return _error(200, "isv.MOBILE_COUNT_OVER_LIMIT", f"at most {MAX_NUMBERS} numbers a request", rid)
+        if not phones or signs is None or values is None or not len(phones) == len(signs) == len(values):
+            return _error(200, "isv.INVALID_JSON_PARAM",
+                          "PhoneNumberJson, SignNameJson and TemplateParamJson must be JSON arrays of equal length", rid)
+        if not all(isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in values):
+            return _error(200, "isv.INVALID_JSON_PARAM", "TemplateParamJson items must be objects of strings", rid)
+        extend = _json_array(params["SmsUpExtendCodeJson"]) if "SmsUpExtendCodeJson" in params else None
+        if "SmsUpExtendCodeJson" in params and (extend is None or len(extend) != len(phones)
+                                                or not all(isinstance(x, str) for x in extend)):
+            return _error(200, "isv.INVALID_JSON_PARAM",
+                          "SmsUpExtendCodeJson must be a JSON array of strings, one per number", rid)
+        if not all(isinstance(s, str) and s for s in signs):
+            return _error(200, "isv.SMS_SIGNATURE_ILLEGAL", "sign name missing", rid)
+        template = params["TemplateCode"]
+        if not template:
+            return _error(200, "isv.SMS_TEMPLATE_ILLEGAL", "TemplateCode is empty", rid)
+        for value in values:
+            problem = self.emu.template_problem(template, value)
+            if problem:
+                code = "isv.SMS_TEMPLATE_ILLEGAL" if problem[0] == "unknown" else "isv.TEMPLATE_MISSING_PARAMETERS"
+                return _error(200, code, problem[1], rid)
+        numbers = [e164(p) for p in phones]
+        if not all(numbers):
+            bad = next(p for p, n in zip(phones, numbers) if not n)
+            return _error(200, "isv.MOBILE_NUMBER_ILLEGAL", f"invalid mobile number {bad}", rid)
+        if any(self.emu.is_blacklisted(n[1:]) for n in numbers):  # all or nothing
+            return _error(200, "isv.BLACK_KEY_CONTROL_LIMIT", "a number of the request is in the black list", rid)
+        with self.emu.lock:  # the seeded rng is shared with the fault injection
+            biz_id = f"{self.emu.rng.randrange(10**17, 10**18)}^0"
+        accepted = [{"phone": n, "template_id": template, "params": v, "sender_id": s,
+                     "user_id": params.get("OutId") or None, "ref": biz_id}
+                    for n, s, v in zip(numbers, signs, values)]
+        return Reply.json(200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": rid}, accepted)

@@ -5,13 +5,16 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import SmsCliError
-
 
 def emulator(
-    port: int = typer.Option(8787, "--port", help="Port (0 picks a free one)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8787, "--port", help="Port to listen on, 0-65535 (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (keep 127.0.0.1 unless "
+                             "another machine must reach it)."),
     blacklist: List[str] = typer.Option([], "--blacklist", help="Numbers to reject (repeat, comma-separate, or @file)."),
+    templates: Optional[str] = typer.Option(None, "--templates", metavar="FILE",
+                                            help="YAML of the templates it knows (templates: {ID: {params: "
+                                                 "[names] or N, text: ...}}; an sms-cli config file works): "
+                                                 "unknown ids and wrong parameter counts are refused."),
     fail_rate: float = typer.Option(0.0, "--fail-rate", min=0, max=1, help="Share of requests answered HTTP 503."),
     throttle_rate: float = typer.Option(0.0, "--throttle-rate", min=0, max=1, help="Share answered with the provider's throttling error."),
     timeout_rate: float = typer.Option(0.0, "--timeout-rate", min=0, max=1, help="Share taken, then answered after --stall-ms."),
@@ -19,7 +22,8 @@ def emulator(
     gateway_timeout_rate: float = typer.Option(0.0, "--gateway-timeout-rate", min=0, max=1,
                                                help="Share taken, then answered HTTP 504."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay before every answer."),
-    stall_ms: float = typer.Option(5000.0, "--stall-ms", min=0),
+    stall_ms: float = typer.Option(5000.0, "--stall-ms", min=0,
+                                   help="How long a --timeout-rate answer is held back, in milliseconds."),
     log: str = typer.Option("emulator-accepted.jsonl", "--log", help="Accepted messages, one JSON line each."),
     key_id: Optional[str] = typer.Option(None, "--key-id", help="Access key id / SecretId it accepts."),
     key_secret: Optional[str] = typer.Option(None, "--key-secret", envvar="SMS_EMULATOR_SECRET", help="Secret it verifies signatures with."),
@@ -31,18 +35,19 @@ def emulator(
     """
     from . import Emulator, Options as EmuOptions
     from .server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist
+    from .templates import load_templates
 
+    # every problem below is an SmsCliError: one line and exit code 2, never a traceback
     opts = EmuOptions(host=host, port=port, blacklist=load_blacklist(blacklist), fail_rate=fail_rate,
                       throttle_rate=throttle_rate, timeout_rate=timeout_rate, drop_rate=drop_rate,
                       gateway_timeout_rate=gateway_timeout_rate,
                       latency_ms=latency_ms, stall_ms=stall_ms, log_path=log,
-                      key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed)
-    try:
-        emu = Emulator(opts)
-    except OSError as exc:
-        raise SmsCliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+                      key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed,
+                      templates=load_templates(templates) if templates else None)
+    emu = Emulator(opts)
+    known = f"; {len(opts.templates)} templates" if opts.templates else ""
     print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "
-          f"accepted messages -> {log}", flush=True)
+          f"accepted messages -> {log}{known}", flush=True)
     try:
         emu.serve_forever()  # until SIGINT/SIGTERM (main() turns both into a clean exit)
     finally:

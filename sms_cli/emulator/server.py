@@ -1,31 +1,49 @@
 """A local HTTP server that speaks the providers' APIs, for tests and for trying pipelines.
 
-Each API is a `Dialect` (one module each); this module owns what they share: routing, the
-blacklist, fault injection, the accepted-messages log and request statistics. Faults that
-happen before processing (5xx, throttling) leave nothing logged, so a retry is safe; faults
-after processing (stall past the client's timeout, dropped connection) log the messages, which
-is exactly the case sms-cli must report as unknown rather than resend (so is an HTTP 504 after
-processing).
+Each API is a `Dialect` (one module each); this module owns what they share: reading HTTP,
+routing, the blacklist, the templates it was told, phone number readings, fault injection,
+the accepted-messages log and request statistics. Faults that happen before processing (5xx,
+throttling) leave nothing logged, so a retry is safe; faults after processing (stall past the
+client's timeout, dropped connection) log the messages, which is exactly the case sms-cli must
+report as unknown rather than resend (so is an HTTP 504 after processing).
+
+Whatever arrives, the answer is an HTTP response, never a traceback: a request that cannot be
+read (bad framing, a body that is not what the API takes) gets a 400 in the API's error shape.
 """
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import random
 import re
+import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
+
+import phonenumbers
+
+from ..config import Template
+from ..errors import SmsCliError
 
 DEFAULT_KEY_ID = "emulator-key"
 DEFAULT_KEY_SECRET = "emulator-secret"
+FORM = "application/x-www-form-urlencoded"
+MAX_BODY = 16 * 1024 * 1024  # bytes; far above any API's request limit
+MAX_DEPTH = 32  # nesting of a JSON body or a flattened parameter name; the APIs need 4
+
+
+class BadRequest(ValueError):
+    """The request cannot be read as the API's format: answered HTTP 400 in the API's shape."""
 
 
 def digits(phone: str) -> str:
-    """Any accepted spelling of a number -> country code + national digits."""
+    """Any spelling of a number (+852.., (852).., 00852..) -> country code + national digits."""
     phone = phone.strip()
     d = re.sub(r"\D", "", phone)
     if phone.startswith("(00") or phone.startswith("00"):
@@ -33,26 +51,95 @@ def digits(phone: str) -> str:
     return d
 
 
+def parse_e164(e164: str) -> phonenumbers.PhoneNumber | None:
+    """`+digits` -> the number when it has a known country code and a length that country's
+    numbers can have (phonenumbers' "possible number": the format check the APIs make), else None."""
+    if not isinstance(e164, str) or not re.fullmatch(r"\+[1-9]\d{1,14}", e164):
+        return None
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
 def load_blacklist(values) -> set[str]:
     """--blacklist values: numbers, comma-separated lists, or @file with one number a line."""
     out: set[str] = set()
     for value in values:
         if value.startswith("@"):
-            with open(value[1:], encoding="utf-8") as fh:
-                out.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
+            try:
+                with open(value[1:], encoding="utf-8") as fh:
+                    out.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise SmsCliError(f"--blacklist {value}: cannot read {value[1:]}: {reason}") from None
         else:
             out.update(v.strip() for v in value.split(",") if v.strip())
     return out
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (list, dict)):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((v, level + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 @dataclass
 class Request:
-    path: str
+    method: str
+    target: str  # as on the request line: path and query
     headers: dict[str, str]  # lower-case names
     body: bytes
 
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def raw_query(self) -> str:
+        return self.target.partition("?")[2]
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.raw_query, keep_blank_values=True))
+
+    @cached_property
+    def form(self) -> dict[str, str]:
+        """The body's parameters when it is form-encoded, else {}."""
+        if not self.headers.get("content-type", "").lower().startswith(FORM) or not self.body:
+            return {}
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("form body is not UTF-8") from None
+        return dict(parse_qsl(text, keep_blank_values=True))
+
+    @cached_property
+    def params(self) -> dict[str, str]:
+        """Query and form parameters together (the body wins, as the SDKs sign them)."""
+        try:
+            form = self.form
+        except BadRequest:
+            form = {}
+        return {**self.query, **form}
+
     def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8"))
+        try:
+            value = json.loads(self.body.decode("utf-8"))
+        except RecursionError:
+            raise BadRequest(f"JSON body nested deeper than {MAX_DEPTH} levels") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from None
+        if _depth(value) > MAX_DEPTH:
+            raise BadRequest(f"JSON body nested deeper than {MAX_DEPTH} levels")
+        return value
 
 
 @dataclass
@@ -70,6 +157,9 @@ class Reply:
 
 
 class Dialect(ABC):
+    """One provider API. Adding one is a module with a Dialect subclass and a line in
+    `sms_cli.emulator.dialects()`."""
+
     name = "base"
 
     def __init__(self, emulator: "Emulator"):
@@ -77,14 +167,19 @@ class Dialect(ABC):
 
     @abstractmethod
     def matches(self, req: Request) -> bool:
-        """Is this request for this dialect?"""
+        """Is this request for this dialect? (Cheap: headers, path, parameter names.)"""
 
     @abstractmethod
     def handle(self, req: Request) -> Reply:
-        """Verify and answer the request; accepted messages go in Reply.accepted."""
+        """Verify and answer the request; accepted messages go in Reply.accepted. May raise
+        BadRequest for a body it cannot read."""
 
     def throttled(self, req: Request) -> Reply:
         return Reply.json(429, {"Message": "throttled"}, headers={"Retry-After": "0"})
+
+    def malformed(self, req: Request, message: str) -> Reply:
+        """HTTP 400 for a request that cannot be read, in this API's error shape."""
+        return Reply.json(400, {"Message": message})
 
 
 @dataclass
@@ -103,22 +198,37 @@ class Options:
     key_id: str = DEFAULT_KEY_ID
     key_secret: str = DEFAULT_KEY_SECRET
     seed: int | None = None
+    # template id -> Template; when given, unknown ids and wrong parameter counts are refused
+    templates: dict[str, Template] | None = None
 
 
 class Emulator:
     def __init__(self, options: Options):
         from . import dialects
 
+        if not 0 <= int(options.port) <= 65535:
+            raise SmsCliError(f"--port {options.port}: must be a port number from 0 to 65535")
         self.options = options
         self.blacklist = {digits(p) for p in options.blacklist}
+        self.templates = options.templates
         self.rng = random.Random(options.seed)
         self.lock = threading.Lock()
         self.accepted: list[dict[str, Any]] = []
         self.request_times: list[tuple[str, float]] = []  # (dialect, monotonic time)
         self.dialects = [cls(self) for cls in dialects()]
-        self._log = open(options.log_path, "a", encoding="utf-8") if options.log_path else None
-        self.server = ThreadingHTTPServer((options.host, options.port), _handler(self))
-        self.server.daemon_threads = True
+        self._log = None
+        if options.log_path:
+            try:
+                self._log = open(options.log_path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise SmsCliError(f"--log {options.log_path}: cannot open: {exc.strerror}") from None
+        try:
+            self.server = _Server((options.host, options.port), _handler(self))
+        except (OSError, OverflowError, ValueError) as exc:
+            if self._log:
+                self._log.close()
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise SmsCliError(f"cannot listen on {options.host}:{options.port}: {reason}") from None
         self._thread: threading.Thread | None = None
 
     @property
@@ -139,6 +249,45 @@ class Emulator:
         with self.lock:
             return self.rng.random() < rate
 
+    # --- templates (--templates) -----------------------------------------------------------
+    def knows_template(self, template_id: str) -> bool:
+        """Without --templates every id is taken."""
+        return self.templates is None or template_id in self.templates
+
+    def template_problem(self, template_id: str, params) -> tuple[str, str] | None:
+        """None when no templates were given or `params` fit the template; else
+        ("unknown", reason) or ("params", reason). `params`: a list (positional APIs) or a
+        dict of named values (Aliyun)."""
+        if self.templates is None:
+            return None
+        tpl = self.templates.get(template_id)
+        if tpl is None:
+            return "unknown", f"template {template_id} does not exist"
+        if isinstance(params, dict):
+            if tpl.names is not None:
+                missing = [n for n in tpl.names if n not in params]
+                if missing:
+                    return "params", f"template {template_id} needs parameter {missing[0]!r}"
+            elif tpl.count is not None and len(params) < tpl.count:
+                return "params", f"template {template_id} takes {tpl.count} parameters, got {len(params)}"
+        elif tpl.count is not None and len(params) != tpl.count:
+            return "params", f"template {template_id} takes {tpl.count} parameters, got {len(params)}"
+        return None
+
+    def parts(self, template_id: str, params) -> int:
+        """Billed SMS parts: from the template's text when it is known, else 1."""
+        tpl = (self.templates or {}).get(template_id)
+        if tpl is None or tpl.text is None:
+            return 1
+        from ..segments import count
+        from ..validate import render
+
+        try:
+            return count(render(tpl, params)).parts
+        except (ValueError, TypeError):
+            return 1
+
+    # --- the accepted log ----------------------------------------------------------------
     def record(self, dialect: str, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
@@ -186,6 +335,17 @@ class Emulator:
         self.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """One line instead of socketserver's traceback; a client that went away is no news."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            sys.stderr.write(f"sms-cli emulator: request from {client_address[0]} failed: "
+                             f"{type(exc).__name__}: {exc}\n")
+
+
 def _handler(emu: Emulator):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -195,42 +355,104 @@ def _handler(emu: Emulator):
             pass
 
         def do_GET(self):
-            if self.path.startswith("/_emulator/stats"):
-                return self._write(Reply.json(200, emu.stats()))
-            self._write(Reply.json(404, {"Message": "not found"}))
+            self._serve("GET")
 
         def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            req = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            if self.path.startswith("/_emulator/blacklist"):
-                emu.set_blacklist(json.loads(body or b"[]"))
-                return self._write(Reply.json(200, {"blacklist": sorted(emu.blacklist)}))
-            dialect = next((d for d in emu.dialects if d.matches(req)), None)
+            self._serve("POST")
+
+        def _serve(self, method: str) -> None:
+            try:
+                body = self._read_body(method)
+            except BadRequest as exc:
+                self.close_connection = True  # the framing is lost: no next request on it
+                return self._write(Reply.json(400, {"Message": f"malformed request: {exc}"}))
+            req = Request(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            try:
+                reply = self._route(req)
+            except Exception as exc:  # a bug in a dialect: still an answer, never a traceback
+                reply = Reply.json(500, {"Message": f"emulator error: {type(exc).__name__}: {exc}"})
+            if reply is not None:
+                self._write(reply)
+
+        def _read_body(self, method: str) -> bytes:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked()
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
+                if method == "POST":
+                    raise BadRequest("Content-Length required")
+                return b""
+            value = lengths[0].strip()
+            if len(set(v.strip() for v in lengths)) > 1 or not (value.isascii() and value.isdigit()):
+                raise BadRequest(f"bad Content-Length {', '.join(lengths)!r}")
+            size = int(value)
+            if size > MAX_BODY:
+                raise BadRequest(f"body of {size} bytes is larger than {MAX_BODY}")
+            body = self.rfile.read(size)
+            if len(body) < size:
+                raise BadRequest(f"body shorter than its Content-Length ({len(body)} < {size})")
+            return body
+
+        def _read_chunked(self) -> bytes:
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise BadRequest("bad chunk size in a chunked body") from None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if size < 0 or total > MAX_BODY:
+                    raise BadRequest("chunked body too large")
+                chunk = self.rfile.read(size)
+                if len(chunk) < size or self.rfile.readline(3).strip():
+                    raise BadRequest("truncated chunked body")
+                chunks.append(chunk)
+
+        def _route(self, req: Request) -> Reply | None:
+            if req.path.startswith("/_emulator/stats"):
+                return Reply.json(200, emu.stats())
+            if req.path.startswith("/_emulator/blacklist") and req.method == "POST":
+                try:
+                    phones = req.json() if req.body else []
+                except BadRequest as exc:
+                    return Reply.json(400, {"Message": str(exc)})
+                if not isinstance(phones, list) or not all(isinstance(p, str) for p in phones):
+                    return Reply.json(400, {"Message": "expected a JSON array of numbers"})
+                emu.set_blacklist(phones)
+                return Reply.json(200, {"blacklist": sorted(emu.blacklist)})
+            try:
+                dialect = next((d for d in emu.dialects if d.matches(req)), None)
+            except BadRequest as exc:
+                return Reply.json(400, {"Message": f"malformed request: {exc}"})
             if dialect is None:
-                return self._write(Reply.json(404, {"Message": f"no API at {self.path}"}))
+                return Reply.json(404, {"Message": f"no API at {req.method} {req.path}"})
             with emu.lock:
                 emu.request_times.append((dialect.name, time.monotonic()))
             if emu.options.latency_ms:
                 time.sleep(emu.options.latency_ms / 1000)
             if emu.chance(emu.options.fail_rate):
-                return self._write(Reply.json(503, {"Message": "injected failure"}, headers={"Retry-After": "0"}))
+                return Reply.json(503, {"Message": "injected failure"}, headers={"Retry-After": "0"})
             if emu.chance(emu.options.throttle_rate):
-                return self._write(dialect.throttled(req))
+                return dialect.throttled(req)
             try:
                 reply = dialect.handle(req)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                reply = Reply.json(400, {"Message": f"malformed request: {exc}"})
+            except BadRequest as exc:
+                reply = dialect.malformed(req, str(exc))
             emu.record(dialect.name, reply.accepted)
             if reply.accepted and emu.chance(emu.options.drop_rate):
                 self.close_connection = True
                 self.connection.shutdown(2)  # taken, but the client never hears it
-                return
+                return None
             if reply.accepted and emu.chance(emu.options.timeout_rate):
                 time.sleep(emu.options.stall_ms / 1000)
             if reply.accepted and emu.chance(emu.options.gateway_timeout_rate):
                 reply = Reply.json(504, {"Message": "gateway timeout"})  # taken, but the answer is lost
-            self._write(reply)
+            return reply
 
         def _write(self, reply: Reply) -> None:
             try:
@@ -239,6 +461,8 @@ def _handler(emu: Emulator):
                 self.send_header("Content-Length", str(len(reply.body)))
                 for k, v in reply.headers.items():
                     self.send_header(k, v)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(reply.body)
             except (BrokenPipeError, ConnectionResetError):

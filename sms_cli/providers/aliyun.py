@@ -1,4 +1,5 @@
-"""Alibaba Cloud SendBatchSms, signed with the RPC HMAC-SHA1 scheme.
+"""Alibaba Cloud SendBatchSms, signed with the RPC HMAC-SHA1 scheme (`signature: rpc`, the
+default) or ACS3-HMAC-SHA256 (`signature: v3`, the scheme Alibaba now recommends).
 
 One request carries up to 100 numbers that share one TemplateCode; each number has its own
 sign name and named parameters. The answer holds one code for the whole request, so acceptance
@@ -14,8 +15,11 @@ import re
 import uuid
 from collections.abc import Hashable
 from datetime import datetime, timezone
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import phonenumbers
+
+from ..config import ConfigError
 from ..model import Kind, Message, Outcome, mask_phone
 from .base import Provider, compact_json
 from .http import RequestFailed
@@ -23,6 +27,8 @@ from .http import RequestFailed
 ACTION = "SendBatchSms"
 VERSION = "2017-05-25"
 FORM = "application/x-www-form-urlencoded"
+ACS3 = "ACS3-HMAC-SHA256"
+SIGNATURES = ("rpc", "v3")
 
 RETRYABLE_CODES = {"isp.SYSTEM_ERROR", "ServiceUnavailable", "SignatureNonceUsed"}
 # InvalidTimeStamp.*: the machine's clock is off; every request would fail the same way
@@ -71,6 +77,36 @@ def form_body(params: dict[str, str]) -> bytes:
     return _encode_pairs(params.items()).encode("ascii")
 
 
+def acs3_canonical_request(method: str, path: str, query: dict[str, str], headers: dict[str, str],
+                           payload_sha256: str) -> tuple[str, str]:
+    """(canonical request, SignedHeaders) of ACS3: every header given is signed, names
+    lower-cased and sorted, values trimmed; query pairs sorted by name and percent-encoded."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        values.setdefault(name.lower(), []).append(str(value).strip())
+    names = sorted(values)
+    canonical_headers = "".join(f"{n}:{','.join(sorted(values[n]))}\n" for n in names)
+    signed = ";".join(names)
+    return "\n".join([method.upper(), path or "/", canonical_query(query), canonical_headers, signed,
+                      payload_sha256]), signed
+
+
+def acs3_string_to_sign(canonical_request: str) -> str:
+    return f"{ACS3}\n{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
+
+
+def acs3_signature(secret: str, string_to_sign: str) -> str:
+    return hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def acs3_authorization(key_id: str, secret: str, method: str, path: str, query: dict[str, str],
+                       headers: dict[str, str], payload_sha256: str) -> str:
+    """The Authorization header of ACS3-HMAC-SHA256 for a request with exactly `headers`."""
+    canonical, signed = acs3_canonical_request(method, path, query, headers, payload_sha256)
+    signature = acs3_signature(secret, acs3_string_to_sign(canonical))
+    return f"{ACS3} Credential={key_id},SignedHeaders={signed},Signature={signature}"
+
+
 # --- answers ---------------------------------------------------------------------------------
 def classify(code: str) -> Kind:
     if code == "OK":
@@ -114,10 +150,19 @@ def wire_phone(msg: Message) -> str:
     return msg.national if msg.country_code == 86 else f"{msg.country_code}{msg.national}"
 
 
+def mainland_reading(wire: str) -> str | None:
+    """The +86 number Aliyun takes `wire` for when it has the shape of a mainland mobile
+    (11 digits starting with 1) and is a valid one, else None."""
+    if len(wire) != 11 or not wire.startswith("1") or not wire.isdigit():
+        return None
+    number = phonenumbers.parse("+86" + wire, None)
+    return "+86" + wire if phonenumbers.is_valid_number(number) else None
+
+
 class Aliyun(Provider):
     type = "aliyun"
-    description = "Alibaba Cloud SendBatchSms, RPC HMAC-SHA1 signed"
-    config_keys = ("access_key_id", "access_key_secret", "sign_name")
+    description = "Alibaba Cloud SendBatchSms, RPC HMAC-SHA1 or ACS3-HMAC-SHA256 signed"
+    config_keys = ("access_key_id", "access_key_secret", "sign_name", "signature")
     secret_keys = ("access_key_secret",)
     env_defaults = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
                     "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET"}
@@ -126,11 +171,21 @@ class Aliyun(Provider):
     default_rate_limit = 20.0
     max_batch = 100
 
+    @classmethod
+    def check_settings(cls, settings, where):
+        if settings.get("signature", "rpc") not in SIGNATURES:
+            raise ConfigError(f"{where}.signature: must be 'rpc' (HMAC-SHA1, the default) or 'v3' "
+                              f"(ACS3-HMAC-SHA256) (got {settings.get('signature')!r})")
+
     def __init__(self, settings, templates=None, *, concurrency=4):
         super().__init__(settings, templates, concurrency=concurrency)
+        self.check_settings(settings, f"provider {settings.name!r}")  # settings built without config.py too
         self.key_id = settings.get("access_key_id")
         self.secret = settings.get("access_key_secret")
         self.sign_name = settings.get("sign_name")
+        self.signature = settings.get("signature", "rpc")
+        url = urlsplit(self.endpoint or "")
+        self.host, self.path = url.netloc, url.path or "/"
 
     @property
     def action(self) -> str:
@@ -140,6 +195,15 @@ class Aliyun(Provider):
         return msg.template_id  # TemplateCode is one per request
 
     def prepare(self, msg: Message) -> str | None:
+        if msg.country_code != 86:
+            # Aliyun reads 11 digits starting with 1 as a mainland number: a +1 number's wire
+            # form (13105551234) would go to +86 131 0555 1234, someone else's phone
+            wire = wire_phone(msg)
+            mainland = mainland_reading(wire)
+            if mainland:
+                return (f"Aliyun would read {wire} (the wire form of {msg.phone}) as the mainland "
+                        f"China number {mainland}, not this one; send it through another provider "
+                        "(uspeedo or tencent)")
         if not (msg.sender_id or self.sign_name):
             return "no sign name (sender_id or sign_name)"
         if isinstance(msg.params, dict):
@@ -158,11 +222,9 @@ class Aliyun(Provider):
         msg.params = {name: str(value) for name, value in zip(tpl.names, msg.params)}
         return None
 
-    def build_params(self, batch: list[Message], nonce: str, timestamp: str) -> dict[str, str]:
+    def business_params(self, batch: list[Message]) -> dict[str, str]:
+        """SendBatchSms's own parameters (what either signature scheme carries)."""
         params = {
-            "AccessKeyId": self.key_id, "Action": ACTION, "Version": VERSION, "Format": "JSON",
-            "RegionId": "cn-hangzhou", "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
-            "SignatureNonce": nonce, "Timestamp": timestamp,
             "PhoneNumberJson": compact_json([wire_phone(m) for m in batch]),
             "SignNameJson": compact_json([m.sender_id or self.sign_name for m in batch]),
             "TemplateCode": batch[0].template_id,
@@ -172,11 +234,35 @@ class Aliyun(Provider):
                 [dict(m.params) if isinstance(m.params, dict) else {} for m in batch])
         if any(m.extend_code for m in batch):
             params["SmsUpExtendCodeJson"] = compact_json([m.extend_code or "" for m in batch])
+        return params
+
+    def build_params(self, batch: list[Message], nonce: str, timestamp: str) -> dict[str, str]:
+        """RPC: common and business parameters together, signed, for a form-encoded POST."""
+        params = {
+            "AccessKeyId": self.key_id, "Action": ACTION, "Version": VERSION, "Format": "JSON",
+            "RegionId": "cn-hangzhou", "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
+            "SignatureNonce": nonce, "Timestamp": timestamp, **self.business_params(batch),
+        }
         params["Signature"] = rpc_signature(params, self.secret, "POST")
         return params
 
+    def build_v3(self, batch: list[Message], nonce: str, timestamp: str) -> tuple[bytes, dict[str, str]]:
+        """ACS3: (body, headers) of a POST whose business parameters are in the form body and
+        whose common ones are x-acs-* headers, every header sent signed."""
+        body = form_body(self.business_params(batch))
+        digest = hashlib.sha256(body).hexdigest()
+        headers = {"host": self.host, "content-type": FORM, "x-acs-action": ACTION, "x-acs-version": VERSION,
+                   "x-acs-date": timestamp, "x-acs-signature-nonce": nonce, "x-acs-content-sha256": digest}
+        headers["Authorization"] = acs3_authorization(self.key_id, self.secret, "POST", self.path, {},
+                                                      headers, digest)
+        return body, headers
+
     def _send(self, batch: list[Message]) -> list[Outcome]:
         timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = form_body(self.build_params(batch, str(uuid.uuid4()), timestamp))
-        resp = self.http.post(self.endpoint, body, {"Content-Type": FORM}, action=ACTION, count=len(batch))
+        nonce = str(uuid.uuid4())
+        if self.signature == "v3":
+            body, headers = self.build_v3(batch, nonce, timestamp)
+        else:
+            body, headers = form_body(self.build_params(batch, nonce, timestamp)), {"Content-Type": FORM}
+        resp = self.http.post(self.endpoint, body, headers, action=ACTION, count=len(batch))
         return read_answer(batch, resp.content)  # errors come as HTTP 4xx with a JSON body
