@@ -20,6 +20,8 @@ app.add_typer(config_app, name="config")
 
 
 def err(text: str) -> None:
+    # a file name that is not UTF-8 must not crash a strict stderr
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     sys.stderr.write(text.rstrip("\n") + "\n")
     sys.stderr.flush()
 
@@ -73,6 +75,23 @@ LIMIT = typer.Option(None, "--limit", min=0, help="Send at most N messages in th
 DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number, template and "
                       "parameters (in this input or already accepted from it).")
 JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+SUPPRESS = typer.Option(None, "--suppress", help="Suppression list file (default: the config's suppression_list).")
+QUIET_HOURS = typer.Option(None, "--quiet-hours", help="Recipients' local quiet hours, e.g. 21:00-08:00: rows "
+                           "inside them are deferred.")
+ALLOW = typer.Option(None, "--allow-countries", help="Only these ISO regions, comma-separated (e.g. SG,HK).")
+BLOCK = typer.Option(None, "--block-countries", help="Never these ISO regions, comma-separated.")
+VALID_FOR = typer.Option(None, "--valid-for", help="Rows not sent within this time of the campaign's first "
+                         "run expire (90s, 30m, 2h).")
+MAX_COST = typer.Option(None, "--max-cost", min=0, help="Refuse to send when the estimated cost (prices: in "
+                        "config) is over this.")
+MAX_PARTS = typer.Option(None, "--max-parts", min=0, help="Refuse to send when the estimated billable parts "
+                         "are over this.")
+
+
+def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=None, max_cost=None, max_parts=None):
+    from .guards import GuardOptions
+
+    return GuardOptions(suppress, quiet_hours, allow, block, valid_for, max_cost, max_parts)
 
 
 def _request(input, config, provider, fmt, template, param, sender_id, default_region, **kw):
@@ -99,6 +118,9 @@ def send(
                                          "run: send only the messages that run did not accept."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Requests in parallel."),
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
+    suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
+    allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
+    valid_for: Optional[str] = VALID_FOR, max_cost: Optional[float] = MAX_COST, max_parts: Optional[int] = MAX_PARTS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each request to stderr (numbers masked)."),
 ):
@@ -111,6 +133,8 @@ def send(
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
                    failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
+                   guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for, max_cost,
+                                  max_parts),
                    options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe,
                                    only_retryable=only_retryable, retry_unknown=retry_unknown,
                                    dry_run=dry_run))
@@ -128,9 +152,13 @@ def plan(
     fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
     sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
+    suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
+    allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
+    valid_for: Optional[str] = VALID_FOR,
 ):
-    """Show what `send` would do (same as send --dry-run): requests, numbers per request, and
-    for templates with text in config the length, encoding and billable parts.
+    """Show what `send` would do (same as send --dry-run): rows the ledger and the guards would
+    stop, requests, numbers per request, parts and cost per country, and for templates with
+    text in config the length, encoding and billable parts.
 
     Example: sms-cli plan samples/recipients.csv --provider tencent
     """
@@ -138,7 +166,8 @@ def plan(
     from .send import Options
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
-                   options=Options(limit=limit, dedupe=dedupe, dry_run=True))
+                   options=Options(limit=limit, dedupe=dedupe, dry_run=True),
+                   guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for))
     view = output.RunView(json_out=json_out, dry_run=True)
     summary = commands.send(req, on_start=view.started)
     view.finish(summary)
@@ -158,31 +187,120 @@ def validate(
     input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
     fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
     sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION, json_out: bool = JSON,
+    suppress: Optional[str] = SUPPRESS, allow_countries: Optional[str] = ALLOW,
+    block_countries: Optional[str] = BLOCK,
 ):
-    """Check every row as `send` would; print each problem with its line. Exit 0 when all rows
-    are valid, 1 otherwise.
+    """Check every row as `send` would (suppression list and country rules included); print
+    each problem with its line. Exit 0 when all rows are valid, 1 otherwise.
 
     Example: sms-cli validate samples/recipients.csv
     """
     import json as _json
 
     from . import commands
+    from .report import shown
 
     problems = 0
-    gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region))
+    gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region,
+                                     guards=_guards(suppress, None, allow_countries, block_countries)))
     try:
         while True:
             raw, bad = next(gen)
             problems += 1
             if json_out:
-                print(_json.dumps({"line": bad.line, "code": bad.code, "reason": bad.reason, "row": raw.record},
-                                  ensure_ascii=False))
+                print(_json.dumps({"schema_version": 1, "line": bad.line, "error_code": bad.code,
+                                   "error_message": bad.reason, "row": raw.record}, ensure_ascii=True))
             else:
-                print(f"{input}:{bad.line}: {bad.code}: {bad.reason}")
+                print(f"{shown(input)}:{bad.line}: {shown(bad.code)}: {shown(bad.reason)}")
     except StopIteration as done:
         rows = done.value
     err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
     raise typer.Exit(1 if problems else 0)
+
+
+suppress_app = typer.Typer(no_args_is_help=True, help="Edit and query the suppression list (opted-out numbers).")
+app.add_typer(suppress_app, name="suppress")
+LIST = typer.Option(None, "--list", help="The list file (default: the config's suppression_list).")
+
+
+def _suppression(config, path):
+    from .config import load_config
+    from .guards import GuardOptions, Suppression, suppression_path
+
+    cfg = load_config(config, strict_env=False)
+    where = suppression_path(cfg, GuardOptions(suppress=path))
+    if where is None:
+        raise SmsCliError("no suppression list: set suppression_list in config or pass --list PATH")
+    return Suppression(where, cfg.default_region), cfg.default_region
+
+
+def _numbers(numbers, region):
+    from .guards import normalise
+    from .report import shown
+
+    out = []
+    for n in numbers:
+        e164 = normalise(n, region)
+        if e164 is None:
+            raise SmsCliError(f"not a phone number: {shown(n)}")
+        out.append(e164)
+    return out
+
+
+@suppress_app.command("add")
+@guarded
+def suppress_add(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
+                 config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                 note: str = typer.Option("", "--note", help="A comment written beside each number.")):
+    """Add numbers to the suppression list; they are never sent again.
+
+    Example: sms-cli suppress add +85255311111 "(65) 9123 4567" --note "asked by phone"
+    """
+    lst, region = _suppression(config, path)
+    for n in _numbers(numbers, region):
+        print(f"{n}: {'added' if lst.add(n, note) else 'already listed'}")
+
+
+@suppress_app.command("remove")
+@guarded
+def suppress_remove(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
+                    config: Optional[str] = CONFIG, path: Optional[str] = LIST):
+    """Remove numbers from the suppression list.
+
+    Example: sms-cli suppress remove +85255311111
+    """
+    lst, region = _suppression(config, path)
+    for n in _numbers(numbers, region):
+        print(f"{n}: {'removed' if lst.remove(n) else 'not listed'}")
+
+
+@suppress_app.command("list")
+@guarded
+def suppress_list(config: Optional[str] = CONFIG, path: Optional[str] = LIST):
+    """Print every listed number (E.164), one a line.
+
+    Example: sms-cli suppress list > opted-out.txt
+    """
+    lst, _ = _suppression(config, path)
+    for n in sorted(lst.numbers):
+        print(n)
+
+
+@suppress_app.command("check")
+@guarded
+def suppress_check(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
+                   config: Optional[str] = CONFIG, path: Optional[str] = LIST):
+    """Say whether each number is listed; exit 1 when any is.
+
+    Example: sms-cli suppress check +85255311111
+    """
+    lst, region = _suppression(config, path)
+    listed = 0
+    for n in _numbers(numbers, region):
+        hit = n in lst
+        listed += hit
+        print(f"{n}: {'suppressed' if hit else 'not listed'}")
+    raise typer.Exit(1 if listed else 0)
 
 
 # The emulator command lives with the emulator (its options are the emulator's business).

@@ -2,7 +2,7 @@
 calls one function here and prints what it returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import phonenumbers
@@ -15,9 +15,12 @@ from .errors import SmsCliError
 from .logs import register_secrets
 from .providers import make_provider
 from .rows import open_source
+from . import guards as guards_mod
 from .dispatch import Policy
+from .guards import GuardOptions
 from .journal import FINISHED
 from .ledger import Ledger
+from .plan import Estimator
 from .send import Options, Summary, execute, run_status
 from .stream import Identity
 from .validate import Defaults, Rejected, Validator
@@ -39,11 +42,13 @@ class SendRequest:
     yes: bool = False
     continue_edited: bool = False
     options: Options = field(default_factory=Options)
+    guards: GuardOptions = field(default_factory=GuardOptions)
 
 
-def setup(req: SendRequest):
-    """Config, provider, input and validator: everything that can fail before sending."""
-    cfg: Config = load_config(req.config)
+def setup(req: SendRequest, *, sending: bool = True):
+    """Config, provider, input and validator: everything that can fail before sending.
+    Checks that send nothing (plan, --dry-run, validate) need no secrets."""
+    cfg: Config = load_config(req.config, strict_env=sending)
     register_secrets(cfg.secrets)
     settings = cfg.provider(req.provider)
     provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency)
@@ -97,7 +102,8 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
         if req.fresh:
             raise SmsCliError("--fresh starts a working set over: use it with the original input, "
                               "not with its failures file")
-        own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)")
+        own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)",
+                                                                    created=guards_mod.timestamp())
         sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
         return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
                                 _taken(journal, origin), journal.counts(origin.id))
@@ -122,7 +128,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                     "--continue-edited to send only the messages that run did not accept, or --fresh --yes to "
                     "treat the new version as a new campaign")
             linked = other.id
-        ws = journal.create_set(source.digest, name, linked)
+        ws = journal.create_set(source.digest, name, linked, created=guards_mod.timestamp())
     return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, _taken(journal, ws),
                             previous, fresh, ws.linked)
 
@@ -132,7 +138,7 @@ def _taken(journal, ws) -> set[int] | None:
 
 
 def send(req: SendRequest, progress=None, on_start=None) -> Summary:
-    cfg, provider, source, validator = setup(req)
+    cfg, provider, source, validator = setup(req, sending=not req.options.dry_run)
     journal = writer = None
     policy = Policy(provider.settings.max_attempts, provider.settings.backoff_base,
                     provider.settings.backoff_cap, cfg.grace_period)
@@ -161,11 +167,17 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             summary.resumed = bool(summary.previous)
         summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
         summary.journal_path = str(jpath)
-        ledger = Ledger(journal, writer, choice.ident.ref_of)
+        guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
+                                  first_started=choice.ws.created)
+        if req.guards.max_cost is not None or req.guards.max_parts is not None:
+            _check_spend(req, provider, source, validator, choice, guards, policy)
+        ledger = Ledger(journal, writer, choice.ident.ref_of,
+                        on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
         if on_start:
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
-                resend=choice.resend, taken=choice.taken, progress=progress)
+                resend=choice.resend, taken=choice.taken, guards=guards, progress=progress)
+        summary.notes = [ledger.opt_out_error] if ledger.opt_out_error else []
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
             writer.abort()
@@ -195,6 +207,27 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         source.cleanup()
 
 
+def _check_spend(req, provider, source, validator, choice, guards, policy) -> None:
+    """--max-cost / --max-parts: estimate what this run would send (the ledger's skips and the
+    guards applied) and refuse before anything is sent when it is over the cap."""
+    estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
+    dry = Summary()
+    execute(source, validator, provider, Ledger(), choice.ident, replace(req.options, dry_run=True), policy, dry,
+            resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator)
+    bound = "at least " if estimator.lower_bound else ""
+    cap = req.guards
+    if cap.max_parts is not None and estimator.parts > cap.max_parts:
+        raise SmsCliError(f"the estimate is {bound}{estimator.parts} parts, over --max-parts {cap.max_parts}; "
+                          "nothing was sent")
+    if cap.max_cost is not None:
+        if estimator.unpriced:
+            raise SmsCliError(f"--max-cost needs a price for {', '.join(sorted(estimator.unpriced))} "
+                              f"(prices: in provider {provider.settings.name!r}, or a default); nothing was sent")
+        if estimator.cost > cap.max_cost:
+            raise SmsCliError(f"the estimate is {bound}{estimator.cost:.4f}, over --max-cost {cap.max_cost:g}; "
+                              "nothing was sent")
+
+
 def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start) -> Summary:
     """The same stream as a send, with the journal only read: shows what the ledger would skip."""
     journal = None
@@ -215,10 +248,14 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
             ident, taken = Identity(-1, source.digest[:16], None), None
         if ws is not None:
             summary.resumed, summary.previous = True, journal.counts(ws.id)
+        guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
+                                  first_started=ws.created if ws is not None else guards_mod.timestamp())
         if on_start:
             on_start(provider, cfg, source)
         return execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
-                       resend=resend, taken=taken, progress=progress)
+                       resend=resend, taken=taken, guards=guards,
+                       estimator=Estimator(validator.templates, guards_mod.prices(provider.settings)),
+                       progress=progress)
     finally:
         if journal is not None:
             journal.close()
@@ -252,14 +289,19 @@ def config_check(path: str | None) -> tuple[list[str], bool]:
 def validate(req: SendRequest):
     """Check every row exactly as `send` would. -> (rows read, iterator of Rejected) via a
     generator that yields (raw, Rejected) and returns the row count."""
-    _, provider, source, validator = setup(req)
+    cfg, provider, source, validator = setup(req, sending=False)
+    guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region)
     rows = 0
     try:
         for raw in source.rows():
             rows += 1
             result = validator.validate(raw)
-            if isinstance(result, Rejected):
-                yield raw, result
+            if not isinstance(result, Rejected):
+                stopped = guards.static(result)  # suppression and countries
+                if stopped is None:
+                    continue
+                result = Rejected(raw.seq, raw.line, stopped[1], stopped[2])
+            yield raw, result
     finally:
         provider.close()
         source.cleanup()

@@ -18,8 +18,11 @@ import yaml
 from .errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"}
-COMMON_PROVIDER_KEYS = {"type", "endpoint", "rate_limit", "timeout", "max_attempts", "backoff"}
+# guards (guards.py reads them): top level, and per provider where a provider may differ
+GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
+PROVIDER_GUARD_KEYS = {"quiet_hours", "countries", "prices"}
+TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"} | GUARD_KEYS
+COMMON_PROVIDER_KEYS = {"type", "endpoint", "rate_limit", "timeout", "max_attempts", "backoff"} | PROVIDER_GUARD_KEYS
 TEMPLATE_KEYS = {"params", "text"}
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -58,6 +61,7 @@ class ProviderSettings:
     options: dict[str, str] = field(default_factory=dict)  # the type's own keys
     backoff_base: float = DEFAULT_BACKOFF[0]
     backoff_cap: float = DEFAULT_BACKOFF[1]
+    guards: dict[str, Any] = field(default_factory=dict)  # quiet_hours, countries, prices as written
     secrets: frozenset[str] = frozenset()  # resolved secret values, for redaction
 
     def get(self, key: str, default: str | None = None) -> str | None:
@@ -75,6 +79,7 @@ class Config:
     missing_vars: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     grace_period: float = DEFAULT_GRACE_PERIOD
+    guards: dict[str, Any] = field(default_factory=dict)  # GUARD_KEYS as written (guards.py checks them)
 
     def provider(self, name: str | None) -> ProviderSettings:
         name = name or self.default_provider
@@ -176,9 +181,15 @@ def parse_config(raw: Any, path: Path | None) -> Config:
         raise ConfigError(f"{where}: default_provider {default!r} is not a configured provider")
     region = _expand(raw.get("default_region"), missing, f"{where}: default_region")
     grace = raw.get("grace_period")
-    return Config(path, default, region.upper() if region else None, providers, templates,
-                  missing_vars=sorted(set(missing)),
-                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "") else _number(grace, f"{where}: grace_period"))
+    guards = {k: _expand(raw[k], missing, f"{where}: {k}") for k in GUARD_KEYS if raw.get(k) is not None}
+    cfg = Config(path, default, region.upper() if region else None, providers, templates,
+                 missing_vars=sorted(set(missing)),
+                 grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "") else _number(grace, f"{where}: grace_period"),
+                 guards=guards)
+    from .guards import check_config  # late: guards import validation, which imports config
+
+    check_config(cfg, where)
+    return cfg
 
 
 def _no_unknown(section: dict, allowed: set[str], where: str) -> None:
@@ -234,6 +245,7 @@ def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
     attempts = values.get("max_attempts")
     options = {k: ("" if v is None else str(v)) for k, v in values.items()
                if k not in COMMON_PROVIDER_KEYS}
+    guards = {k: values[k] for k in PROVIDER_GUARD_KEYS if values.get(k) is not None}
     for key, env in cls.env_defaults.items():  # conventional credential variables
         if not options.get(key) and os.environ.get(env):
             options[key] = os.environ[env]
@@ -244,7 +256,7 @@ def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
         connect_timeout=connect, read_timeout=read,
         max_attempts=max(1, _number(attempts, f"{here}.max_attempts", int))
         if attempts not in (None, "") else DEFAULT_MAX_ATTEMPTS,
-        options=options, secrets=secrets, backoff_base=base, backoff_cap=cap,
+        options=options, secrets=secrets, backoff_base=base, backoff_cap=cap, guards=guards,
     )
     cls.check_settings(settings, here)
     return settings

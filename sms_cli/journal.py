@@ -179,12 +179,13 @@ class Journal:
     def get_set(self, set_id: int) -> WorkingSet:
         return WorkingSet(*self._read(f"SELECT {self._SET_COLS} FROM sets WHERE id=?", (set_id,))[0])
 
-    def create_set(self, digest: str, name: str, linked: int | None = None) -> WorkingSet:
+    def create_set(self, digest: str, name: str, linked: int | None = None, created: float | None = None
+                   ) -> WorkingSet:
         with self._lock, self._guard("journal write failed"):
             gen = self.db.execute("SELECT coalesce(max(generation), 0) + 1 FROM sets WHERE digest=?",
                                   (digest,)).fetchone()[0]
             cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked) VALUES (?,?,?,?,?)",
-                                  (digest, gen, name, time.time(), linked))
+                                  (digest, gen, name, time.time() if created is None else created, linked))
             set_id = cur.lastrowid
         return self.get_set(set_id)
 

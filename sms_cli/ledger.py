@@ -58,15 +58,18 @@ class Tally:
 
 
 class Ledger:
-    def __init__(self, journal=None, failures=None, ref_of=None):
+    def __init__(self, journal=None, failures=None, ref_of=None, on_opt_out=None):
         """`journal`: None in a dry run. `failures`: the FailuresWriter, or None. `ref_of(msg)`
-        gives a message's sms_ref."""
+        gives a message's sms_ref. `on_opt_out(phone, code)`: the provider refused a number as
+        opted out or blacklisted (the suppression list learns it)."""
         self.journal, self.failures = journal, failures
         self.ref_of = ref_of or (lambda m: "")
+        self.on_opt_out = on_opt_out
         self.lock = threading.Lock()
         self.tally = Tally()
         self.write_failures = True  # False once the failures file cannot be written (disk full)
         self.local_error: SmsCliError | None = None  # that write's error: the run must stop
+        self.opt_out_error: str | None = None
 
     # --- rows that were never sent ------------------------------------------------------------
     def settle(self, row: Row, fate: Fate, code: str = "", message: str = "") -> None:
@@ -120,6 +123,11 @@ class Ledger:
                         t.refs.append(o.ref)
                 elif fate.to_failures_file:
                     self._file(m.record, m.line, o.code, o.message, fate, self.ref_of(m))
+                    if o.opt_out and fate is Fate.REJECTED and self.on_opt_out is not None:
+                        try:
+                            self.on_opt_out(m.phone, o.code)
+                        except OSError as exc:  # the list cannot be written: say so, send on
+                            self.opt_out_error = f"suppression list not updated: {exc}"
 
     # --- under the lock -----------------------------------------------------------------------
     def _count(self, fate: Fate, template: str | None, code: str, message: str) -> None:

@@ -62,6 +62,7 @@ class Outcome:
     # malformed number, a per-number cap): nothing was sent, so the dispatcher splits the
     # request until the culprits stand alone and the other numbers go through.
     per_number: bool = False
+    opt_out: bool = False  # the number opted out or is blacklisted: the suppression list learns it
 
     @property
     def accepted(self) -> bool:

@@ -35,8 +35,12 @@ class Fate(enum.Enum):
     FAILED = ("failed", "yes", Weight.NOT_ACCEPTED)  # transient failures outlasted max_attempts
     NOT_SENT = ("not_sent", "yes", Weight.NOT_ACCEPTED)  # the run stopped, or it failed before leaving
     SKIPPED = ("skipped", "no", Weight.NOT_ACCEPTED)  # --only-retryable left a non-retryable row
+    SUPPRESSED = ("suppressed", "no", Weight.NOT_ACCEPTED)  # on the suppression list (opted out)
+    COUNTRY = ("country_not_allowed", "no", Weight.NOT_ACCEPTED)  # outside the allowed countries
+    EXPIRED = ("expired", "no", Weight.NOT_ACCEPTED)  # not sent within --valid-for
     UNKNOWN = ("unknown", "unknown", Weight.UNKNOWN)  # may have been taken; never resent by itself
-    DEFERRED = ("deferred", "yes", Weight.DEFERRED)  # --limit reached (later: quiet hours)
+    DEFERRED = ("deferred", "yes", Weight.DEFERRED)  # --limit reached: a later run sends it
+    QUIET = ("quiet_hours", "yes", Weight.DEFERRED)  # quiet hours where the recipient is
 
     def __init__(self, counter: str, retryable: str | None, weight: Weight):
         self.counter, self.retryable, self.weight = counter, retryable, weight

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator
 
 from . import segments
+from .guards import region_of
 from .model import Message
 from .validate import render
 
@@ -40,17 +41,47 @@ class Batcher:
 
 
 class Estimator:
-    """Dry-run cost estimate per template: rendered length, encoding and billable parts.
+    """Cost estimate of what would be sent: per template the rendered length, encoding and
+    billable parts; per country the rows, parts and cost at the provider's `prices`.
 
     Mainland China (+86) messages carry the signature 【sender】 in the text and are billed at
-    70/67 characters a part whatever the text, as the providers do.
+    70/67 characters a part whatever the text, as the providers do. A row whose template text is
+    not in config counts one part, and the estimate says it is a lower bound.
     """
 
-    def __init__(self, templates):
+    def __init__(self, templates, prices: dict[str, float] | None = None):
         self.templates = templates
+        self.prices = prices or {}
         self.by_template: dict[str, dict] = {}
+        self.by_country: dict[str, dict] = {}
+        self.lower_bound = False  # some rows' text is unknown: they count one part
+        self.unpriced: set[str] = set()  # regions with no price (and no default)
+
+    @property
+    def parts(self) -> int:
+        return sum(c["parts"] for c in self.by_country.values())
+
+    @property
+    def cost(self) -> float:
+        return sum(c["cost"] for c in self.by_country.values())
 
     def add(self, msg: Message) -> None:  # once per row: imports are at module level
+        parts = self._parts(msg)
+        if parts is None:
+            parts, self.lower_bound = 1, True
+        region = region_of(msg.phone)
+        c = self.by_country.get(region)
+        if c is None:
+            c = self.by_country[region] = {"rows": 0, "parts": 0, "cost": 0.0}
+        c["rows"] += 1
+        c["parts"] += parts
+        price = self.prices.get(region, self.prices.get("default"))
+        if price is None:
+            self.unpriced.add(region)
+        else:
+            c["cost"] += parts * price
+
+    def _parts(self, msg: Message) -> int | None:
         tpl = self.templates.get(msg.template_id)
         est = self.by_template.get(msg.template_id)
         if est is None:
@@ -59,11 +90,11 @@ class Estimator:
                 "text_known": bool(tpl and tpl.text is not None)}
         est["rows"] += 1
         if not est["text_known"]:
-            return
+            return None
         try:
             text = render(tpl, msg.params)
         except (ValueError, TypeError):
-            return
+            return None
         if msg.country_code == 86:
             text = f"【{msg.sender_id or ''}】{text}"
             seg = segments.count(text)
@@ -75,3 +106,4 @@ class Estimator:
         est["min_length"] = seg.length if est["min_length"] is None else min(est["min_length"], seg.length)
         est["max_length"] = max(est["max_length"], seg.length)
         est["parts"] += seg.parts
+        return seg.parts

@@ -19,6 +19,10 @@ COLUMNS = [
     ("unknown", (Fate.UNKNOWN,)),
     ("not sent", (Fate.NOT_SENT,)),
     ("deferred", (Fate.DEFERRED,)),
+    ("quiet hours", (Fate.QUIET,)),
+    ("suppressed", (Fate.SUPPRESSED,)),
+    ("country not allowed", (Fate.COUNTRY,)),
+    ("expired", (Fate.EXPIRED,)),
     ("skipped", (Fate.SKIPPED,)),
     ("duplicates", (Fate.DUPLICATE,)),
 ]
@@ -26,11 +30,14 @@ SHOWN_REASONS = 3
 
 
 def _printable(text: str) -> str:
-    try:
-        from .textsafe import printable
-    except ImportError:  # pragma: no cover - textsafe ships with the package
-        return text
-    return printable(text)
+    """Text from input or the file system, safe for any terminal: control characters escaped,
+    and undecodable bytes of a file name (surrogate escapes) shown as \\xNN, never a crash."""
+    from .textsafe import printable
+
+    return printable(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+shown = _printable
 
 
 def _col(counts, fates) -> int:
@@ -102,20 +109,22 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     more = len(t.reasons) - len(shown) + t.more_reasons
     if more > 0:
         lines.append(f"  ... and {more} more reason{'s' if more != 1 else ''} (see the failures file)")
+    fpath = _printable(s.failures_path) if s.failures_path else None
     if s.failures_lost:
         lines.append(f"the failures file could not be written ({_printable(s.failures_lost)}); "
                      "the journal holds every row's state: fix the disk and run the same command again")
-    elif s.failures_path and (s.stopped or s.n(Fate.DEFERRED)):
-        lines.append(f"failures file: {s.failures_path}  (to finish, run the same command again: it resumes)")
-    elif s.failures_path:
-        lines.append(f"failures file: {s.failures_path}  (resend: sms-cli send {s.failures_path})")
+    elif fpath and (s.stopped or s.n(Fate.DEFERRED)):
+        lines.append(f"failures file: {fpath}  (to finish, run the same command again: it resumes)")
+    elif fpath:
+        lines.append(f"failures file: {fpath}  (resend: sms-cli send {fpath})")
     if s.limit is not None and s.n(Fate.DEFERRED):
         lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
                      "to continue")
+    lines += [f"note: {_printable(n)}" for n in s.notes]
     if short:
         return "\n".join(lines)
     if s.stale_removed:
-        lines.append(f"every row accepted: removed the stale failures file {s.stale_removed}")
+        lines.append(f"every row accepted: removed the stale failures file {_printable(s.stale_removed)}")
     if s.n(Fate.UNKNOWN):
         lines.append(f"{s.n(Fate.UNKNOWN)} rows have an unknown outcome: check delivery reports before "
                      "resending them with --retry-unknown")
@@ -124,9 +133,14 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     return "\n".join(lines)
 
 
+GUARD_FATES = (Fate.SUPPRESSED, Fate.COUNTRY, Fate.EXPIRED, Fate.QUIET)
+
+
 def plan_dict(s: Summary) -> dict:
     t = s.tally
     to_send = sum(size * n for size, n in s.batch_sizes.items())
+    est = s.estimator
+    countries = {r: {**c, "cost": round(c["cost"], 6)} for r, c in sorted(est.by_country.items())} if est else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "provider": s.provider, "provider_type": s.provider_type, "rows": s.rows, "to_send": to_send,
@@ -134,6 +148,10 @@ def plan_dict(s: Summary) -> dict:
         "ledger_skips": {"accepted_earlier": s.n(Fate.ACCEPTED_EARLIER), "unknown": s.n(Fate.UNKNOWN),
                          "rejected": s.n(Fate.REJECTED)},
         "deferred": s.n(Fate.DEFERRED), "requests": sum(s.batch_sizes.values()),
+        "guards": {f.counter: s.n(f) for f in GUARD_FATES},
+        "countries": countries, "parts": est.parts if est else 0,
+        "cost": round(est.cost, 6) if est and est.prices else None,
+        "lower_bound": bool(est and est.lower_bound), "unpriced": sorted(est.unpriced) if est and est.prices else [],
         "numbers_per_request": {str(k): v for k, v in sorted(s.batch_sizes.items(), reverse=True)},
         "templates": {tid: {**e, "encodings": sorted(e["encodings"])} for tid, e in s.estimates.items()},
         "billable_parts": sum(e["parts"] for e in s.estimates.values()),
@@ -152,6 +170,21 @@ def plan_text(s: Summary) -> str:
                      f"{skips['rejected']} refused earlier")
     if d["deferred"]:
         lines.append(f"  {d['deferred']} valid rows left for a later run (--limit {s.limit})")
+    stopped = [f"{n} {label}" for label, fates in COLUMNS for f in fates if f in GUARD_FATES
+               for n in [s.n(f)] if n]
+    if stopped:
+        lines.append("  the guards stop " + ", ".join(stopped))
+    if d["countries"]:
+        bound = "at least " if d["lower_bound"] else ""
+        cost = f", cost {bound}{d['cost']:.4f}" if d["cost"] is not None else ""
+        lines.append(f"  {bound}{d['parts']} billable parts{cost}"
+                     + (" (templates without text in config count one part)" if d["lower_bound"] else ""))
+        lines.append("  country   rows    parts" + ("        cost" if d["cost"] is not None else ""))
+        for region, c in d["countries"].items():
+            price = f"  {c['cost']:10.4f}" if d["cost"] is not None else ""
+            lines.append(f"  {region:7} {c['rows']:>6} {c['parts']:>8}{price}")
+        if d["unpriced"]:
+            lines.append(f"  no price for {', '.join(d['unpriced'])} (prices: in the provider's config)")
     for size, n in sorted(s.batch_sizes.items(), reverse=True):
         lines.append(f"  {n} request(s) of {size} number(s)")
     if s.estimates:

@@ -53,13 +53,16 @@ class Summary:
     limit: int | None = None
     batch_sizes: dict[int, int] = field(default_factory=dict)  # dry run: numbers per request
     estimates: dict[str, dict] = field(default_factory=dict)  # dry run: per template cost
+    estimator: Estimator | None = None  # dry run: parts and cost per country
+    notes: list[str] = field(default_factory=list)  # things the summary should mention
 
     def n(self, fate: Fate) -> int:
         return self.tally.counts[fate]
 
     @property
     def rows(self) -> int:
-        return sum(self.tally.counts.values())
+        # a dry run settles only what it would not send; what it would send is in batch_sizes
+        return sum(self.tally.counts.values()) + sum(size * n for size, n in self.batch_sizes.items())
 
     @property
     def accepted(self) -> int:
@@ -116,7 +119,7 @@ class Signals:
 
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
-            progress=lambda tally: None) -> Summary:
+            guards=None, estimator: Estimator | None = None, progress=lambda tally: None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
     a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3)."""
     started = time.monotonic()
@@ -124,7 +127,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     sig = Signals(stop)
     tally = ledger.tally
     dry = options.dry_run
-    estimator = Estimator(validator.templates)
+    estimator = estimator or Estimator(validator.templates)
 
     def tick() -> None:
         progress(tally)
@@ -140,7 +143,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
 
     stream = row_stream(source.rows(), validator,
                         StreamOptions(options.limit, options.dedupe, options.only_retryable, options.retry_unknown),
-                        ident, resend=resend, taken=taken, stopping=stopping)
+                        ident, resend=resend, taken=taken, guards=guards, stopping=stopping)
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():
@@ -188,6 +191,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     if dry:
         summary.batch_sizes = dict(dispatcher.batch_sizes)
         summary.estimates = estimator.by_template
+        summary.estimator = estimator
     tick()
     return summary
 

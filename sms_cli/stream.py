@@ -76,7 +76,7 @@ class Identity:
 
 
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
-               resend: bool = False, taken: set[int] | None = None,
+               resend: bool = False, taken: set[int] | None = None, guards=None,
                stopping: Callable[[], str | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
@@ -90,6 +90,7 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
     seen: set[int] = set()
     sent = 0
     limit, dedupe = opts.limit, opts.dedupe
+    check = guards.check if guards is not None and guards.active else None
     validate = validator.validate
 
     def row(raw: RawRow, set_id: int, seq: int, template: str | None = None) -> Row:
@@ -159,6 +160,11 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 yield Settle(row(raw, set_id, seq, msg.template_id), Fate.DUPLICATE)
                 continue
             seen.add(key)
+        if check is not None:
+            guarded = check(msg)
+            if guarded is not None:
+                yield Settle(row(raw, set_id, seq, msg.template_id), *guarded)
+                continue
         if limit is not None and sent >= limit:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.DEFERRED, "Deferred",
                          f"not sent: --limit {limit} reached; run the same command again to continue")

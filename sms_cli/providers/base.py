@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from collections.abc import Hashable
 from typing import ClassVar
 
@@ -34,6 +35,7 @@ class Provider(ABC):
     default_rate_limit: ClassVar[float | None] = None  # requests per second; None = unlimited
     max_batch: ClassVar[int] = 100  # numbers per request
     uses_http: ClassVar[bool] = True
+    opt_out_codes: ClassVar[frozenset[str]] = frozenset()  # codes that mean "opted out / blacklisted"
 
     def __init__(self, settings: ProviderSettings, templates: dict[str, Template] | None = None,
                  *, concurrency: int = 4):
@@ -115,7 +117,8 @@ class Provider(ABC):
         try:
             outcomes = self._send(batch)
         except RequestFailed as exc:
-            return [exc.outcome] * len(batch)
+            o = exc.outcome
+            return [replace(o, opt_out=True) if o.kind is Kind.PERMANENT and self.is_opt_out(o) else o] * len(batch)
         except Exception as exc:  # a row the request could not be built from, or an adapter bug
             if self.http is not None and self.http.local.left:
                 return [Outcome(Kind.UNKNOWN, "Unknown", f"error after the request was sent: "
@@ -125,7 +128,12 @@ class Provider(ABC):
                             f"({type(exc).__name__})", per_number=True)] * len(batch)
         if len(outcomes) != len(batch):  # a provider bug must not lose rows
             return [Outcome(Kind.UNKNOWN, "BadResponse", "answer did not cover every number")] * len(batch)
-        return outcomes
+        return [replace(o, opt_out=True) if o.kind is Kind.PERMANENT and self.is_opt_out(o) else o
+                for o in outcomes]
+
+    def is_opt_out(self, outcome: Outcome) -> bool:
+        """Does this refusal mean the number opted out or is on the provider's black list?"""
+        return outcome.code in self.opt_out_codes
 
     @abstractmethod
     def _send(self, batch: list[Message]) -> list[Outcome]:

@@ -138,6 +138,7 @@ class Tencent(Provider):
     default_endpoint = "https://sms.intl.tencentcloudapi.com"
     default_rate_limit = 10.0
     max_batch = 200
+    opt_out_codes = frozenset({"FailedOperation.PhoneNumberInBlacklist"})
 
     @classmethod
     def check_settings(cls, settings, where):

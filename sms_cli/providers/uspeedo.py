@@ -93,6 +93,10 @@ class USpeedo(Provider):
     default_rate_limit = 50.0
     max_batch = 1000
 
+    def is_opt_out(self, outcome) -> bool:
+        # FailContent carries text only; the documented opt-out reason is "phone in the black list"
+        return "black" in outcome.message.lower()
+
     @classmethod
     def check_settings(cls, settings, where):
         if settings.get("auth", "signature") not in ("signature", "basic"):

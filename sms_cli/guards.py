@@ -1,0 +1,364 @@
+"""Guards checked before a message may leave: the suppression list (opt-outs), allowed and
+blocked countries, the validity window, and quiet hours in the recipient's time zone.
+
+Each guard turns a valid message into a `Fate` with a code and a reason, or lets it pass. The
+spend cap is not here: it needs the whole run's estimate (commands.py checks it before sending).
+`SMS_CLI_NOW` (ISO 8601, e.g. 2026-11-23T13:00:00Z) fixes the clock every guard reads, for tests
+and for trying a campaign's timing.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+from .errors import ConfigError
+from .model import Message
+from .outcomes import Fate
+
+UNKNOWN_ZONE = "Etc/Unknown"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def now() -> datetime:
+    """The guards' clock: SMS_CLI_NOW when set, else the system's."""
+    fixed = os.environ.get("SMS_CLI_NOW")
+    if fixed:
+        try:
+            value = datetime.fromisoformat(fixed.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"SMS_CLI_NOW: not an ISO 8601 time: {fixed!r}") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def parse_duration(text: str, where: str) -> float:
+    """'90s', '30m', '2h', '1d' -> seconds."""
+    m = _DURATION.match(str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{where}: expected a duration such as 90s, 30m, 2h or 1d, got {text!r}")
+    return float(m.group(1)) * _SECONDS[m.group(2)]
+
+
+@lru_cache(maxsize=4096)
+def region_of(phone: str) -> str:
+    """ISO region of an E.164 number ('US' and 'CA' told apart), or 'ZZ'."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(phone)) or "ZZ"
+    except phonenumbers.NumberParseException:
+        return "ZZ"
+
+
+@lru_cache(maxsize=4096)
+def zones_of(phone: str) -> tuple[str, ...]:
+    try:
+        zones = pn_timezone.time_zones_for_number(phonenumbers.parse(phone))
+    except phonenumbers.NumberParseException:
+        return ()
+    return tuple(z for z in zones if z != UNKNOWN_ZONE)
+
+
+# --- suppression list ---------------------------------------------------------------------------
+def normalise(number: str, region: str | None = None) -> str | None:
+    """Any spelling of a number -> E.164, or None when it is not a number."""
+    from .validate import parse_phone
+
+    parsed = parse_phone(number.strip(), region)
+    return None if isinstance(parsed, str) else parsed[0]
+
+
+class Suppression:
+    """A plain text file a person can read and edit: one number per line in any spelling, `#`
+    starts a comment. Numbers providers report as opted out are appended with the date and the
+    provider's code, under an exclusive lock so concurrent runs never interleave lines."""
+
+    def __init__(self, path: Path, region: str | None = None):
+        self.path = Path(path)
+        self.region = region
+        self.numbers: set[str] = set()
+        if self.path.exists():
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{self.path}: cannot read the suppression list ({exc})") from None
+            for line in text.splitlines():
+                number = normalise(line.split("#", 1)[0], region) if line.split("#", 1)[0].strip() else None
+                if number:
+                    self.numbers.add(number)
+
+    def __contains__(self, phone: str) -> bool:
+        return phone in self.numbers
+
+    def add(self, phone: str, comment: str = "") -> bool:
+        """Append a number (E.164) unless it is listed; True when it was added."""
+        if phone in self.numbers:
+            return False
+        self.numbers.add(phone)
+        line = phone + (f"  # {comment}" if comment else "") + "\n"
+        with open(self.path, "a+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(0)
+                listed = {normalise(x.split("#", 1)[0], self.region) for x in fh.read().splitlines()
+                          if x.split("#", 1)[0].strip()}
+                if phone in listed:  # another run added it meanwhile
+                    return False
+                fh.seek(0, os.SEEK_END)
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+    def remove(self, phone: str) -> int:
+        """Remove every line listing the number; the count removed."""
+        if not self.path.exists():
+            return 0
+        with open(self.path, "r+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                lines = fh.read().splitlines(keepends=True)
+                keep = [x for x in lines
+                        if not (x.split("#", 1)[0].strip() and normalise(x.split("#", 1)[0], self.region) == phone)]
+                fh.seek(0)
+                fh.truncate()
+                fh.writelines(keep)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        self.numbers.discard(phone)
+        return len(lines) - len(keep)
+
+    def opted_out(self, phone: str, code: str) -> None:
+        """A provider said this number opted out or is blacklisted."""
+        self.add(phone, f"{date.today().isoformat()} {code}")
+
+
+# --- quiet hours --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuietHours:
+    start: int  # minutes after local midnight
+    end: int
+    default_zone: str | None = None  # for numbers with no known zone
+
+    @classmethod
+    def parse(cls, text: str, where: str, default_zone: str | None = None) -> "QuietHours":
+        m = _WINDOW.match(str(text))
+        if not m:
+            raise ConfigError(f"{where}: expected a window such as 21:00-08:00, got {text!r}")
+        start, end = int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
+        if start == end:
+            raise ConfigError(f"{where}: the window {text!r} is empty")
+        if default_zone:
+            try:
+                ZoneInfo(default_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"default_timezone: unknown time zone {default_zone!r}") from None
+        return cls(start, end, default_zone)
+
+    def text(self) -> str:
+        return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
+
+    def quiet_at(self, when: datetime, zone: str) -> bool:
+        local = when.astimezone(ZoneInfo(zone))
+        minute = local.hour * 60 + local.minute
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    def next_open(self, when: datetime, zones: tuple[str, ...]) -> datetime | None:
+        """The first instant at or after `when` outside the window in every zone, or None when
+        no time of day is (zones around the globe)."""
+        candidates = {when}
+        for zone in zones:
+            tz = ZoneInfo(zone)
+            local = when.astimezone(tz)
+            for days in range(3):
+                day = (local + timedelta(days=days)).date()
+                end = datetime(day.year, day.month, day.day, self.end // 60, self.end % 60, tzinfo=tz)
+                if end >= when:
+                    candidates.add(end.astimezone(timezone.utc))
+        for t in sorted(candidates):
+            if not any(self.quiet_at(t, z) for z in zones):
+                return t
+        return None
+
+
+# --- the guards together ------------------------------------------------------------------------
+@dataclass
+class Guards:
+    suppression: Suppression | None = None
+    allow: frozenset[str] | None = None  # ISO regions; None = every region
+    block: frozenset[str] = frozenset()
+    quiet: QuietHours | None = None
+    valid_until: float | None = None  # epoch seconds
+    valid_for: float | None = None
+    clock: object = field(default=now, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.suppression is not None or self.allow is not None or self.block or self.quiet
+                    or self.valid_until is not None)
+
+    def static(self, msg: Message) -> tuple[Fate, str, str] | None:
+        """The guards that do not depend on the time: what `validate` applies too."""
+        if self.suppression is not None and msg.phone in self.suppression:
+            return Fate.SUPPRESSED, "Suppressed", "on the suppression list (opted out)"
+        if self.allow is not None or self.block:
+            region = region_of(msg.phone)
+            if region in self.block or (self.allow is not None and region not in self.allow):
+                return Fate.COUNTRY, "CountryNotAllowed", f"numbers of {region} are not allowed by the country rules"
+        return None
+
+    def check(self, msg: Message) -> tuple[Fate, str, str] | None:
+        found = self.static(msg)
+        if found is not None or (self.valid_until is None and self.quiet is None):
+            return found
+        when = self.clock()
+        if self.valid_until is not None and when.timestamp() > self.valid_until:
+            limit = datetime.fromtimestamp(self.valid_until, timezone.utc).isoformat(timespec="seconds")
+            return Fate.EXPIRED, "Expired", f"not sent within --valid-for of the campaign's first run (until {limit})"
+        if self.quiet is not None:
+            zones = zones_of(msg.phone) or ((self.quiet.default_zone,) if self.quiet.default_zone else ())
+            if not zones:
+                return Fate.QUIET, "Deferred", ("no time zone is known for this number and default_timezone "
+                                                "is not set: deferred")
+            if any(self.quiet.quiet_at(when, z) for z in zones):
+                opens = self.quiet.next_open(when, zones)
+                if opens is None:
+                    return Fate.QUIET, "Deferred", (f"quiet hours {self.quiet.text()} cover every hour across "
+                                                    f"its time zones ({', '.join(zones[:3])}...)")
+                local = opens.astimezone(ZoneInfo(zones[0])).isoformat(timespec="minutes")
+                return Fate.QUIET, "Deferred", (f"quiet hours {self.quiet.text()} in {zones[0]}"
+                                                f"{' and others' if len(zones) > 1 else ''}; "
+                                                f"earliest {local} ({opens.strftime('%Y-%m-%dT%H:%MZ')})")
+        return None
+
+
+def timestamp() -> float:
+    """The guards' idea of now as epoch seconds (a working set's first start, for --valid-for)."""
+    return now().timestamp() if os.environ.get("SMS_CLI_NOW") else time.time()
+
+
+# --- configuration ------------------------------------------------------------------------------
+@dataclass
+class GuardOptions:
+    """Command-line values; each overrides the config's."""
+
+    suppress: str | None = None
+    quiet_hours: str | None = None
+    allow_countries: str | None = None  # "SG,HK"
+    block_countries: str | None = None
+    valid_for: str | None = None
+    max_cost: float | None = None
+    max_parts: int | None = None
+
+
+def _regions(value, where: str) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list of ISO region codes such as [SG, HK]")
+    out = set()
+    for item in items:
+        code = str(item).strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{where}: unknown region {item!r} (ISO codes such as SG, HK, US)")
+        out.add(code)
+    return frozenset(out)
+
+
+def _countries(value, where: str) -> tuple[frozenset[str] | None, frozenset[str]]:
+    if not isinstance(value, dict) or not value or set(value) - {"allow", "block"}:
+        raise ConfigError(f"{where}: expected {{allow: [...]}} or {{block: [...]}}")
+    allow = _regions(value["allow"], f"{where}.allow") if value.get("allow") is not None else None
+    block = _regions(value["block"], f"{where}.block") if value.get("block") is not None else frozenset()
+    return allow, block
+
+
+def prices(settings, where: str = "") -> dict[str, float]:
+    """A provider's price per part: {ISO region or 'default': price}."""
+    raw = settings.guards.get("prices")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or settings.name}.prices: expected a mapping such as {{SG: 0.05, default: 0.06}}")
+    out = {}
+    for key, value in raw.items():
+        try:
+            price = float(value)
+        except (TypeError, ValueError):
+            price = -1.0
+        if not (0 <= price < 1e6):
+            raise ConfigError(f"{where or settings.name}.prices.{key}: expected a price per part, got {value!r}")
+        region = str(key).upper() if str(key).lower() != "default" else "default"
+        if region != "default" and region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{where or settings.name}.prices: unknown region {key!r}")
+        out[region] = price
+    return out
+
+
+def check_config(cfg, where: str) -> None:
+    """Reject bad guard values when the config loads (so `config check` reports them too)."""
+    g = cfg.guards
+    if "quiet_hours" in g:
+        QuietHours.parse(g["quiet_hours"], f"{where}: quiet_hours", g.get("default_timezone"))
+    elif "default_timezone" in g:
+        QuietHours.parse("00:00-00:01", f"{where}: quiet_hours", g["default_timezone"])
+    if "countries" in g:
+        _countries(g["countries"], f"{where}: countries")
+    if "valid_for" in g:
+        parse_duration(g["valid_for"], f"{where}: valid_for")
+    if "suppression_list" in g and not isinstance(g["suppression_list"], str):
+        raise ConfigError(f"{where}: suppression_list: expected a file path")
+    for name, settings in cfg.providers.items():
+        here = f"{where}: providers.{name}"
+        if "quiet_hours" in settings.guards:
+            QuietHours.parse(settings.guards["quiet_hours"], f"{here}.quiet_hours")
+        if "countries" in settings.guards:
+            _countries(settings.guards["countries"], f"{here}.countries")
+        prices(settings, here)
+
+
+def suppression_path(cfg, opts: GuardOptions) -> Path | None:
+    if opts.suppress:
+        return Path(opts.suppress)
+    value = cfg.guards.get("suppression_list")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute() and cfg.path is not None:
+        path = Path(cfg.path).parent / path  # beside the config, wherever cron runs from
+    return path
+
+
+def build(cfg, settings, opts: GuardOptions, region: str | None, first_started: float | None = None) -> Guards:
+    """The guards of one run: the command line over the provider's section over the top level."""
+    g, pg = cfg.guards, settings.guards
+    spath = suppression_path(cfg, opts)
+    quiet_text = opts.quiet_hours or pg.get("quiet_hours") or g.get("quiet_hours")
+    quiet = QuietHours.parse(quiet_text, "--quiet-hours" if opts.quiet_hours else "quiet_hours",
+                             g.get("default_timezone")) if quiet_text else None
+    allow, block = None, frozenset()
+    rule = pg.get("countries") or g.get("countries")
+    if rule is not None:
+        allow, block = _countries(rule, "countries")
+    if opts.allow_countries:
+        allow = _regions(opts.allow_countries, "--allow-countries")
+    if opts.block_countries:
+        block = block | _regions(opts.block_countries, "--block-countries")
+    valid_text = opts.valid_for or g.get("valid_for")
+    valid_for = parse_duration(valid_text, "--valid-for" if opts.valid_for else "valid_for") if valid_text else None
+    return Guards(suppression=Suppression(spath, region) if spath else None, allow=allow, block=block, quiet=quiet,
+                  valid_for=valid_for,
+                  valid_until=None if valid_for is None or first_started is None else first_started + valid_for)
