@@ -170,6 +170,7 @@ class Aliyun(Provider):
     default_endpoint = "https://dysmsapi.aliyuncs.com"
     default_rate_limit = 20.0
     max_batch = 100
+    opt_out_codes = frozenset({"isv.BLACK_KEY_CONTROL_LIMIT"})  # the number is on the black list
 
     @classmethod
     def check_settings(cls, settings, where):
