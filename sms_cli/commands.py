@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import logging
+
 import phonenumbers
 
 from . import failures as failures_mod
@@ -24,6 +26,9 @@ from .plan import Estimator
 from .send import Options, Summary, execute, run_status
 from .stream import Identity
 from .validate import Defaults, Rejected, Validator
+
+
+log = logging.getLogger("sms_cli.commands")
 
 
 @dataclass
@@ -156,6 +161,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                     raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
         journal = journal_mod.Journal(jpath)
         choice = choose_working_set(journal, source, req)
+        log.info("config: %s; journal: %s; failures file: %s", cfg.path or "(none: built-in outbox)", jpath, fpath)
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
                                              getattr(source, "delimiter", ",") or ",")
         journal.start_run(choice.ws, source.display, provider.settings.name,

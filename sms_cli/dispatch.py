@@ -7,6 +7,7 @@ stop. It decides whether an answer is final; the ledger decides what a final ans
 """
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import threading
@@ -21,6 +22,7 @@ from .outcomes import Fate
 from .ratelimit import RateLimiter
 
 
+log = logging.getLogger("sms_cli.dispatch")
 UNREACHABLE_AFTER = 3  # requests in a row that could not connect, retries included: stop the run
 
 
@@ -206,11 +208,17 @@ class Dispatcher:
                     self._not_sent(rows)
                 return
             if halves is not None:
+                log.info("request of %d refused for one of its numbers (%s): splitting it in two",
+                         len(pending), outcomes[0].code)
                 work.append((halves[1], attempt, True))
                 work.append((halves[0], attempt, True))
                 continue
             if retry:
-                if self.stop.event.wait(wait or self.policy.backoff(attempt, self.rng)):
+                pause = wait or self.policy.backoff(attempt, self.rng)
+                log.info("%d of %d numbers to retry (%s), attempt %d of %d, waiting %.2fs", len(retry), len(pending),
+                         next(o.code for o in outcomes if o.kind is Kind.RETRYABLE), attempt + 1,
+                         self.policy.max_attempts, pause)
+                if self.stop.event.wait(pause):
                     self._not_sent(retry)
                     for rows, _, _ in work:
                         self._not_sent(rows)
