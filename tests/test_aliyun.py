@@ -2,6 +2,7 @@
 and the adapter against the in-thread emulator."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -15,7 +16,8 @@ from sms_cli.config import ConfigError, ProviderSettings, Template
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
 from sms_cli.model import Kind, Message
 from sms_cli.providers.aliyun import (
-    Aliyun, classify, form_body, percent_encode, read_answer, rpc_signature, safe_message, string_to_sign,
+    Aliyun, acs3_authorization, classify, form_body, percent_encode, read_answer, rpc_signature, safe_message,
+    string_to_sign,
 )
 from sms_cli.providers.http import RequestFailed
 
@@ -287,3 +289,87 @@ def test_signature_echo_is_realistic(emu):
     assert resp.status_code == 400
     answer = json.loads(resp.content)
     assert answer["Code"] == "SignatureDoesNotMatch" and "60198765432" in answer["Message"]
+
+
+# --- signature: v3 (ACS3-HMAC-SHA256) --------------------------------------------------------
+def sdk_authorization(method, path, query, headers, payload_sha256, key_id, secret) -> str:
+    """The official SDK's signer (alibabacloud_tea_openapi, used by alibabacloud_dysmsapi20170525)."""
+    from alibabacloud_tea_openapi.utils import Utils
+    from darabonba.request import DaraRequest
+
+    req = DaraRequest()
+    req.method, req.pathname, req.query, req.headers = method, path, dict(query), dict(headers)
+    return Utils.get_authorization(req, "ACS3-HMAC-SHA256", payload_sha256, key_id, secret)
+
+
+@pytest.mark.parametrize("query", [{}, {"TemplateCode": "SMS_1", "OutId": "a b ~*'()!&=+%/?#中文😀"}])
+def test_acs3_authorization_equals_the_official_sdk_signer(query):
+    body = form_body({"PhoneNumberJson": '["8613800138000"]', "SignNameJson": '["阿里云"]'})
+    digest = hashlib.sha256(body).hexdigest()
+    headers = {"host": "dysmsapi.aliyuncs.com", "content-type": "application/x-www-form-urlencoded",
+               "x-acs-action": "SendBatchSms", "x-acs-version": "2017-05-25", "x-acs-date": "2024-01-02T03:04:05Z",
+               "x-acs-signature-nonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf", "x-acs-content-sha256": digest,
+               "User-Agent": " AlibabaCloud (Linux) Python/3 "}
+    ours = acs3_authorization("testid", "testsecret", "POST", "/", query, headers, digest)
+    assert ours == sdk_authorization("POST", "/", query, headers, digest, "testid", "testsecret")
+    assert ours.startswith("ACS3-HMAC-SHA256 Credential=testid,SignedHeaders=content-type;host;user-agent;"
+                           "x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,")
+
+
+def test_v3_request_signs_every_header_it_sends():
+    p = Aliyun(settings("http://127.0.0.1:8787", signature="v3"))
+    body, headers = p.build_v3([msg(0)], "nonce-1", "2024-01-02T03:04:05Z")
+    assert dict(parse_qsl(body.decode()))["PhoneNumberJson"] == '["60198765432"]'
+    assert headers["host"] == "127.0.0.1:8787" and headers["x-acs-content-sha256"] == hashlib.sha256(body).hexdigest()
+    unsigned = {k: v for k, v in headers.items() if k != "Authorization"}
+    assert headers["Authorization"] == sdk_authorization("POST", "/", {}, unsigned, headers["x-acs-content-sha256"],
+                                                         DEFAULT_KEY_ID, DEFAULT_KEY_SECRET)
+
+
+def test_signature_setting_checked():
+    with pytest.raises(ConfigError, match="signature: must be 'rpc'"):
+        Aliyun(settings("http://x", signature="v4"))
+    assert "signature" in Aliyun.config_keys
+    assert Aliyun(settings("http://x")).signature == "rpc"
+
+
+def test_v3_against_the_emulator(emu):
+    p = Aliyun(settings(emu.url, signature="v3"), {"T1": Template("T1", names=("code",), count=1)})
+    batch = [msg(0, params=["12 34"]), mainland(1, params={"code": "中文 ~*'()!&=+%/?#"})]
+    assert all(p.prepare(m) is None for m in batch)
+    out = p.send(batch)
+    p.close()
+    assert [o.kind for o in out] == [Kind.ACCEPTED] * 2
+    assert [(e["phone"], e["params"]) for e in emu.accepted] == [
+        ("+60198765432", {"code": "12 34"}), ("+8613800138000", {"code": "中文 ~*'()!&=+%/?#"})]
+
+
+@pytest.mark.parametrize("option,code", [("access_key_secret", "SignatureDoesNotMatch"),
+                                         ("access_key_id", "InvalidAccessKeyId.NotFound")])
+def test_v3_wrong_credentials_are_fatal(emu, option, code):
+    p = Aliyun(settings(emu.url, signature="v3", **{option: "wrong"}))
+    out = p.send([msg(0)])
+    p.close()
+    assert out[0].kind is Kind.FATAL and out[0].code == code and emu.accepted == []
+
+
+# --- numbers whose wire form Aliyun would read as someone else's -----------------------------
+def test_prepare_refuses_numbers_aliyun_would_read_as_mainland():
+    p = Aliyun(settings("http://x"))
+    us = msg(phone="+13105551234", cc=1, national="3105551234")
+    reason = p.prepare(us)
+    assert reason and "13105551234" in reason and "+8613105551234" in reason
+    assert "uspeedo" in reason and "tencent" in reason
+    # the same digits as a genuine mainland number are fine, and so are other countries
+    assert p.prepare(msg(phone="+8613105551234", cc=86, national="13105551234")) is None
+    assert p.prepare(msg(phone="+85255311100", cc=852, national="55311100")) is None
+    assert p.prepare(msg()) is None
+
+
+def test_emulator_reads_wire_numbers_as_aliyun_does(emu):
+    # 11 digits starting with 1 that are a valid mainland mobile: mainland, whatever else they
+    # might be; that is why prepare() refuses +1 numbers
+    assert post(emu, {**GOOD, "PhoneNumberJson": '["13105551234"]'}).json()["Code"] == "OK"
+    assert post(emu, {**GOOD, "PhoneNumberJson": '["85255311100"]'}).json()["Code"] == "OK"
+    assert [e["phone"] for e in emu.accepted] == ["+8613105551234", "+85255311100"]
+    assert post(emu, {**GOOD, "PhoneNumberJson": '["6512"]'}).json()["Code"] == "isv.MOBILE_NUMBER_ILLEGAL"

@@ -91,6 +91,15 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _pairs(text: str, where: str) -> dict[str, str]:
+    """Percent-encoded `k=v&...` -> dict; an escape that is not UTF-8 is a BadRequest (it
+    could never have been signed as the same text)."""
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError:
+        raise BadRequest(f"{where} holds a percent-escape that is not UTF-8") from None
+
+
 @dataclass
 class Request:
     method: str
@@ -108,7 +117,7 @@ class Request:
 
     @cached_property
     def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self.raw_query, keep_blank_values=True))
+        return _pairs(self.raw_query, "query")
 
     @cached_property
     def form(self) -> dict[str, str]:
@@ -119,7 +128,7 @@ class Request:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("form body is not UTF-8") from None
-        return dict(parse_qsl(text, keep_blank_values=True))
+        return _pairs(text, "form body")
 
     @cached_property
     def params(self) -> dict[str, str]:
@@ -349,6 +358,7 @@ class _Server(ThreadingHTTPServer):
 def _handler(emu: Emulator):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        default_request_version = "HTTP/1.0"  # an unreadable request line still gets a status line
         disable_nagle_algorithm = True  # else Nagle + delayed ACK add ~40 ms to every answer
 
         def log_message(self, fmt, *args):  # quiet: the accepted log is the record
