@@ -15,7 +15,7 @@ from ..providers.aliyun import (
     ACS3, ACTION, VERSION, acs3_canonical_request, acs3_signature, acs3_string_to_sign, mainland_reading,
     rpc_signature, string_to_sign,
 )
-from .server import FORM, Dialect, Reply, Request, parse_e164
+from .server import FORM, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 100
 CLOCK_SKEW = 900  # seconds
@@ -42,7 +42,7 @@ def e164(number) -> str | None:
     None when neither reading is a valid number."""
     if not isinstance(number, str) or not (number.isascii() and number.isdigit()):
         return None
-    return mainland_reading(number) or ("+" + number if parse_e164("+" + number) else None)
+    return mainland_reading(number) or ("+" + number if possible_e164("+" + number) else None)
 
 
 class AliyunDialect(Dialect):

@@ -9,7 +9,7 @@ import re
 import time
 
 from ..providers.uspeedo import BATCH, SINGLE, sign
-from .server import Dialect, Reply, Request, parse_e164
+from .server import Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 1000
 MAX_NONCE = 32
@@ -28,7 +28,7 @@ def e164(wire) -> str | None:
     cc, national, bare = found.groups()
     candidate = "+" + (cc + national if cc else "86" + bare)
     candidate = re.sub(r"[\s-]", "", candidate)
-    return candidate if parse_e164(candidate) else None
+    return candidate if possible_e164(candidate) else None
 
 
 class USpeedoDialect(Dialect):
