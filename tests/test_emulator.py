@@ -12,7 +12,7 @@ import typer.main
 
 from conftest import ROOT, invoke
 from sms_cli.emulator import dialects
-from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Dialect
+from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Dialect, parse_e164, possible_e164
 from sms_cli.emulator.templates import load_templates
 from sms_cli.errors import SmsCliError
 from sms_cli.providers.tencent import CONTENT_TYPE, tc3_signature
@@ -185,3 +185,10 @@ def test_templates_option_reaches_the_server(tmp_path):
 def test_a_dialect_is_one_class_and_one_registry_line():
     assert all(issubclass(d, Dialect) for d in dialects())
     assert [d.name for d in dialects()] == ["tencent", "aliyun", "uspeedo"]
+
+
+@pytest.mark.parametrize("number", ["+6591234500", "+6512", "+6512345678", "+60111111111", "+4407911123456",
+                                    "+447911123456", "+8613800138000", "+13105551234", "+882123456", "+80012345678",
+                                    "+97912345678", "+999123456", "+1", "6591234500", "+65 9123 4500", ""])
+def test_fast_number_check_agrees_with_phonenumbers(number):
+    assert possible_e164(number) is (parse_e164(number) is not None)

@@ -142,6 +142,18 @@ def test_uspeedo_sdk_templates(emulator):
     assert [e["phone"] for e in logged(emu)] == ["+6591234500"]
 
 
+def test_uspeedo_sdk_send_usms_message(emu):
+    """SendUSMSMessage has no method in the SDK; its public invoke() sends any action."""
+    answer = asms(emu).invoke("SendUSMSMessage", {"AccountId": 10001, "TemplateId": "T_ONE", "TemplateParams": PARAMS,
+                                                  "PhoneNumbers": ["(65)91234500", "(852)55311100"]})
+    assert answer["RetCode"] == 0 and answer["SessionNo"] and answer["ReqUuid"]
+    assert [(e["phone"], utf8(e["params"])) for e in emu.accepted] == [("+6591234500", utf8(PARAMS)),
+                                                                       ("+85255311100", utf8(PARAMS))]
+    with pytest.raises(RetCodeException) as exc:
+        asms(emu).invoke("SendUSMSMessage", {"AccountId": 10001, "TemplateId": "T", "PhoneNumbers": ["(60)111111111"]})
+    assert exc.value.code == 215392 and "black list" in exc.value.message
+
+
 def test_uspeedo_sdk_throttled(emulator):
     with pytest.raises(HTTPStatusException) as exc:
         asms(emulator(throttle_rate=1.0)).send_batch_usms_message(uspeedo_request({"Phone": "(65)91234500"}))
@@ -363,6 +375,17 @@ def test_aliyun_core_sdk_business_errors_in_the_body(emu, change, code):
     assert emu.accepted == []
 
 
+def test_aliyun_core_sdk_templates(emulator):
+    emu = emulator(templates=TEMPLATES)
+    one = {"PhoneNumberJson": '["6591234500"]', "SignNameJson": '["ACME"]'}
+    cases = [({"TemplateCode": "NO_SUCH"}, "isv.SMS_TEMPLATE_ILLEGAL"),
+             ({"TemplateCode": "T_ONE"}, "isv.TEMPLATE_MISSING_PARAMETERS"),
+             ({"TemplateCode": "T_ONE", "TemplateParamJson": '[{"code":"1234"}]'}, "OK")]
+    codes = [json.loads(acs(emu).do_action_with_exception(common(emu, {**one, **c})))["Code"] for c, _ in cases]
+    assert codes == [c for _, c in cases]
+    assert [e["params"] for e in logged(emu)] == [{"code": "1234"}]
+
+
 # === Aliyun: alibabacloud_dysmsapi20170525 (ACS3-HMAC-SHA256 by default, or signature v2) ======
 from alibabacloud_dysmsapi20170525 import models as dysms_models  # noqa: E402
 from alibabacloud_dysmsapi20170525.client import Client as DysmsClient  # noqa: E402
@@ -444,3 +467,10 @@ def test_dysms_sdk_templates(emulator, algorithm):
              ({"TemplateCode": "T_ONE", "TemplateParamJson": '[{"code":"1234"}]'}, "OK")]
     assert [client.send_batch_sms(batch_request({**one, **c})).body.code for c, _ in cases] == [c for _, c in cases]
     assert [e["params"] for e in logged(emu)] == [{"code": "1234"}]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_dysms_sdk_throttled(emulator, algorithm):
+    with pytest.raises(ClientException) as exc:
+        dysms(emulator(throttle_rate=1.0), algorithm).send_batch_sms(batch_request(ALI_GOOD))
+    assert (exc.value.status_code, exc.value.code) == (400, "Throttling.User")
