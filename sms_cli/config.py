@@ -116,13 +116,19 @@ def builtin_config() -> Config:
 
 
 def find_config(explicit: str | None) -> Path | None:
+    """--config, $SMS_CLI_CONFIG, ./sms-cli.yaml, then the user's own config
+    ($XDG_CONFIG_HOME/sms-cli/config.yaml, default ~/.config/sms-cli/config.yaml); None: none."""
+    from .starter import user_config_path  # late: starter reads the provider classes
+
     if explicit:
         return Path(explicit)
     env = os.environ.get("SMS_CLI_CONFIG")
     if env:
         return Path(env)
-    local = Path("sms-cli.yaml")
-    return local if local.exists() else None
+    for candidate in (Path("sms-cli.yaml"), user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Config:
