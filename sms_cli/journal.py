@@ -298,3 +298,46 @@ class Journal:
             if self._lockfd is not None:
                 os.close(self._lockfd)
                 self._lockfd = None
+
+    # --- read-only queries (`sms-cli status`) -------------------------------------------------
+    def runs(self, set_id: int) -> list[RunRecord]:
+        """Every run recorded on a set, oldest first."""
+        out = []
+        for rid, input_name, provider, options, started, updated, status in self._read(
+                "SELECT id, input, provider, options, started, updated, status FROM runs WHERE set_id=? ORDER BY id",
+                (set_id,)):
+            try:
+                opts = json.loads(options)
+            except ValueError:
+                opts = {}
+            out.append(RunRecord(rid, input_name, provider, opts if isinstance(opts, dict) else {}, started,
+                                 updated, status))
+        return out
+
+    def in_use(self) -> bool:
+        """Whether a send holds this journal now (its lock), found without taking it for long
+        and without writing anything."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing releases the lock if it was taken
+        return False
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    input: str
+    provider: str
+    options: dict
+    started: float  # seconds since the epoch
+    updated: float | None
+    status: str  # running (or killed), stopped, partial, finished
