@@ -51,13 +51,28 @@ def parse_duration(text: str, where: str) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2)]
 
 
-@lru_cache(maxsize=4096)
-def region_of(phone: str) -> str:
-    """ISO region of an E.164 number ('US' and 'CA' told apart), or 'ZZ'."""
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(phone)) or "ZZ"
-    except phonenumbers.NumberParseException:
-        return "ZZ"
+def region_of(phone: str, country_code: int) -> str:
+    """ISO region of an E.164 number ('US' and 'CA' told apart), or 'ZZ'. Once per row in a plan:
+    a country code of one region needs no parsing, and a shared one (+1, +7, +44...) is decided
+    by the number's leading digits (a NANP area code, a crown dependency's mobile prefix), so
+    one parse per prefix serves every number under it."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if regions is not None and len(regions) == 1:
+        return regions[0]
+    key = phone[:len(str(country_code)) + 1 + (3 if country_code == 1 else 5)]
+    region = _BY_PREFIX.get(key)
+    if region is None:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone)) or "ZZ"
+        except phonenumbers.NumberParseException:
+            region = "ZZ"
+        if len(_BY_PREFIX) > 50_000:  # bounded whatever the input
+            _BY_PREFIX.clear()
+        _BY_PREFIX[key] = region
+    return region
+
+
+_BY_PREFIX: dict[str, str] = {}
 
 
 @lru_cache(maxsize=4096)
@@ -216,7 +231,7 @@ class Guards:
         if self.suppression is not None and msg.phone in self.suppression:
             return Fate.SUPPRESSED, "Suppressed", "on the suppression list (opted out)"
         if self.allow is not None or self.block:
-            region = region_of(msg.phone)
+            region = region_of(msg.phone, msg.country_code)
             if region in self.block or (self.allow is not None and region not in self.allow):
                 return Fate.COUNTRY, "CountryNotAllowed", f"numbers of {region} are not allowed by the country rules"
         return None

@@ -112,22 +112,35 @@ class Ledger:
         self._settle_many(batch, [Outcome(Kind.UNKNOWN, code, message)] * len(batch), [fate] * len(batch))
 
     def _settle_many(self, batch, outcomes, fates) -> None:
+        accepted: dict[str, int] = {}  # template -> rows: a batch is mostly accepted, counted at once
+        refs: dict[str, None] = {}  # submission ids in this batch, in order (usually one)
         with self.lock:
             t = self.tally
             for m, o, fate in zip(batch, outcomes, fates):
                 if fate is None:
                     continue
-                self._count(fate, m.template_id, o.code, o.message)
                 if fate is Fate.ACCEPTED:
-                    if o.ref and len(t.refs) < MAX_REFS and o.ref not in t.refs:
-                        t.refs.append(o.ref)
-                elif fate.to_failures_file:
+                    accepted[m.template_id] = accepted.get(m.template_id, 0) + 1
+                    if o.ref:
+                        refs[o.ref] = None
+                    continue
+                self._count(fate, m.template_id, o.code, o.message)
+                if fate.to_failures_file:
                     self._file(m.record, m.line, o.code, o.message, fate, self.ref_of(m))
                     if o.opt_out and fate is Fate.REJECTED and self.on_opt_out is not None:
                         try:
                             self.on_opt_out(m.phone, o.code)
                         except OSError as exc:  # the list cannot be written: say so, send on
                             self.opt_out_error = f"suppression list not updated: {exc}"
+            for ref in refs:
+                if len(t.refs) < MAX_REFS and ref not in t.refs:
+                    t.refs.append(ref)
+            for template, n in accepted.items():
+                t.counts[Fate.ACCEPTED] += n
+                per = t.by_template.get(template)
+                if per is None:
+                    per = t.by_template[template] = Counter()
+                per[Fate.ACCEPTED] += n
 
     # --- under the lock -----------------------------------------------------------------------
     def _count(self, fate: Fate, template: str | None, code: str, message: str) -> None:

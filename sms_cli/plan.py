@@ -69,7 +69,7 @@ class Estimator:
         parts = self._parts(msg)
         if parts is None:
             parts, self.lower_bound = 1, True
-        region = region_of(msg.phone)
+        region = region_of(msg.phone, msg.country_code)
         c = self.by_country.get(region)
         if c is None:
             c = self.by_country[region] = {"rows": 0, "parts": 0, "cost": 0.0}

@@ -98,6 +98,7 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
             template = validator.effective(raw).template_id or None
         return Row(raw.record, raw.line, ident.ref(set_id, seq), template)
 
+    stop = None
     for raw in rows:
         # --- which ledger row is this, and what does the ledger know of it
         set_id, seq = own_set, raw.seq
@@ -111,7 +112,8 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 nxt = next(merge, None)
             if nxt is not None and nxt.seq == seq:
                 state = nxt
-        stop = stopping()
+        if not raw.seq & 31:  # a stop is noticed within 32 rows; the dispatcher sends nothing meanwhile
+            stop = stopping()
         if stop == "interrupt":
             yield Settle(row(raw, set_id, seq), Fate.NOT_SENT, "NotSent", "not sent: the run was interrupted")
             continue
