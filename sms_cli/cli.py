@@ -1,22 +1,72 @@
 """Command line: arguments in, exit code out. No HTTP and no row parsing here."""
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import sys
+from contextlib import nullcontext
 from functools import wraps
 from typing import List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ExitCode, SmsCliError
+from .rows import FORMATS
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Bulk SMS sender: validate rows, batch them per provider, send, resend failures.")
-config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+
+class Command(TyperCommand):
+    """Help that names arguments as people write them (`INPUT`, `[PATH]`, `NUMBER...`), where
+    typer would show `{input}` and `<str>`."""
+
+    @staticmethod
+    def _arg(param, usage: bool = False) -> str:
+        name = param.metavar or param.name.upper()
+        if param.nargs != 1:
+            name += "..."
+        return f"[{name}]" if usage and not param.required else name
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(self._arg(param, usage=True))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((self._arg(param), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+# help texts come from the callbacks' docstrings below (with their examples)
+app = typer.Typer(no_args_is_help=False, invoke_without_command=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+config_app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
+command = app.command
+
+
+def _help_when_bare(ctx: typer.Context) -> None:
+    """A group run without a command prints its help on stdout and exits 0 (typer's
+    no_args_is_help prints it on stderr and exits 2)."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        print(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def err(text: str) -> None:
@@ -51,9 +101,30 @@ def _version(value: bool):
 
 
 @app.callback()
-def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def root(ctx: typer.Context,
+         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Show the version and exit.")):
-    """sms-cli: rows in, provider batches out, failures file back in."""
+    """Bulk SMS sender: validate rows, batch them per provider, send, resend failures.
+
+    \b
+    Examples:
+      sms-cli validate recipients.csv
+      sms-cli plan recipients.csv --provider tencent
+      sms-cli send recipients.csv
+    """
+    _help_when_bare(ctx)
+
+
+@config_app.callback()
+def config_root(ctx: typer.Context):
+    """Inspect the configuration, or write a starter one.
+
+    \b
+    Examples:
+      sms-cli config init --provider-type tencent
+      sms-cli config check
+    """
+    _help_when_bare(ctx)
 
 
 def _logging(verbose: bool, secrets=frozenset()) -> None:
@@ -62,30 +133,95 @@ def _logging(verbose: bool, secrets=frozenset()) -> None:
     setup_logging(verbose, secrets)
 
 
-INPUT = typer.Argument(..., help="CSV, JSON or JSON Lines file, or - for stdin.")
-CONFIG = typer.Option(None, "--config", "-c", help="Config file (default: $SMS_CLI_CONFIG, then ./sms-cli.yaml).")
-PROVIDER = typer.Option(None, "--provider", "-p", help="Provider section of the config.")
-FORMAT = typer.Option(None, "--format", "-f", help="csv, json, jsonl or lines (default: from the extension).")
-TEMPLATE = typer.Option(None, "--template", "-t", help="Template id for rows that have none.")
-PARAM = typer.Option([], "--param", help="Template parameter for rows that have none (repeat for each).")
-SENDER = typer.Option(None, "--sender-id", help="Sender id for rows that have none.")
-REGION = typer.Option(None, "--default-region", help="Region for national numbers, e.g. HK.")
-LIMIT = typer.Option(None, "--limit", min=0, help="Send at most N messages in this invocation; the "
+def _terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams (tests, pipes)
+        return False
+
+
+# --- shell completion: never fails, never prints ----------------------------------------------
+def _complete_provider(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The provider sections of the config that --config, $SMS_CLI_CONFIG, ./sms-cli.yaml or the
+    user's config names; nothing when it cannot be read."""
+    try:
+        from .config import load_config
+
+        cfg = load_config(ctx.params.get("config"), strict_env=False)
+        return [name for name in cfg.providers if name.startswith(incomplete)]
+    except Exception:  # completion must never break the shell
+        return []
+
+
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1", "gb18030", "big5", "shift_jis")
+DELIMITERS = (",", ";", "tab", "|")
+
+
+def _complete_encoding(incomplete: str) -> list[str]:
+    return [e for e in ENCODINGS if e.startswith(incomplete.lower())]
+
+
+def _complete_delimiter(incomplete: str) -> list[str]:
+    return [d for d in DELIMITERS if d.startswith(incomplete)]
+
+
+def _delimiter(value: str | None) -> str | None:
+    """`tab`, `\\t`, or one character."""
+    if value is None:
+        return None
+    value = {"tab": "\t", "\\t": "\t"}.get(value.lower(), value)
+    if len(value) != 1:
+        raise typer.BadParameter("one character, or tab")
+    return value
+
+
+Format = enum.Enum("Format", {f: f for f in FORMATS}, type=str)  # rows.FORMATS: the readers there are
+ProviderType = enum.Enum("ProviderType", {t: t for t in ("uspeedo", "tencent", "aliyun")}, type=str)
+
+
+def _value(choice) -> str | None:
+    return None if choice is None else getattr(choice, "value", choice)
+
+
+INPUT = typer.Argument(..., metavar="INPUT", help="CSV, JSON, JSON Lines or text file of rows, or - for stdin.")
+CONFIG = typer.Option(None, "--config", "-c", metavar="PATH",
+                      help="Config file (default: $SMS_CLI_CONFIG, ./sms-cli.yaml, then "
+                           "$XDG_CONFIG_HOME/sms-cli/config.yaml).")
+PROVIDER = typer.Option(None, "--provider", "-p", metavar="NAME", autocompletion=_complete_provider,
+                        help="Provider section of the config (default: its default_provider).")
+FORMAT = typer.Option(None, "--format", "-f", metavar="[" + "|".join(FORMATS) + "]", case_sensitive=False,
+                      help="The input's format (default: from the extension, or sniffed from stdin).")
+ENCODING = typer.Option(None, "--encoding", metavar="ENCODING", autocompletion=_complete_encoding,
+                        help="The input's text encoding, e.g. utf-16 or cp1252 (default: UTF-8, with or "
+                             "without BOM).")
+DELIMITER = typer.Option(None, "--delimiter", metavar="CHAR", autocompletion=_complete_delimiter,
+                         help="CSV field separator: one character or tab (default: from the header line).")
+TEMPLATE = typer.Option(None, "--template", "-t", metavar="ID", help="Template id for rows that have none.")
+PARAM = typer.Option([], "--param", metavar="VALUE",
+                     help="Template parameter for rows that have none (repeat for each, in order).")
+SENDER = typer.Option(None, "--sender-id", metavar="ID", help="Sender id for rows that have none.")
+REGION = typer.Option(None, "--default-region", metavar="REGION", help="ISO region for national numbers, e.g. HK.")
+JOURNAL = typer.Option(None, "--journal", metavar="PATH", help="Journal file (default: <input>.journal.sqlite "
+                       "beside the input).")
+LIMIT = typer.Option(None, "--limit", min=0, metavar="N", help="Send at most N messages in this invocation; the "
                      "rest are deferred and the same command run again continues.")
 DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number, template and "
                       "parameters (in this input or already accepted from it).")
-JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
-SUPPRESS = typer.Option(None, "--suppress", help="Suppression list file (default: the config's suppression_list).")
-QUIET_HOURS = typer.Option(None, "--quiet-hours", help="Recipients' local quiet hours, e.g. 21:00-08:00: rows "
-                           "inside them are deferred.")
-ALLOW = typer.Option(None, "--allow-countries", help="Only these ISO regions, comma-separated (e.g. SG,HK).")
-BLOCK = typer.Option(None, "--block-countries", help="Never these ISO regions, comma-separated.")
-VALID_FOR = typer.Option(None, "--valid-for", help="Rows not sent within this time of the campaign's first "
-                         "run expire (90s, 30m, 2h).")
-MAX_COST = typer.Option(None, "--max-cost", min=0, help="Refuse to send when the estimated cost (prices: in "
-                        "config) is over this.")
-MAX_PARTS = typer.Option(None, "--max-parts", min=0, help="Refuse to send when the estimated billable parts "
-                         "are over this.")
+JSON = typer.Option(False, "--json", help="Machine-readable output on stdout (see README: JSON output).")
+SUPPRESS = typer.Option(None, "--suppress", metavar="PATH",
+                        help="Suppression list file (default: the config's suppression_list).")
+QUIET_HOURS = typer.Option(None, "--quiet-hours", metavar="HH:MM-HH:MM", help="Recipients' local quiet hours, "
+                           "e.g. 21:00-08:00: rows inside them are deferred.")
+ALLOW = typer.Option(None, "--allow-countries", metavar="REGIONS",
+                     help="Only these ISO regions, comma-separated (e.g. SG,HK).")
+BLOCK = typer.Option(None, "--block-countries", metavar="REGIONS",
+                     help="Never these ISO regions, comma-separated.")
+VALID_FOR = typer.Option(None, "--valid-for", metavar="DURATION", help="Rows not sent within this time of the "
+                         "campaign's first run expire (90s, 30m, 2h).")
+MAX_COST = typer.Option(None, "--max-cost", min=0, metavar="AMOUNT", help="Refuse to send when the estimated "
+                        "cost (prices: in config) is over this.")
+MAX_PARTS = typer.Option(None, "--max-parts", min=0, metavar="N", help="Refuse to send when the estimated "
+                         "billable parts are over this.")
 
 
 def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=None, max_cost=None, max_parts=None):
@@ -94,63 +230,134 @@ def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=N
     return GuardOptions(suppress, quiet_hours, allow, block, valid_for, max_cost, max_parts)
 
 
-def _request(input, config, provider, fmt, template, param, sender_id, default_region, **kw):
+def _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding=None,
+             delimiter=None, **kw):
     from .commands import SendRequest
 
-    return SendRequest(input=input, config=config, provider=provider, fmt=fmt, template=template,
-                       params=tuple(param), sender_id=sender_id, region=default_region, **kw)
+    return SendRequest(input=input, config=config, provider=provider, fmt=_value(fmt), template=template,
+                       params=tuple(param), sender_id=sender_id, region=default_region, encoding=encoding,
+                       delimiter=_delimiter(delimiter), **kw)
 
 
-@app.command()
+def _stdin_hint(input: str) -> None:
+    """Rows typed at a terminal: say so, and how to end them, instead of seeming to hang."""
+    if input == "-" and _terminal(sys.stdin):
+        err("sms-cli: reading rows from stdin (this terminal): type or paste them, then press Ctrl-D on an "
+            "empty line to end (Ctrl-C cancels)")
+
+
+# --- the confirmation before a large live send --------------------------------------------------
+CONFIRM_ABOVE = 1000  # messages
+
+
+def may_ask(input: str, *, yes: bool, dry_run: bool, terminal: bool) -> bool:
+    """Whether a send could ask at all: a person at a terminal (stdin and stderr), sending for
+    real, who did not say --yes, and whose stdin is not the rows themselves."""
+    return terminal and not yes and not dry_run and input != "-"
+
+
+def needs_confirmation(est) -> bool:
+    """A real provider (not the outbox) and more than CONFIRM_ABOVE messages."""
+    return est.provider_type != "outbox" and est.messages > CONFIRM_ABOVE
+
+
+def confirm_text(est) -> str:
+    account = f", account {est.account}" if est.account else ""
+    bound = "at least " if est.lower_bound else ""
+    if est.cost is None:
+        cost = "cost unknown (no prices: in the provider's config)"
+    else:
+        cost = f"estimated cost {bound}{est.cost:,.4f}" + (
+            f" (no price for {', '.join(est.unpriced)})" if est.unpriced else "")
+    return (f"sms-cli: this run sends {est.messages:,} messages through {est.provider} ({est.provider_type}"
+            f"{account}): {bound}{est.parts:,} parts, {cost}")
+
+
+def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None, confirm=None) -> bool:
+    """True to go on. Asks (on stderr) only when `may_ask` and `needs_confirmation` hold; the
+    estimate is the dry run `plan` shows, so it reads the journal and writes nothing."""
+    if not may_ask(req.input, yes=yes, dry_run=dry_run, terminal=terminal):
+        return True
+    from . import commands
+
+    est = (estimate or commands.estimate)(req)
+    if not needs_confirmation(est):
+        return True
+    err(confirm_text(est))
+    try:
+        return bool((confirm or typer.confirm)("Send them?", default=False, err=True))
+    except (typer.Abort, EOFError):
+        return False
+
+
+@command(cls=Command)
 @guarded
 def send(
     input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
-    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    fmt: Optional[Format] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
     sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
-    failures: Optional[str] = typer.Option(None, "--failures", help="Failures file (default: <input>.failed.<ext>)."),
-    journal: Optional[str] = typer.Option(None, "--journal", help="Journal file (default: <input>.journal.sqlite)."),
+    encoding: Optional[str] = ENCODING, delimiter: Optional[str] = DELIMITER,
+    failures: Optional[str] = typer.Option(None, "--failures", metavar="PATH",
+                                           help="Failures file (default: <input>.failed.<ext> beside the input)."),
+    journal: Optional[str] = JOURNAL,
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and batch, print the plan, send nothing."),
     only_retryable: bool = typer.Option(False, "--only-retryable", help="Skip failures-file rows marked retryable: no."),
     retry_unknown: bool = typer.Option(False, "--retry-unknown", help="Resend rows whose outcome is unknown (may duplicate)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start the working set over: accepted messages may be sent again."),
-    yes: bool = typer.Option(False, "--yes", help="Confirm --fresh when the journal has accepted rows."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before sending over 1,000 messages from a "
+                             "terminal; and confirm --fresh when the journal has accepted rows."),
     continue_edited: bool = typer.Option(False, "--continue-edited", help="The input changed after an unfinished "
                                          "run: send only the messages that run did not accept."),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Requests in parallel."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, metavar="N", help="Requests in parallel."),
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
     allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
     valid_for: Optional[str] = VALID_FOR, max_cost: Optional[float] = MAX_COST, max_parts: Optional[int] = MAX_PARTS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each request to stderr (numbers masked)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log the config, journal and failures file used, "
+                                 "each request, retries and waits to stderr (numbers masked)."),
 ):
     """Send the rows of INPUT; rows not accepted go to a failures file you can send again.
 
-    Example: sms-cli send samples/recipients.csv --provider uspeedo
+    From a terminal, a send of more than 1,000 messages through a real provider shows the
+    messages, parts and estimated cost and asks first (--yes skips; cron never asks).
+
+    \b
+    Examples:
+      sms-cli send recipients.csv
+      sms-cli send recipients.csv --provider tencent --limit 500
+      sms-cli send recipients.failed.csv --only-retryable
     """
     from . import commands, output
+    from .report import plan_exit
     from .send import Options
 
-    req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
+    req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
                    guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for, max_cost,
                                   max_parts),
                    options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe,
                                    only_retryable=only_retryable, retry_unknown=retry_unknown,
                                    dry_run=dry_run))
-    view = output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run)
     _logging(verbose)
-    summary = commands.send(req, progress=view.progress, on_start=view.started)
-    view.finish(summary)
-    raise typer.Exit(_plan_exit(summary) if dry_run else int(summary.exit_code()))
+    _stdin_hint(input)
+    if not confirm_send(req, yes=yes, dry_run=dry_run, terminal=_terminal(sys.stdin) and _terminal(sys.stderr)):
+        err("sms-cli: nothing sent")
+        raise typer.Exit(int(ExitCode.USAGE))
+    reading = commands.leaving_journal_as_found(req) if dry_run else nullcontext()
+    with output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run) as view, reading:
+        summary = commands.send(req, progress=view.progress, on_start=view.started)
+        view.finish(summary)
+    raise typer.Exit(plan_exit(summary) if dry_run else int(summary.exit_code()))
 
 
-@app.command()
+@command(cls=Command)
 @guarded
 def plan(
     input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
-    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    fmt: Optional[Format] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
     sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
+    encoding: Optional[str] = ENCODING, delimiter: Optional[str] = DELIMITER, journal: Optional[str] = JOURNAL,
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
     allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
@@ -158,57 +365,63 @@ def plan(
 ):
     """Show what `send` would do (same as send --dry-run): rows the ledger and the guards would
     stop, requests, numbers per request, parts and cost per country, and for templates with
-    text in config the length, encoding and billable parts.
+    text in config the length, encoding and billable parts. Exit 1 when some rows are invalid.
 
-    Example: sms-cli plan samples/recipients.csv --provider tencent
+    \b
+    Examples:
+      sms-cli plan recipients.csv
+      sms-cli plan recipients.csv --provider tencent --json
+      sms-cli plan numbers.txt --template OTP_LOGIN --param 123456
     """
     from . import commands, output
+    from .report import plan_exit
     from .send import Options
 
-    req = _request(input, config, provider, fmt, template, param, sender_id, default_region,
-                   options=Options(limit=limit, dedupe=dedupe, dry_run=True),
+    req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
+                   journal=journal, options=Options(limit=limit, dedupe=dedupe, dry_run=True),
                    guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for))
-    view = output.RunView(json_out=json_out, dry_run=True)
-    summary = commands.send(req, on_start=view.started)
-    view.finish(summary)
-    raise typer.Exit(_plan_exit(summary))
+    _stdin_hint(input)
+    with output.RunView(json_out=json_out, dry_run=True) as view, commands.leaving_journal_as_found(req):
+        summary = commands.send(req, on_start=view.started)
+        view.finish(summary)
+    raise typer.Exit(plan_exit(summary))
 
 
-def _plan_exit(summary) -> int:
-    """A plan exits like validate: 1 when some rows are invalid."""
-    from .outcomes import Fate
-
-    return 1 if summary.n(Fate.INVALID) else 0
-
-
-@app.command()
+@command(cls=Command)
 @guarded
 def validate(
     input: str = INPUT, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
-    fmt: Optional[str] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
-    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION, json_out: bool = JSON,
+    fmt: Optional[Format] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
+    encoding: Optional[str] = ENCODING, delimiter: Optional[str] = DELIMITER, json_out: bool = JSON,
     suppress: Optional[str] = SUPPRESS, allow_countries: Optional[str] = ALLOW,
     block_countries: Optional[str] = BLOCK,
 ):
     """Check every row as `send` would (suppression list and country rules included); print
     each problem with its line. Exit 0 when all rows are valid, 1 otherwise.
 
-    Example: sms-cli validate samples/recipients.csv
+    \b
+    Examples:
+      sms-cli validate recipients.csv
+      sms-cli validate recipients.jsonl --json
+      cat numbers.txt | sms-cli validate - --format lines --template OTP_LOGIN --param 0
     """
     import json as _json
 
     from . import commands
-    from .report import shown
+    from .report import SCHEMA_VERSION, shown
 
     problems = 0
+    _stdin_hint(input)
     gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region,
+                                     encoding, delimiter,
                                      guards=_guards(suppress, None, allow_countries, block_countries)))
     try:
         while True:
             raw, bad = next(gen)
             problems += 1
             if json_out:
-                print(_json.dumps({"schema_version": 1, "line": bad.line, "error_code": bad.code,
+                print(_json.dumps({"schema_version": SCHEMA_VERSION, "line": bad.line, "error_code": bad.code,
                                    "error_message": bad.reason, "row": raw.record}, ensure_ascii=True))
             else:
                 print(f"{shown(input)}:{bad.line}: {shown(bad.code)}: {shown(bad.reason)}")
@@ -218,9 +431,62 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
-suppress_app = typer.Typer(no_args_is_help=True, help="Edit and query the suppression list (opted-out numbers).")
+@command(cls=Command)
+@guarded
+def status(
+    input: str = typer.Argument(..., metavar="INPUT", help="The input (or its failures file) as given to send."),
+    journal: Optional[str] = JOURNAL, config: Optional[str] = CONFIG, provider: Optional[str] = PROVIDER,
+    fmt: Optional[Format] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
+    sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
+    encoding: Optional[str] = ENCODING, delimiter: Optional[str] = DELIMITER, json_out: bool = JSON,
+):
+    """What the journal knows about INPUT's runs: when, which provider and options, rows per
+    state, the failures file, and what running the same send again would send (the dry run of
+    the latest run's options: pass the same --template/--param/--config as the send). Reads
+    only: needs no secrets and writes nothing.
+
+    Exit 0 when nothing is left to send (every row accepted), 1 when a re-run would send
+    something or some rows are not accepted, 2 when the journal has no run of INPUT.
+
+    \b
+    Examples:
+      sms-cli status recipients.csv
+      sms-cli status recipients.csv --json
+      sms-cli status today.csv --journal /var/lib/sms/today.journal.sqlite
+    """
+    import json as _json
+
+    from . import commands
+    from .report import status_dict, status_text
+
+    if input == "-":
+        raise SmsCliError("status reads the input to find its runs and stdin can be read only once: give the "
+                          "file that was piped in, with --journal sms-stdin-<hash>.journal.sqlite")
+    st = commands.status(_request(input, config, provider, fmt, template, param, sender_id, default_region,
+                                  encoding, delimiter, journal=journal))
+    if json_out:
+        print(_json.dumps(status_dict(st), ensure_ascii=False))
+    else:
+        print(status_text(st))
+    raise typer.Exit(st.exit_code)
+
+
+suppress_app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(suppress_app, name="suppress")
-LIST = typer.Option(None, "--list", help="The list file (default: the config's suppression_list).")
+LIST = typer.Option(None, "--list", metavar="PATH", help="The list file (default: the config's suppression_list).")
+NUMBERS = typer.Argument(..., metavar="NUMBER", help="Numbers, in any spelling.")
+
+
+@suppress_app.callback()
+def suppress_root(ctx: typer.Context):
+    """Edit and query the suppression list (opted-out numbers).
+
+    \b
+    Examples:
+      sms-cli suppress add +85255311111 --note "asked by phone"
+      sms-cli suppress check "(852) 5531 1111"
+    """
+    _help_when_bare(ctx)
 
 
 def _suppression(config, path):
@@ -247,52 +513,61 @@ def _numbers(numbers, region):
     return out
 
 
-@suppress_app.command("add")
+@suppress_app.command("add", cls=Command)
 @guarded
-def suppress_add(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
-                 config: Optional[str] = CONFIG, path: Optional[str] = LIST,
-                 note: str = typer.Option("", "--note", help="A comment written beside each number.")):
+def suppress_add(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                 note: str = typer.Option("", "--note", metavar="TEXT", help="A comment written beside each number.")):
     """Add numbers to the suppression list; they are never sent again.
 
-    Example: sms-cli suppress add +85255311111 "(65) 9123 4567" --note "asked by phone"
+    \b
+    Examples:
+      sms-cli suppress add +85255311111 "(65) 9123 4567" --note "asked by phone"
+      sms-cli suppress add +6591234567 --list opted-out.txt
     """
     lst, region = _suppression(config, path)
     for n in _numbers(numbers, region):
         print(f"{n}: {'added' if lst.add(n, note) else 'already listed'}")
 
 
-@suppress_app.command("remove")
+@suppress_app.command("remove", cls=Command)
 @guarded
-def suppress_remove(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
-                    config: Optional[str] = CONFIG, path: Optional[str] = LIST):
+def suppress_remove(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
     """Remove numbers from the suppression list.
 
-    Example: sms-cli suppress remove +85255311111
+    \b
+    Examples:
+      sms-cli suppress remove +85255311111
+      sms-cli suppress remove "(65) 9123 4567" --list opted-out.txt
     """
     lst, region = _suppression(config, path)
     for n in _numbers(numbers, region):
         print(f"{n}: {'removed' if lst.remove(n) else 'not listed'}")
 
 
-@suppress_app.command("list")
+@suppress_app.command("list", cls=Command)
 @guarded
 def suppress_list(config: Optional[str] = CONFIG, path: Optional[str] = LIST):
     """Print every listed number (E.164), one a line.
 
-    Example: sms-cli suppress list > opted-out.txt
+    \b
+    Examples:
+      sms-cli suppress list
+      sms-cli suppress list --list opted-out.txt > numbers.txt
     """
     lst, _ = _suppression(config, path)
     for n in sorted(lst.numbers):
         print(n)
 
 
-@suppress_app.command("check")
+@suppress_app.command("check", cls=Command)
 @guarded
-def suppress_check(numbers: List[str] = typer.Argument(..., help="Numbers, in any spelling."),
-                   config: Optional[str] = CONFIG, path: Optional[str] = LIST):
+def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
     """Say whether each number is listed; exit 1 when any is.
 
-    Example: sms-cli suppress check +85255311111
+    \b
+    Examples:
+      sms-cli suppress check +85255311111
+      sms-cli suppress check "(852) 5531 1111" --list opted-out.txt
     """
     lst, region = _suppression(config, path)
     listed = 0
@@ -303,17 +578,43 @@ def suppress_check(numbers: List[str] = typer.Argument(..., help="Numbers, in an
     raise typer.Exit(1 if listed else 0)
 
 
-# The emulator command lives with the emulator (its options are the emulator's business).
+# The emulator command lives with the emulator (its options are the emulator's business); its
+# help here gets the metavars and examples every other command has.
 from .emulator.command import emulator as _emulator_command  # noqa: E402
 
-app.command("emulator")(guarded(_emulator_command))
+EMULATOR_METAVARS = {"port": "PORT", "host": "ADDRESS", "blacklist": "NUMBER", "templates": "FILE",
+                     "fail_rate": "SHARE", "throttle_rate": "SHARE", "timeout_rate": "SHARE", "drop_rate": "SHARE",
+                     "gateway_timeout_rate": "SHARE", "latency_ms": "MS", "stall_ms": "MS", "log": "PATH",
+                     "key_id": "ID", "key_secret": "SECRET", "seed": "N"}
 
 
-@app.command()
+def _name_metavars(fn, names: dict[str, str]) -> None:
+    import inspect
+
+    for name, param in inspect.signature(fn).parameters.items():
+        info = param.default
+        if name in names and getattr(info, "metavar", "unset") is None:
+            info.metavar = names[name]
+
+
+_name_metavars(_emulator_command, EMULATOR_METAVARS)
+command("emulator", cls=Command, help="""Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
+
+\b
+Examples:
+  sms-cli emulator --port 8787
+  sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
+  sms-cli emulator --templates sms-cli.yaml --log accepted.jsonl
+""")(guarded(_emulator_command))
+
+
+@command(cls=Command)
 def providers():
     """List the supported provider types.
 
-    Example: sms-cli providers
+    \b
+    Examples:
+      sms-cli providers
     """
     from .providers import PROVIDERS, provider_class
 
@@ -322,19 +623,62 @@ def providers():
         print(f"{name:8}  {cls.max_batch:>5} numbers/request  {cls.description}")
 
 
-@config_app.command("check")
+@config_app.command("check", cls=Command)
 @guarded
-def config_check(config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file.")):
-    """Load the config, resolve ${VAR}s and list each provider.
+def config_check(config: Optional[str] = CONFIG):
+    """Load the config, resolve ${VAR}s and list each provider; name missing variables, never
+    secrets. Exit 2 when something is missing.
 
-    Example: sms-cli config check --config sms-cli.yaml
+    \b
+    Examples:
+      sms-cli config check
+      sms-cli config check --config /etc/sms-cli.yaml
     """
     from .commands import config_check as check
+    from .config import find_config
 
     lines, ok = check(config)
     for line in lines:
         print(line)
+    if find_config(config) is None:
+        err("sms-cli: searched --config, $SMS_CLI_CONFIG, ./sms-cli.yaml and $XDG_CONFIG_HOME/sms-cli/config.yaml "
+            "(~/.config/sms-cli/config.yaml); `sms-cli config init` writes a starter there")
     raise typer.Exit(0 if ok else int(ExitCode.USAGE))
+
+
+@config_app.command("init", cls=Command)
+@guarded
+def config_init(
+    path: Optional[str] = typer.Argument(None, metavar="PATH", help="Where to write it (default: "
+                                         "$XDG_CONFIG_HOME/sms-cli/config.yaml, i.e. ~/.config/sms-cli/config.yaml)."),
+    provider_type: ProviderType = typer.Option("uspeedo", "--provider-type", case_sensitive=False,
+                                               metavar="[uspeedo|tencent|aliyun]",
+                                               help="The provider the starter is for."),
+):
+    """Write a commented starter config (mode 0600) for one provider; its secrets are ${VAR}
+    references to the provider's usual environment variables, never values. Refuses to
+    overwrite a file (exit 2).
+
+    \b
+    Examples:
+      sms-cli config init
+      sms-cli config init --provider-type tencent
+      sms-cli config init ./sms-cli.yaml --provider-type aliyun
+    """
+    from pathlib import Path
+
+    from .config import find_config
+    from .providers import provider_class
+    from .starter import user_config_path, write_starter
+
+    ptype = _value(provider_type)
+    target = write_starter(Path(path) if path else user_config_path(), ptype)
+    print(f"wrote {target} ({ptype} starter, mode 0600)")
+    cls = provider_class(ptype)
+    found = find_config(None)
+    where = "" if found is not None and found.resolve() == target.resolve() else f" --config {target}"
+    err(f"next: set {' and '.join(sorted(set(cls.env_defaults.values())))} in the environment, edit the "
+        f"placeholders, then run: sms-cli config check{where}")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 calls one function here and prints what it returns."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class SendRequest:
     continue_edited: bool = False
     options: Options = field(default_factory=Options)
     guards: GuardOptions = field(default_factory=GuardOptions)
+    encoding: str | None = None  # --encoding: the input's text encoding (default: detected)
+    delimiter: str | None = None  # --delimiter: the CSV field separator (default: detected)
 
 
 def setup(req: SendRequest, *, sending: bool = True):
@@ -312,3 +315,149 @@ def validate(req: SendRequest):
         provider.close()
         source.cleanup()
     return rows
+
+
+# --- the estimate before a live send ---------------------------------------------------------
+ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id")  # settings that name the account (never secrets)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a send would send, counted as `plan` counts it."""
+    provider: str
+    provider_type: str
+    account: str | None  # the account or app id in the provider's settings, if it has one
+    messages: int
+    parts: int
+    cost: float | None  # None: the provider has no prices in config
+    lower_bound: bool  # some templates have no text in config: they count one part
+    unpriced: tuple[str, ...]
+
+
+def estimate(req: SendRequest) -> Estimate:
+    """The dry run of `req` (the journal only read, no secrets needed, nothing written), as the
+    figures a confirmation shows. Never refuses: --max-cost/--max-parts are the send's business."""
+    from .report import plan_dict
+
+    seen = {}
+
+    def started(provider, cfg, source):
+        seen["settings"] = provider.settings
+
+    with leaving_journal_as_found(req):
+        dry = send(replace(req, options=replace(req.options, dry_run=True)), on_start=started)
+    plan = plan_dict(dry)
+    settings = seen.get("settings")
+    account = next((settings.get(k) for k in ACCOUNT_KEYS if settings is not None and settings.get(k)), None)
+    return Estimate(dry.provider, dry.provider_type, account, plan["to_send"], plan["parts"], plan["cost"],
+                    plan["lower_bound"], tuple(plan["unpriced"]))
+
+
+def leaving_journal_as_found(req: SendRequest):
+    """Around a dry run of `req`: the journal's folder is left as it was (journal.py,
+    `leave_as_found`). A file input's journal name does not depend on its content; stdin's
+    does, so a dry run of stdin without --journal is not covered."""
+    if req.input == "-" and not req.journal:
+        return nullcontext()
+    jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, "")
+    return journal_mod.Journal.leave_as_found(jpath)
+
+
+# --- sms-cli status ---------------------------------------------------------------------------
+@dataclass
+class Status:
+    """What the journal knows about an input's working set, and what a re-run would do."""
+    input: str
+    journal: str
+    journal_exists: bool
+    found: bool = False  # the journal holds a working set for this input
+    resend_of: str | None = None  # the input is a failures file written from this set (its name)
+    working_set: dict | None = None
+    other_version: dict | None = None  # no set for this content, but one for another version
+    active: bool = False  # a send holds the journal now
+    runs: list = field(default_factory=list)  # journal.RunRecord, oldest first
+    journal_states: dict[str, int] = field(default_factory=dict)
+    failures_file: str | None = None
+    failures_file_exists: bool = False
+    rerun: Summary | None = None  # the dry run of the same command: what a re-run would send
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing left to do; 1 a re-run would send something or rows are not accepted;
+        2 the journal has no record of this input."""
+        if not self.found or self.rerun is None:
+            return 2
+        s = self.rerun
+        from .outcomes import Fate
+
+        done = s.n(Fate.ACCEPTED_EARLIER) + s.n(Fate.DUPLICATE)
+        return 0 if s.rows == done else 1
+
+
+JOURNAL_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
+
+
+def status(req: SendRequest) -> Status:
+    """The runs the journal recorded for `req.input`, its rows' states, the failures file, and
+    the dry run of a re-run with the latest run's options. Needs no secrets and writes nothing
+    (no journal is created when there is none)."""
+    source = open_source(req.input, req.fmt)
+    try:
+        digest, fmt, display = source.digest, source.fmt, source.display
+        ref = _first_ref(source)
+    finally:
+        source.cleanup()
+    jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, digest)
+    fpath = paths.failures_path(req.input, fmt, digest)
+    st = Status(display, str(jpath), jpath.exists(), failures_file=str(fpath), failures_file_exists=fpath.exists())
+    if not st.journal_exists:
+        return st
+    with journal_mod.Journal.leave_as_found(jpath):
+        _status_from_journal(st, req, jpath, digest, ref)
+    return st
+
+
+def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str, ref: str | None) -> None:
+    journal = journal_mod.Journal(jpath, readonly=True)
+    try:
+        ws = None
+        if ref and ":" in ref:  # a failures file: its rows belong to the set they were written from
+            ws = journal.find_set(ref.partition(":")[0])
+            st.resend_of = ws.name if ws is not None else None
+        if ws is None:
+            ws = journal.find_set(digest)
+        if ws is None:
+            other = journal.other_version(paths.base(req.input, digest).name, digest)
+            if other is not None:
+                st.other_version = {"name": other.name, "status": journal.set_status(other.id),
+                                    "journal_states": _states(journal.counts(other.id))}
+            return
+        st.found = True
+        st.working_set = {"name": ws.name, "generation": ws.generation, "created": ws.created,
+                          "continued_from_edited": ws.linked is not None}
+        st.runs = journal.runs(ws.id)
+        st.journal_states = _states(journal.counts(ws.id))
+        st.active = journal.in_use()
+    finally:
+        journal.close()
+    last = st.runs[-1].options if st.runs else {}
+    provider = req.provider or _configured(req.config, last.get("provider"))
+    options = Options(limit=last.get("limit"), dedupe=bool(last.get("dedupe")),
+                      only_retryable=bool(last.get("only_retryable")), retry_unknown=bool(last.get("retry_unknown")),
+                      dry_run=True)
+    st.rerun = send(replace(req, provider=provider, journal=str(jpath), options=options))
+
+
+def _states(counts: dict[str, int]) -> dict[str, int]:
+    return {k: counts.get(k, 0) for k in JOURNAL_STATES}
+
+
+def _configured(config: str | None, name: str | None) -> str | None:
+    """The latest run's provider section when the config still has it (else the default)."""
+    if not name:
+        return None
+    try:
+        cfg = load_config(config, strict_env=False)
+    except SmsCliError:
+        return None  # the dry run loads it again and reports the problem
+    return name if name in cfg.providers else None

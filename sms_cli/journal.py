@@ -331,6 +331,22 @@ class Journal:
             os.close(fd)  # closing releases the lock if it was taken
         return False
 
+    @staticmethod
+    @contextmanager
+    def leave_as_found(path: Path):
+        """Around code that only reads a journal (plan, status, the estimate before a send): a
+        read-only SQLite connection to a WAL journal creates empty `-wal` and `-shm` files it
+        cannot remove itself. Those it created are removed again afterwards, under a shared lock
+        so no send can open them meanwhile (a send holds an exclusive one for its whole run)."""
+        path = Path(path)
+        side = (Path(f"{path}-wal"), Path(f"{path}-shm"))
+        existed = [p.exists() for p in side]
+        try:
+            yield
+        finally:
+            if not all(existed):
+                _remove_unused(path, [p for p, e in zip(side, existed) if not e])
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -341,3 +357,23 @@ class RunRecord:
     started: float  # seconds since the epoch
     updated: float | None
     status: str  # running (or killed), stopped, partial, finished
+
+
+def _remove_unused(path: Path, created: list[Path]) -> None:
+    """Remove a journal's `-wal`/`-shm` files a reader created, when no send holds the journal
+    and the write-ahead log holds nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            return  # something was written to it: not a reader's file
+        for p in created:
+            p.unlink(missing_ok=True)
+    except OSError:  # BlockingIOError: a send holds it, the files are its own now
+        return
+    finally:
+        os.close(fd)

@@ -45,37 +45,62 @@ class RunView:
         if self.interactive and not self.dry_run:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeRemainingColumn)
+            from rich.table import Column
 
+            def fixed():
+                return Column(no_wrap=True)
+
+            # done/total, rate and ETA keep their width on a narrow terminal: the bar shrinks
+            # (down to 3 cells) and the counts come last, cut with an ellipsis when there is no room
             self._bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
-                TextColumn("{task.fields[counts]}"), console=self.console, transient=True, expand=True)
+                TextColumn("[bold]{task.description}", table_column=fixed()),
+                BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=3, no_wrap=True)),
+                MofNCompleteColumn(table_column=fixed()), TextColumn("{task.fields[rate]}/s", table_column=fixed()),
+                TimeRemainingColumn(table_column=fixed()),
+                TextColumn("{task.fields[counts]}",
+                           table_column=Column(ratio=1, min_width=0, no_wrap=True, overflow="ellipsis")),
+                console=self.console, transient=True, expand=True)
             self._task = self._bar.add_task("sending", total=max(0, source.lines - (source.fmt == "csv")) or None,
                                             counts="", rate="0")
             self._bar.start()
             self._t0 = time.monotonic()
 
     def progress(self, tally) -> None:
-        if self._bar is None:
+        bar = self._bar
+        if bar is None:
             return
         now = time.monotonic()
         with self._lock:
-            if now - self._last < 0.1:
+            if now - self._last < 0.1 or self._bar is None:
                 return
             self._last = now
         counts = dict(tally.counts)  # a copy: workers add to it while this reads
         done = sum(counts.values())
         rate = tally.sent_rows / max(1e-6, now - self._t0)
-        total = self._bar.tasks[0].total if self._bar.tasks else None
+        total = bar.tasks[0].total if bar.tasks else None
         shown = report.columns(counts)
-        self._bar.update(self._task, completed=done, total=max(total or 0, done) or None,
+        bar.update(self._task, completed=done, total=max(total or 0, done) or None,
                          counts="  ".join(f"{label} {n}" for label, n in shown[:3]), rate=f"{rate:,.0f}")
 
     # --- at the end -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Take the progress display off the screen (it is transient), so nothing printed after
+        it (a summary, an error) sits below a stale last frame. Safe to call twice."""
+        with self._lock:
+            bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.stop()
+
+    def __enter__(self) -> "RunView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # every path out of a run: finished, interrupted, fatal, or an exception on its way to
+        # the one-line error message
+        self.close()
+
     def finish(self, s: Summary) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        self.close()
         if self.dry_run:
             print(json.dumps(report.plan_dict(s), ensure_ascii=False) if self.json_out else report.plan_text(s),
                   flush=True)

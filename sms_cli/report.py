@@ -155,8 +155,16 @@ def plan_dict(s: Summary) -> dict:
         "numbers_per_request": {str(k): v for k, v in sorted(s.batch_sizes.items(), reverse=True)},
         "templates": {tid: {**e, "encodings": sorted(e["encodings"])} for tid, e in s.estimates.items()},
         "billable_parts": sum(e["parts"] for e in s.estimates.values()),
-        "problems": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common()],
+        # the same shape and names as the summary's: rows that would end in the failures file
+        "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
+        "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
+        "exit_code": plan_exit(s),
     }
+
+
+def plan_exit(s: Summary) -> int:
+    """A plan (plan, send --dry-run) exits like validate: 1 when some rows are invalid."""
+    return 1 if s.n(Fate.INVALID) else 0
 
 
 def plan_text(s: Summary) -> str:
@@ -222,3 +230,92 @@ def summary_table(s: Summary):
     table.add_section()
     table.add_row("total", str(s.rows), *(str(n) for _, n in shown))
     return Group(table, Text(summary_text(s)))
+
+
+# --- sms-cli status ---------------------------------------------------------------------------
+def _when(ts: float | None) -> str | None:
+    """A journal time as ISO 8601 UTC, to the second."""
+    if ts is None:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _run_status(run, active: bool, last: bool) -> str:
+    """A run the journal still calls running is running only while a send holds the journal."""
+    if run.status == "running" and not (active and last):
+        return "killed"
+    return run.status
+
+
+def status_dict(st) -> dict:
+    """`sms-cli status --json`: see README "JSON output"."""
+    rerun = None
+    if st.rerun is not None:
+        rerun = {k: v for k, v in plan_dict(st.rerun).items() if k not in ("schema_version", "exit_code")}
+    runs = [{"run": r.id, "started": _when(r.started), "updated": _when(r.updated),
+             "status": _run_status(r, st.active, i == len(st.runs) - 1), "input": r.input,
+             "provider": r.provider, "provider_type": r.options.get("type"),
+             "options": {k: v for k, v in r.options.items() if k not in ("provider", "type")}}
+            for i, r in enumerate(st.runs)]
+    ws = st.working_set
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "input": st.input, "journal": st.journal, "journal_exists": st.journal_exists, "found": st.found,
+        "resend_of": st.resend_of,
+        "working_set": {**ws, "created": _when(ws["created"])} if ws else None,
+        "other_version": st.other_version,
+        "active": st.active, "runs": runs, "journal_states": st.journal_states,
+        "failures_file": st.failures_file, "failures_file_exists": st.failures_file_exists,
+        "rerun": rerun,
+        "receipts": None,  # delivery reports (delivered / pending) are not collected yet
+        "exit_code": st.exit_code,
+    }
+
+
+def status_text(st) -> str:
+    name = _printable(st.input)
+    if not st.journal_exists:
+        return (f"{name}: no journal at {_printable(st.journal)}: no send has recorded this input there "
+                "(pass --journal PATH if it used another one)")
+    if not st.found:
+        line = f"{name}: {_printable(st.journal)} holds no run of this content of the input"
+        if st.other_version:
+            o = st.other_version
+            states = ", ".join(f"{n} {k}" for k, n in o["journal_states"].items() if n) or "no rows recorded"
+            line += (f"; it holds another version of {_printable(o['name'])} ({o['status'] or 'no run'}: {states}). "
+                     "A send of this version refuses while that run is unfinished: see --continue-edited")
+        return line
+    d = status_dict(st)
+    lines = [f"{name}: journal {_printable(st.journal)}"
+             + (f" (a failures file of {_printable(st.resend_of)})" if st.resend_of else "")]
+    if st.active:
+        lines.append("  a send is using this journal now: the figures below are moving")
+    lines.append(f"  {len(d['runs'])} run(s):")
+    for r in d["runs"]:
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items() if v not in (None, False))
+        lines.append(f"    #{r['run']} {r['started']}  {_printable(r['provider'])} ({r['provider_type'] or '?'})  "
+                     f"{r['status']}" + (f"  [{opts}]" if opts else ""))
+    j = st.journal_states
+    lines.append(f"  rows recorded: {j['accepted']} accepted, {j['failed']} refused by the provider, {j['retry']} "
+                 f"not sent or to retry, {j['unknown']} unknown, {j['inflight']} in flight")
+    fexists = "exists" if st.failures_file_exists else "not there"
+    lines.append(f"  failures file: {_printable(st.failures_file)} ({fexists})")
+    p = d["rerun"]
+    if p is not None:
+        skips = p["ledger_skips"]
+        lines.append(f"  a re-run of the same command (provider {_printable(p['provider'])}): {p['rows']} rows, "
+                     f"{p['to_send']} to send in {p['requests']} request(s); skips {skips['accepted_earlier']} "
+                     f"accepted earlier, {skips['unknown']} unknown, {skips['rejected']} refused earlier; "
+                     f"{p['invalid']} invalid")
+        if p["to_send"]:
+            bound = "at least " if p["lower_bound"] else ""
+            cost = f", cost {bound}{p['cost']:.4f}" if p["cost"] is not None else ""
+            lines.append(f"  it would send {p['to_send']} message(s): {bound}{p['parts']} parts{cost}")
+        elif st.exit_code == 0:
+            lines.append("  nothing left to send: every row is accepted")
+        else:
+            lines.append("  it would send nothing; rows not accepted stay in the failures file "
+                         "(fix them, or see --retry-unknown for unknown ones)")
+    return "\n".join(lines)

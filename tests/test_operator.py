@@ -172,10 +172,11 @@ def test_quiet_is_silent_on_success_and_short_on_failure(tmp_path, emulator, wri
     assert "\x1b[" not in bad.stderr  # no colours when not on a terminal
 
 
-@pytest.mark.parametrize("command", ["send", "plan", "validate", "emulator", "providers", "config check"])
+@pytest.mark.parametrize("command", ["send", "plan", "validate", "status", "emulator", "providers", "config check",
+                                     "config init"])
 def test_every_command_has_help_with_an_example(tmp_path, command):
     r = invoke(*command.split(), "-h", cwd=tmp_path)
-    assert r.returncode == 0 and "Example: sms-cli" in r.stdout
+    assert r.returncode == 0 and "\n  Examples:\n    sms-cli " + command.split()[0] in r.stdout
 
 
 def test_version(tmp_path):
