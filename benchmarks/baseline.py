@@ -1,6 +1,7 @@
 """The bare minimum a bulk sender must do, as a yardstick for sms-cli's own CPU cost.
 
-Reads the CSV with the csv module, validates each number with phonenumbers, and serialises
+Reads the CSV with the csv module (params as param1.. columns or as a JSON array in a `params`
+column), validates each number with phonenumbers, and serialises
 uSpeedo SendBatchUSMSMessage request bodies of --batch numbers each (JSON, not sent). No
 journal, no failures file, no HTTP: what is left is what any implementation has to pay.
 
@@ -33,6 +34,7 @@ def run(path: str, batch_size: int) -> tuple[int, int, int]:
         header = next(reader)
         col = {name: i for i, name in enumerate(header)}
         phone_i, tpl_i = col["phone"], col["template_id"]
+        json_i = col.get("params")  # params as a JSON array in one column, as most exports give
         param_i = [col[n] for n in ("param1", "param2") if n in col]
         for values in reader:
             rows += 1
@@ -43,7 +45,7 @@ def run(path: str, batch_size: int) -> tuple[int, int, int]:
             if not phonenumbers.is_valid_number(num):
                 continue
             valid += 1
-            params = [values[i] for i in param_i if values[i]]
+            params = json.loads(values[json_i]) if json_i is not None else [values[i] for i in param_i if values[i]]
             targets.setdefault(values[tpl_i], []).append(
                 {"Phone": f"({num.country_code}){num.national_number}", "TemplateParams": params,
                  "UserId": str(rows)})

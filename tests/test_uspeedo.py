@@ -67,6 +67,19 @@ def test_body_groups_by_template_and_sender_in_input_order():
     assert body["TaskContent"][0]["Target"][0]["UserId"] == "k-0"  # stable key when the row has none
 
 
+@pytest.mark.parametrize("account", ["10001", ""])
+def test_the_one_pass_signature_equals_the_published_scheme(account):
+    """The adapter signs TaskContent as it builds it; it must agree with the generic encoder
+    (the published scheme) on every shape: senders or not, params or not, extend codes."""
+    p = USpeedo(settings(sender_id="" if not account else "DEF", account_id=account))
+    batch = [msg(0, template="A"), msg(1, "+85255311101", template="B", sender="X", params=()),
+             msg(2, "+85255311102", template="A", params=("a", "", "中文 ~*")),
+             msg(3, "+85255311103", template="A", sender="X", extend_code="12"),
+             msg(4, "+85255311104", template="B", sender="X", user_id="own-id")]
+    body, content = p._request(batch)
+    assert content is not None and p.signature(body, content) == sign(body, DEFAULT_KEY_SECRET)
+
+
 def test_requests_hold_at_most_1000_numbers():
     p = USpeedo(settings())
     b = Batcher(p.max_batch, p.batch_key)

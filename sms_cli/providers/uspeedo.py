@@ -139,6 +139,11 @@ class USpeedo(Provider):
 
     # --- request ---------------------------------------------------------------------
     def build_body(self, batch: list[Message]) -> dict[str, Any]:
+        return self._request(batch)[0]
+
+    def _request(self, batch: list[Message]) -> tuple[dict[str, Any], str | None]:
+        """The request body, and for SendBatchUSMSMessage the signed encoding of its TaskContent."""
+        content = None
         if self._action == SINGLE:
             first = batch[0]
             body: dict[str, Any] = {
@@ -150,35 +155,67 @@ class USpeedo(Provider):
                 "UserId": first.user_id,
             }
         else:
-            # runs once per row of every request: helpers (_sender, wire_phone, correlation) are
-            # inlined, and the Target list of the current item is kept at hand
-            items: dict[tuple, list[dict[str, Any]]] = {}  # (template, sender) -> its Target list
-            content: list[dict[str, Any]] = []
-            default_sender = self.default_sender
-            for m in batch:
-                sender = m.sender_id or default_sender
-                targets = items.get((m.template_id, sender))
-                if targets is None:
-                    targets = items[(m.template_id, sender)] = []
-                    item: dict[str, Any] = {"TemplateId": m.template_id, "Target": targets}
-                    if sender:
-                        item["SenderId"] = sender
-                    content.append(item)
-                target: dict[str, Any] = {"Phone": f"({m.country_code}){m.national}"}  # wire_phone
-                if m.params:
-                    target["TemplateParams"] = list(m.params)
-                if m.extend_code:
-                    target["ExtendCode"] = m.extend_code
-                target["UserId"] = (m.user_id or m.key)[:32]  # m.correlation
-                targets.append(target)
-            body = {"TaskContent": content}
+            body, content = self._batch_body(batch)
         body = {k: v for k, v in body.items() if v is not None}
         if not self.basic:
             body = {"Action": self._action, **({"AccountId": self.account_id} if self.account_id else {}), **body}
-        return body
+        return body, content
+
+    def signature(self, body: dict[str, Any], content: str | None) -> str:
+        """X-Signature; with the TaskContent's encoding at hand, the top-level keys (AccountId,
+        Action, TaskContent, sorted) are all that is left to encode."""
+        if content is None or set(body) - {"Action", "AccountId", "TaskContent"}:
+            return sign(body, self.secret)
+        account = f"AccountId{body['AccountId']}" if "AccountId" in body else ""
+        text = f"{account}Action{body['Action']}TaskContent{content}{self.secret}"
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def _batch_body(self, batch: list[Message]) -> tuple[dict[str, Any], str]:
+        """The TaskContent body and, built in the same pass, what its signature covers: the
+        encoding `signing_string` gives for this shape (item keys SenderId, Target, TemplateId;
+        target keys ExtendCode, Phone, TemplateParams, UserId, in that sorted order), without
+        walking the finished body again. tests/test_uspeedo.py checks the two agree."""
+        # runs once per row of every request: helpers (_sender, wire_phone, correlation) are
+        # inlined, and the current item's Target list and signing pieces are kept at hand
+        items: dict[tuple, tuple[list, list, dict]] = {}  # (template, sender) -> targets, pieces, item
+        content: list[dict[str, Any]] = []
+        default_sender = self.default_sender
+        for m in batch:
+            sender = m.sender_id or default_sender
+            found = items.get((m.template_id, sender))
+            if found is None:
+                targets: list[dict[str, Any]] = []
+                item: dict[str, Any] = {"TemplateId": m.template_id, "Target": targets}
+                if sender:
+                    item["SenderId"] = sender
+                content.append(item)
+                found = items[(m.template_id, sender)] = (targets, [], item)
+            targets, pieces, _ = found
+            phone = f"({m.country_code}){m.national}"  # wire_phone
+            target: dict[str, Any] = {"Phone": phone}
+            user = (m.user_id or m.key)[:32]  # m.correlation
+            if m.extend_code:
+                target["ExtendCode"] = m.extend_code
+                pieces += ("ExtendCode", m.extend_code)
+            pieces += ("Phone", phone)
+            if m.params:
+                params = target["TemplateParams"] = list(m.params)
+                pieces.append("TemplateParams")
+                pieces += params
+            target["UserId"] = user
+            pieces += ("UserId", user)
+            targets.append(target)
+        signed: list[str] = []
+        for targets, pieces, item in items.values():
+            if "SenderId" in item:
+                signed += ("SenderId", item["SenderId"])
+            signed.append("Target")
+            signed += pieces
+            signed += ("TemplateId", item["TemplateId"])
+        return {"TaskContent": content}, "".join(signed)
 
     def _send(self, batch: list[Message]) -> list[Outcome]:
-        body = self.build_body(batch)
+        body, content = self._request(batch)
         data = compact_json(body).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.basic:
@@ -187,7 +224,7 @@ class USpeedo(Provider):
             url = f"{self.endpoint.rstrip('/')}/v1/usms/{self._action}"
         else:
             headers.update({
-                "X-Access-Key-Id": self.key_id, "X-Signature": sign(body, self.secret),
+                "X-Access-Key-Id": self.key_id, "X-Signature": self.signature(body, content),
                 "X-Timestamp": str(int(time.time())), "X-Nonce": secrets.token_hex(16),
             })
             url = self.endpoint
