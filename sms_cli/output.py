@@ -50,9 +50,22 @@ class RunView:
             def fixed():
                 return Column(no_wrap=True)
 
+            console = self.console
+
+            class LeavingRoom(Progress):
+                """Two columns short of the terminal's width: a Ctrl-C the terminal echoes as
+                `^C` after a full-width line would wrap it, and the transient display would
+                then erase the `^C` line instead of its last frame, which stayed above the
+                summary."""
+
+                def make_tasks_table(self, tasks):
+                    table = super().make_tasks_table(tasks)
+                    table.width = max(20, console.width - 2)
+                    return table
+
             # done/total, rate and ETA keep their width on a narrow terminal: the bar shrinks
             # (down to 3 cells) and the counts come last, cut with an ellipsis when there is no room
-            self._bar = Progress(
+            self._bar = LeavingRoom(
                 TextColumn("[bold]{task.description}", table_column=fixed()),
                 BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=3, no_wrap=True)),
                 MofNCompleteColumn(table_column=fixed()), TextColumn("{task.fields[rate]}/s", table_column=fixed()),
