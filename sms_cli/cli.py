@@ -273,6 +273,15 @@ def confirm_text(est) -> str:
             f"{account}): {bound}{est.parts:,} parts, {cost}")
 
 
+def _provider_type(req) -> str | None:
+    from .config import load_config
+
+    try:
+        return load_config(req.config, strict_env=False).provider(req.provider).type
+    except SmsCliError:
+        return None  # the estimate (or the send) reports it
+
+
 def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None, confirm=None) -> bool:
     """True to go on. Asks (on stderr) only when `may_ask` and `needs_confirmation` hold; the
     estimate is the dry run `plan` shows, so it reads the journal and writes nothing."""
@@ -280,6 +289,8 @@ def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None
         return True
     from . import commands
 
+    if estimate is None and _provider_type(req) == "outbox":
+        return True  # nothing leaves the machine: no need to read the input twice
     est = (estimate or commands.estimate)(req)
     if not needs_confirmation(est):
         return True
