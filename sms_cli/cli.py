@@ -165,8 +165,8 @@ def _complete_delimiter(incomplete: str) -> list[str]:
     return [d for d in DELIMITERS if d.startswith(incomplete)]
 
 
-def _delimiter(value: str | None) -> str | None:
-    """`tab`, `\\t`, or one character."""
+def _delimiter(value: Optional[str]) -> Optional[str]:
+    """--delimiter: `tab`, `\\t`, or one character (checked while parsing: a usage error)."""
     if value is None:
         return None
     value = {"tab": "\t", "\\t": "\t"}.get(value.lower(), value)
@@ -194,7 +194,7 @@ FORMAT = typer.Option(None, "--format", "-f", metavar="[" + "|".join(FORMATS) + 
 ENCODING = typer.Option(None, "--encoding", metavar="ENCODING", autocompletion=_complete_encoding,
                         help="The input's text encoding, e.g. utf-16 or cp1252 (default: UTF-8, with or "
                              "without BOM).")
-DELIMITER = typer.Option(None, "--delimiter", metavar="CHAR", autocompletion=_complete_delimiter,
+DELIMITER = typer.Option(None, "--delimiter", metavar="CHAR", autocompletion=_complete_delimiter, callback=_delimiter,
                          help="CSV field separator: one character or tab (default: from the header line).")
 TEMPLATE = typer.Option(None, "--template", "-t", metavar="ID", help="Template id for rows that have none.")
 PARAM = typer.Option([], "--param", metavar="VALUE",
@@ -236,7 +236,7 @@ def _request(input, config, provider, fmt, template, param, sender_id, default_r
 
     return SendRequest(input=input, config=config, provider=provider, fmt=_value(fmt), template=template,
                        params=tuple(param), sender_id=sender_id, region=default_region, encoding=encoding,
-                       delimiter=_delimiter(delimiter), **kw)
+                       delimiter=delimiter, **kw)
 
 
 def _stdin_hint(input: str) -> None:
