@@ -68,42 +68,48 @@ def _yaml_scalar(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def write_config_file(folder: Path, emu: Emulator, provider_type: str = "uspeedo", *, name: str = "emu",
+                      grace_period: float = 1.0, filename: str = "sms-cli.yaml", **overrides) -> Path:
+    """A config in `folder` for one provider section pointing at `emu` (see write_config)."""
+    section: dict = {"type": provider_type}
+    if provider_type == "uspeedo":
+        section.update(endpoint=emu.url + "/api", account_id="10001", access_key_id=DEFAULT_KEY_ID,
+                       access_key_secret=DEFAULT_KEY_SECRET)
+    elif provider_type == "tencent":
+        section.update(endpoint=emu.url, region="ap-singapore", sms_sdk_app_id="1400000001",
+                       secret_id=DEFAULT_KEY_ID, secret_key=DEFAULT_KEY_SECRET)
+    elif provider_type == "aliyun":
+        section.update(endpoint=emu.url, access_key_id=DEFAULT_KEY_ID, access_key_secret=DEFAULT_KEY_SECRET,
+                       sign_name="ACME")
+    else:
+        raise ValueError(f"no test config for provider type {provider_type!r}")
+    # no test sleeps through real backoff: retries wait at most a few milliseconds
+    section.update(rate_limit=0, max_attempts=4, timeout={"connect": 2, "read": 1},
+                   backoff={"base": 0.005, "cap": 0.02})
+    section.update(overrides)
+    lines = [f"default_provider: {name}", f"grace_period: {grace_period}", "providers:", f"  {name}:"]
+    lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in section.items() if v is not None]
+    lines.append("templates:")
+    lines += [f"  {tid}: {{params: {_yaml_scalar(names)}}}" for tid, names in TEMPLATES.items()]
+    path = Path(folder) / filename
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # literal secrets in a private file: no warning on stderr
+    return path
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Factory: write_config(emu, provider_type="uspeedo", name="emu", **overrides) -> Path.
 
     Test defaults: rate_limit 0 (unlimited), max_attempts 4, short timeouts, backoff of a few
-    milliseconds, a 1 s grace period after a signal. Overrides replace
-    or add provider keys (timeout={"connect": 2, "read": 1} style dicts are fine)."""
+    milliseconds, a 1 s grace period after a signal. Overrides replace or add provider keys
+    (timeout={"connect": 2, "read": 1} style dicts are fine)."""
     count = [0]
 
-    def write(emu: Emulator, provider_type: str = "uspeedo", *, name: str = "emu", grace_period: float = 1.0,
-              **overrides) -> Path:
-        section: dict = {"type": provider_type}
-        if provider_type == "uspeedo":
-            section.update(endpoint=emu.url + "/api", account_id="10001", access_key_id=DEFAULT_KEY_ID,
-                           access_key_secret=DEFAULT_KEY_SECRET)
-        elif provider_type == "tencent":
-            section.update(endpoint=emu.url, region="ap-singapore", sms_sdk_app_id="1400000001",
-                           secret_id=DEFAULT_KEY_ID, secret_key=DEFAULT_KEY_SECRET)
-        elif provider_type == "aliyun":
-            section.update(endpoint=emu.url, access_key_id=DEFAULT_KEY_ID, access_key_secret=DEFAULT_KEY_SECRET,
-                           sign_name="ACME")
-        else:
-            raise ValueError(f"no test config for provider type {provider_type!r}")
-        # no test sleeps through real backoff: retries wait at most a few milliseconds
-        section.update(rate_limit=0, max_attempts=4, timeout={"connect": 2, "read": 1},
-                       backoff={"base": 0.005, "cap": 0.02})
-        section.update(overrides)
-        lines = [f"default_provider: {name}", f"grace_period: {grace_period}", "providers:", f"  {name}:"]
-        lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in section.items() if v is not None]
-        lines.append("templates:")
-        lines += [f"  {tid}: {{params: {_yaml_scalar(names)}}}" for tid, names in TEMPLATES.items()]
+    def write(emu: Emulator, provider_type: str = "uspeedo", **kw) -> Path:
         count[0] += 1
-        path = tmp_path / ("sms-cli.yaml" if count[0] == 1 else f"sms-cli-{count[0]}.yaml")
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        path.chmod(0o600)  # literal secrets in a private file: no warning on stderr
-        return path
+        filename = "sms-cli.yaml" if count[0] == 1 else f"sms-cli-{count[0]}.yaml"
+        return write_config_file(tmp_path, emu, provider_type, filename=filename, **kw)
 
     return write
 
