@@ -69,6 +69,12 @@ def setup(req: SendRequest, *, sending: bool = True):
     return cfg, provider, source, validator
 
 
+def _storable(name: str) -> str:
+    """A file name as text SQLite can store: bytes that are not UTF-8 (kept by Python as
+    surrogate escapes) become \\xNN, the same way every time."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _first_ref(source) -> str | None:
     """The sms_ref of a failures file's first row: which working set it was written from."""
     rows = source.rows()
@@ -100,7 +106,7 @@ class WorkingSetChoice:
 def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
     """Which working set this input belongs to; refuses (exit 2) where going on could send an
     accepted message again."""
-    name = paths.base(req.input, source.digest).name
+    name = _storable(paths.base(req.input, source.digest).name)
     ref = _first_ref(source)
     if ref:  # a failures file: its rows belong to the set they were written from
         origin = journal.find_set(ref.partition(":")[0]) if ":" in ref else None
@@ -167,7 +173,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         log.info("config: %s; journal: %s; failures file: %s", cfg.path or "(none: built-in outbox)", jpath, fpath)
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
                                              getattr(source, "delimiter", ",") or ",")
-        journal.start_run(choice.ws, source.display, provider.settings.name,
+        journal.start_run(choice.ws, _storable(source.display), provider.settings.name,
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
                            "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})

@@ -100,3 +100,47 @@ def test_stray_temporary_files_beside_the_input_are_harmless(tmp_path):
     (tmp_path / ".in.txt.failed.jsonl.x12.tmp").write_text("x")
     r = invoke("send", "in.txt", "--template", "T", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_spreadsheet_formulas_are_neutralised_and_read_back_exactly(tmp_path, emulator, write_config):
+    emu = emulator(blacklist={"+6591234500"})
+    cfg = write_config(emu)
+    formula = '=HYPERLINK("http://x.example","click")'
+    with open(tmp_path / "in.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "template_id", "param1"])
+        w.writerow(["+6591234500", "OTP_LOGIN", formula])
+        w.writerow(["+6591234501", "OTP_LOGIN", "'quoted"])
+    invoke("send", "in.csv", "--config", cfg, cwd=tmp_path)
+    raw = (tmp_path / "in.failed.csv").read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in raw and "\n=HYPERLINK" not in raw and ",=HYPERLINK" not in raw
+    emu.set_blacklist([])
+    r = invoke("send", "in.failed.csv", "--config", cfg, cwd=tmp_path)
+    assert r.returncode == 0
+    sent = {e["phone"]: e["params"] for e in emu.accepted}
+    assert sent["+6591234500"] == [formula] and sent["+6591234501"] == ["'quoted"]
+
+
+def test_terminal_escapes_from_input_are_shown_escaped(tmp_path):
+    evil = "\x1b]0;TITLE\x07\x1b[2J"
+    (tmp_path / "in.csv").write_text(f"phone,template_id\n{evil},T\n+6591234500,\n", encoding="utf-8")
+    v = invoke("validate", "in.csv", cwd=tmp_path)
+    s = invoke("send", "in.csv", cwd=tmp_path)
+    for out in (v.stdout, v.stderr, s.stdout, s.stderr):
+        assert "\x1b" not in out and "\x07" not in out
+    assert v.returncode == 1 and s.returncode == 1
+
+
+def test_a_file_name_that_is_not_utf8_on_a_strict_terminal(tmp_path):
+    import os
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    name = os.fsdecode(b"list-\xff.txt")
+    (tmp_path / name).write_text("+6591234500\n12\n", encoding="utf-8")
+    env = cli_env({"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"})
+    for cmd in (["validate", name, "--template", "T"], ["send", name, "--template", "T"]):
+        proc = subprocess.run(cli_command(*cmd), cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 1 and "Traceback" not in err, err
