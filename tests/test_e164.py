@@ -1,0 +1,63 @@
+"""The "+digits" fast path gives exactly the PhoneNumber phonenumbers.parse gives."""
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+from phonenumbers import PhoneNumberType as T
+
+from sms_cli.e164 import parse_plus_digits
+
+TYPES = (T.MOBILE, T.FIXED_LINE, T.TOLL_FREE, T.PREMIUM_RATE, T.VOIP, T.PERSONAL_NUMBER, T.UAN, T.PAGER,
+         T.SHARED_COST, T.VOICEMAIL)
+
+
+def reference(text: str):
+    try:
+        return phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def same(text: str) -> None:
+    fast = parse_plus_digits(text)
+    if fast is None:
+        return  # left to phonenumbers: nothing to compare
+    ref = reference(text)
+    assert ref is not None, text
+    assert (fast.country_code, fast.national_number, fast.italian_leading_zero,
+            fast.number_of_leading_zeros) == (ref.country_code, ref.national_number, ref.italian_leading_zero,
+                                              ref.number_of_leading_zeros), text
+    assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(ref), text
+
+
+def test_every_regions_example_numbers():
+    seen = 0
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in TYPES:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            text = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            same(text)
+            # with the national prefix kept after the country code, as people write +44 0...
+            prefix = phonenumbers.PhoneMetadata.metadata_for_region(region).national_prefix
+            if prefix:
+                same(f"+{example.country_code}{prefix}{phonenumbers.national_significant_number(example)}")
+            seen += 1
+    assert seen > 1000
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_digit_strings(seed):
+    rng = random.Random(seed)
+    for _ in range(5000):
+        same("+" + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18))))
+
+
+def test_only_plus_and_ascii_digits_take_the_fast_path():
+    for text in ("85255311111", "+852 5531 1111", "(852)55311111", "+８５２５５３１１１１１", "+852-5531", "+0852",
+                 "+", "+1", ""):
+        assert parse_plus_digits(text) is None
+    assert parse_plus_digits("+85255311111").national_number == 55311111
