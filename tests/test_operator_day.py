@@ -106,6 +106,9 @@ def test_status_of_runs_reads_only_and_needs_no_secrets(tmp_path, emulator, writ
     assert "UNSET_SECRET_FOR_STATUS" in nosecret.read_text()
 
     before = listing(tmp_path)
+    for command in ("validate", "plan"):  # checks that send nothing need no secrets either
+        r = invoke(command, "in.csv", "--config", nosecret, cwd=tmp_path)
+        assert r.returncode == 1 and "UNSET_SECRET_FOR_STATUS" not in r.stderr, (command, r.stderr)
     none = invoke("status", "in.csv", "--config", nosecret, cwd=tmp_path)
     assert none.returncode == 2 and "no journal" in none.stdout
     assert listing(tmp_path) == before  # no journal created
