@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import JournalLocked, SmsCliError
 from .model import Message, Outcome
-from .outcomes import ACCEPTED, INFLIGHT, UNKNOWN
+from .outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
 
 SCHEMA_VERSION = "2"
 SCHEMA = """
@@ -48,11 +48,25 @@ CREATE TABLE IF NOT EXISTS requests (
     run INTEGER NOT NULL, sent REAL NOT NULL, rows INTEGER NOT NULL, attempt INTEGER NOT NULL,
     result TEXT, ref TEXT);
 """
+# What `sms-cli receipts` needs beyond the send's own record: each row's template and the
+# correlation value it carried (UserId / SessionContext), written when the row goes in flight, and
+# per row the latest delivery receipt (the row's `sent` it is about: a resend starts over). Added
+# to journals an earlier version wrote, which stay readable (their rows have NULL there).
+ROW_COLUMNS = {"template": "TEXT", "corr": "TEXT"}
+RECEIPT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    set_id INTEGER NOT NULL, seq INTEGER NOT NULL, sent REAL, status TEXT NOT NULL, code TEXT, message TEXT,
+    received REAL, parts INTEGER, ref TEXT, checked REAL, queries INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (set_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipt_inbox (
+    provider TEXT NOT NULL, ref TEXT NOT NULL, phone TEXT NOT NULL, report TEXT NOT NULL, added REAL NOT NULL,
+    PRIMARY KEY (provider, ref, phone));
+"""
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
 FINISHED = "finished"  # a run's status when it went through its whole input
 
 
-_INFLIGHT_COLS = ("set_id", "seq", "line", "phone", "msg", "state", "attempts", "sent", "run")
+_INFLIGHT_COLS = ("set_id", "seq", "line", "phone", "msg", "state", "attempts", "sent", "run", "template", "corr")
 _INFLIGHT_SQL: dict[int, str] = {}
 
 
@@ -75,7 +89,7 @@ def _mark_inflight_sql(n: int) -> str:
 # submission id); the rows are there already, written in flight before the request left
 RECORD = ("UPDATE rows SET state=?, code=?, message=?, ref=? "
           "WHERE set_id=? AND seq IN (SELECT value FROM json_each(?))")
-MAX_VALUES_ROWS = 3000  # 9 parameters a row, under SQLite's 32766 bound variables
+MAX_VALUES_ROWS = 32766 // len(_INFLIGHT_COLS)  # parameters of one statement: under SQLite's 32766
 
 
 @dataclass(frozen=True)
@@ -141,11 +155,20 @@ class Journal:
             self.db.execute("PRAGMA synchronous=FULL")  # 'inflight' must survive a power cut
             self._check_schema()
             self.db.executescript(SCHEMA)
+            self._add_receipt_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
             self.close()
             raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
         self.run_id = 0
+
+    def _add_receipt_schema(self) -> None:
+        """The receipts tables, and the rows columns a journal of an earlier version lacks."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
+        for name, kind in ROW_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+        self.db.executescript(RECEIPT_SCHEMA)
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -263,7 +286,8 @@ class Journal:
             self.db.execute("BEGIN IMMEDIATE")
             for chunk in chunks:
                 params = [v for m in chunk for v in (m.set_id, m.seq, m.line, m.phone, m.digest,
-                                                      INFLIGHT, attempt, now, run)]
+                                                      INFLIGHT, attempt, now, run, m.template_id,
+                                                      m.user_id or m.key)]
                 self.db.execute(_mark_inflight_sql(len(chunk)), params)
             self.db.execute("COMMIT")
 
@@ -361,6 +385,122 @@ class Journal:
         finally:
             if not all(existed):
                 _remove_unused(path, [p for p, e in zip(side, existed) if not e])
+
+
+    # --- delivery receipts (`sms-cli receipts`) ------------------------------------------------
+    def all_sets(self) -> list[WorkingSet]:
+        """Every working set, oldest first (a stdin run found by its journal alone)."""
+        return [WorkingSet(*r) for r in self._read(f"SELECT {self._SET_COLS} FROM sets ORDER BY id")]
+
+    def receipt_rows(self, set_ids: list[int]) -> list[ReceiptRow]:
+        """Rows of these sets the provider took or may have taken (accepted, undelivered, unknown,
+        inflight), each with its latest receipt, in (set, seq) order."""
+        if not set_ids:
+            return []
+        marks = ",".join("?" * len(set_ids))
+        cols = ", ".join(f"r.{c}" for c in ("set_id", "seq", "line", "phone", "state", "code", "message", "ref",
+                                            "corr", "template", "sent", "run"))
+        sql = (f"SELECT {cols}, c.status, c.sent, c.code, c.message, c.received, c.parts, c.ref, c.queries "
+               f"FROM rows r LEFT JOIN receipts c ON c.set_id = r.set_id AND c.seq = r.seq "
+               f"WHERE r.set_id IN ({marks}) AND r.state IN (?,?,?,?) ORDER BY r.set_id, r.seq")
+        return [ReceiptRow(*r) for r in self._read(sql, (*set_ids, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT))]
+
+    def record_receipts(self, updates: list[ReceiptUpdate]) -> None:
+        """What one query (or the end of a run) learnt, in one transaction: each row's receipt, and
+        where it changes, the row's state (unknown -> accepted when found; accepted -> undelivered
+        when its delivery failed)."""
+        if not updates:
+            return
+        upsert = ("INSERT INTO receipts(set_id, seq, sent, status, code, message, received, parts, ref, checked, "
+                  "queries) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(set_id, seq) DO UPDATE SET sent=excluded.sent, "
+                  "status=excluded.status, code=excluded.code, message=excluded.message, "
+                  "received=excluded.received, parts=excluded.parts, ref=excluded.ref, checked=excluded.checked, "
+                  "queries=CASE WHEN receipts.sent IS excluded.sent THEN receipts.queries ELSE 0 END "
+                  "+ excluded.queries")
+        change = ("UPDATE rows SET state=?, code=?, message=?, ref=coalesce(?, ref) "
+                  "WHERE set_id=? AND seq=? AND state IN (?,?,?)")
+        with self._lock, self._guard("journal write failed"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(upsert, [(u.set_id, u.seq, u.sent, u.status, u.code or None, u.message or None,
+                                              u.received, u.parts, u.ref or None, u.checked, u.queries)
+                                             for u in updates])
+                self.db.executemany(change, [(u.state, u.state_code, u.state_message, u.ref or None, u.set_id, u.seq,
+                                              ACCEPTED, UNKNOWN, INFLIGHT)
+                                             for u in updates if u.state is not None])
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def receipt_counts(self, set_id: int) -> dict[str, int]:
+        """Rows per receipt status of a set (rows resent since their receipt not counted)."""
+        return dict(self._read("SELECT c.status, count(*) FROM receipts c JOIN rows r ON r.set_id = c.set_id "
+                               "AND r.seq = c.seq AND r.sent IS c.sent WHERE c.set_id=? GROUP BY c.status",
+                               (set_id,)))
+
+    def inbox(self, provider: str) -> list[str]:
+        """Reports a pull-once receipt queue handed over that no row has claimed yet (JSON)."""
+        return [r[0] for r in self._read("SELECT report FROM receipt_inbox WHERE provider=? ORDER BY added",
+                                         (provider,))]
+
+    def keep_in_inbox(self, provider: str, reports: list[tuple[str, str, str]]) -> None:
+        """Keep (ref, phone, report JSON) from a pull-once queue before asking it for more."""
+        if reports:
+            now = time.time()
+            with self._lock:
+                self._write("INSERT OR IGNORE INTO receipt_inbox(provider, ref, phone, report, added) "
+                            "VALUES (?,?,?,?,?)", [(provider, r, p, j, now) for r, p, j in reports])
+
+    def drop_from_inbox(self, provider: str, keys: list[tuple[str, str]]) -> None:
+        if keys:
+            with self._lock:
+                self._write("DELETE FROM receipt_inbox WHERE provider=? AND ref=? AND phone=?",
+                            [(provider, r, p) for r, p in keys])
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    """A row `sms-cli receipts` looks at: the journal's record of it and its latest receipt."""
+    set_id: int
+    seq: int
+    line: int
+    phone: str  # E.164
+    state: str  # accepted, undelivered, unknown, inflight
+    code: str | None
+    message: str | None
+    ref: str | None  # SessionNo / SerialNo / BizId (uSpeedo Basic auth: several, comma-separated)
+    corr: str | None  # what went in UserId / SessionContext (NULL: sent by an earlier version)
+    template: str | None
+    sent: float | None  # when its (latest) request left
+    run: int | None
+    status: str | None  # the receipt: None when never asked
+    receipt_sent: float | None  # the `sent` that receipt is about (another: the row was sent again)
+    receipt_code: str | None
+    receipt_message: str | None
+    received: float | None
+    parts: int | None
+    receipt_ref: str | None
+    queries: int | None
+
+
+@dataclass(frozen=True)
+class ReceiptUpdate:
+    set_id: int
+    seq: int
+    sent: float | None
+    status: str
+    code: str = ""
+    message: str = ""
+    received: float | None = None
+    parts: int | None = None
+    ref: str = ""  # the submission id the provider knows the message by
+    checked: float | None = None
+    queries: int = 0  # receipt queries this adds
+    state: str | None = None  # the row's new journal state, or None to leave it
+    state_code: str | None = None
+    state_message: str | None = None
 
 
 @dataclass(frozen=True)

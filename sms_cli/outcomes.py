@@ -13,6 +13,9 @@ from .errors import ExitCode
 
 # journal states of a row (the ledger's record; rows absent from it were never sent)
 INFLIGHT, ACCEPTED, FAILED, RETRY, UNKNOWN = "inflight", "accepted", "failed", "retry", "unknown"
+# a row the provider accepted whose delivery receipt says it never reached the handset (set by
+# `sms-cli receipts`): like FAILED, resent only from a failures file, never by a re-run of the input
+UNDELIVERED = "undelivered"
 
 
 class Weight(enum.IntEnum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .ledger import Row
 from .model import Message, message_key
-from .outcomes import ACCEPTED, FAILED, INFLIGHT, UNKNOWN, Fate
+from .outcomes import ACCEPTED, FAILED, INFLIGHT, UNDELIVERED, UNKNOWN, Fate
 from .rows import RawRow
 from .validate import Rejected, Validator
 
@@ -132,6 +132,11 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 continue
             if st == FAILED and (not resend or opts.only_retryable):
                 yield Settle(row(raw, set_id, seq), Fate.REJECTED, state.code or "Rejected", state.message)
+                continue
+            if st == UNDELIVERED and not resend:
+                # accepted, then not delivered (sms-cli receipts): a failures file resends it (with
+                # --only-retryable only when its retryable is yes, below); a re-run of the input never
+                yield Settle(row(raw, set_id, seq), Fate.REJECTED, state.code or "Undelivered", state.message)
                 continue
         elif raw.retryable == "unknown" and not opts.retry_unknown:
             # a failures-file row whose ledger is not at hand: still never resent by itself
