@@ -17,18 +17,11 @@ import sys
 import phonenumbers
 
 
-def run(path: str, batch_size: int) -> tuple[int, int, int]:
-    """-> (rows, valid, bytes of request bodies)."""
-    rows = valid = size = 0
+def request_contents(path: str, batch_size: int, counts: list[int]):
+    """Read the CSV, check each number, and yield the TaskContent of each request of
+    `batch_size` numbers (template id -> its Target entries). counts gets [rows, valid]."""
     targets: dict[str, list[dict]] = {}  # template id -> Target entries of the request being filled
     pending = 0
-
-    def flush() -> int:
-        body = {"Action": "SendBatchUSMSMessage", "AccountId": 1,
-                "TaskContent": [{"TemplateId": t, "Target": ts} for t, ts in targets.items()]}
-        targets.clear()
-        return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader)
@@ -37,25 +30,33 @@ def run(path: str, batch_size: int) -> tuple[int, int, int]:
         json_i = col.get("params")  # params as a JSON array in one column, as most exports give
         param_i = [col[n] for n in ("param1", "param2") if n in col]
         for values in reader:
-            rows += 1
+            counts[0] += 1
             try:
                 num = phonenumbers.parse(values[phone_i], None)
             except phonenumbers.NumberParseException:
                 continue
             if not phonenumbers.is_valid_number(num):
                 continue
-            valid += 1
+            counts[1] += 1
             params = json.loads(values[json_i]) if json_i is not None else [values[i] for i in param_i if values[i]]
             targets.setdefault(values[tpl_i], []).append(
                 {"Phone": f"({num.country_code}){num.national_number}", "TemplateParams": params,
-                 "UserId": str(rows)})
+                 "UserId": str(counts[0])})
             pending += 1
             if pending == batch_size:
-                size += flush()
-                pending = 0
+                yield [{"TemplateId": t, "Target": ts} for t, ts in targets.items()]
+                targets, pending = {}, 0
         if pending:
-            size += flush()
-    return rows, valid, size
+            yield [{"TemplateId": t, "Target": ts} for t, ts in targets.items()]
+
+
+def run(path: str, batch_size: int) -> tuple[int, int, int]:
+    """-> (rows, valid, bytes of request bodies)."""
+    counts, size = [0, 0], 0
+    for content in request_contents(path, batch_size, counts):
+        body = {"Action": "SendBatchUSMSMessage", "AccountId": 1, "TaskContent": content}
+        size += len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return counts[0], counts[1], size
 
 
 def main(argv: list[str] | None = None) -> int:
