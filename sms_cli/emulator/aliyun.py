@@ -1,6 +1,10 @@
 """Alibaba Cloud SendBatchSms at "/": RPC HMAC-SHA1 (parameters in the query, a form body or
 both; GET or POST) and ACS3-HMAC-SHA256 (x-acs-* headers, parameters in the query and/or a form
 body). One code for the whole request; envelope errors as HTTP 4xx, business errors as HTTP 200.
+
+Delivery receipts: QuerySendDetails (signed either way), one number's records of one day (Beijing
+time, the last 30 days), optionally of one BizId, `PageSize` 1-50 by `CurrentPage`; a record's
+SendStatus is 1 (waiting for the receipt) until the simulated delivery is done, then 3 or 2.
 """
 from __future__ import annotations
 
@@ -9,15 +13,19 @@ import hmac
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+import phonenumbers
 
 from ..providers.aliyun import (
-    ACS3, ACTION, VERSION, acs3_canonical_request, acs3_signature, acs3_string_to_sign, mainland_reading,
-    rpc_signature, string_to_sign,
+    ACS3, ACTION, CHINA, QUERY, VERSION, acs3_canonical_request, acs3_signature, acs3_string_to_sign,
+    mainland_reading, rpc_signature, string_to_sign,
 )
-from .server import FORM, Dialect, Reply, Request, possible_e164
+from .server import FORM, Delivery, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 100
+MAX_PAGE = 50  # QuerySendDetails PageSize
+LOOKBACK_DAYS = 30
 CLOCK_SKEW = 900  # seconds
 _ACS3_AUTH = re.compile(r"(ACS3-[A-Z0-9-]+) Credential=([^,\s]+),SignedHeaders=([a-z0-9;._-]+),"
                         r"Signature=([0-9a-fA-F]+)")
@@ -75,6 +83,8 @@ class AliyunDialect(Dialect):
             refused = self._check_rpc(req, rid)
         if refused is not None:
             return refused
+        if (req.params.get("Action") or req.headers.get("x-acs-action")) == QUERY:
+            return self._query(req.params, rid)
         return self._send(req.params, rid)
 
     # --- the envelope ----------------------------------------------------------------------
@@ -128,7 +138,7 @@ class AliyunDialect(Dialect):
                                 h.get("x-acs-signature-nonce"), rid)
 
     def _check_call(self, action, version, timestamp, nonce, rid: str) -> Reply | None:
-        if action != ACTION:
+        if action not in (ACTION, QUERY):
             return _error(404, "InvalidAction.NotFound", f"Specified api is not found: {action}", rid)
         if version != VERSION:
             return _error(400, "InvalidVersion", f"Specified version is not valid: {version}", rid)
@@ -191,3 +201,57 @@ class AliyunDialect(Dialect):
                      "user_id": params.get("OutId") or None, "ref": biz_id}
                     for n, s, v in zip(numbers, signs, values)]
         return Reply.json(200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": rid}, accepted)
+
+    # --- QuerySendDetails ----------------------------------------------------------------------
+    def _query(self, params: dict[str, str], rid: str) -> Reply:
+        self.emu.receipt_request()
+        for name in ("PhoneNumber", "SendDate", "PageSize", "CurrentPage"):
+            if not params.get(name):
+                return _error(400, f"Missing{name}", f"{name} is mandatory for this action.", rid)
+        phone = e164(params["PhoneNumber"])
+        if phone is None:
+            return _error(200, "isv.MOBILE_NUMBER_ILLEGAL", f"invalid mobile number {params['PhoneNumber']}", rid)
+        try:
+            day = datetime.strptime(params["SendDate"], "%Y%m%d").date()
+        except ValueError:
+            return _error(200, "isv.INVALID_PARAMETERS", "SendDate must be yyyyMMdd", rid)
+        today = datetime.now(CHINA).date()
+        if not today - timedelta(days=LOOKBACK_DAYS) <= day <= today:
+            return _error(200, "isv.INVALID_PARAMETERS", f"SendDate: only the last {LOOKBACK_DAYS} days", rid)
+        size, page = params["PageSize"], params["CurrentPage"]
+        if not (size.isdigit() and 1 <= int(size) <= MAX_PAGE and page.isdigit() and int(page) >= 1):
+            return _error(200, "isv.INVALID_PARAMETERS", f"PageSize must be 1-{MAX_PAGE}, CurrentPage from 1", rid)
+        biz = params.get("BizId") or None
+        found = [d for d in self.emu.deliveries_to(self.name, phone[1:])
+                 if datetime.fromtimestamp(float(d.entry["ts"]), CHINA).date() == day
+                 and (biz is None or d.entry.get("ref") == biz)]
+        size_n, page_n = int(size), int(page)
+        now = time.time()
+        dtos = [self._detail(d, now) for d in found[(page_n - 1) * size_n: page_n * size_n]]
+        return Reply.json(200, {"Code": "OK", "Message": "OK", "RequestId": rid, "TotalCount": len(found),
+                                "SmsSendDetailDTOs": {"SmsSendDetailDTO": dtos}})
+
+    def _detail(self, d: Delivery, now: float) -> dict:
+        number = phonenumbers.parse(d.phone, None)
+        national = phonenumbers.national_significant_number(number)
+        ready = d.ready(now)
+        stamp = "%Y-%m-%d %H:%M:%S"
+        return {"PhoneNum": national if number.country_code == 86 else f"{number.country_code}{national}",
+                "SendStatus": (3 if d.delivered else 2) if ready else 1,
+                "ErrCode": ("DELIVERED" if d.delivered else d.code) if ready else "",
+                "TemplateCode": d.entry.get("template_id") or "", "Content": self._content(d),
+                "SendDate": datetime.fromtimestamp(float(d.entry["ts"]), CHINA).strftime(stamp),
+                "ReceiveDate": datetime.fromtimestamp(d.at, CHINA).strftime(stamp) if ready else "",
+                "OutId": d.entry.get("user_id") or ""}
+
+    def _content(self, d: Delivery) -> str:
+        """The text as sent, when --templates gave the template's text."""
+        from ..validate import render
+
+        tpl = (self.emu.templates or {}).get(d.entry.get("template_id") or "")
+        if tpl is None or tpl.text is None:
+            return ""
+        try:
+            return render(tpl, d.entry.get("params") or {})
+        except (ValueError, TypeError):
+            return ""

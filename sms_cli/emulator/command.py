@@ -28,13 +28,21 @@ def emulator(
     key_id: Optional[str] = typer.Option(None, "--key-id", help="Access key id / SecretId it accepts."),
     key_secret: Optional[str] = typer.Option(None, "--key-secret", envvar="SMS_EMULATOR_SECRET", help="Secret it verifies signatures with."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the injected failures."),
+    undeliverable: List[str] = typer.Option([], "--undeliverable", metavar="NUMBER[:CODE]",
+                                            help="Numbers whose messages are taken but not delivered: their "
+                                                 "receipts say failed with CODE (default UNDELIV). Repeat, "
+                                                 "comma-separate, or @file."),
+    undelivered_rate: float = typer.Option(0.0, "--undelivered-rate", min=0, max=1, metavar="SHARE",
+                                           help="Share of the other accepted messages not delivered (EXPIRED)."),
+    receipt_delay_ms: float = typer.Option(1000.0, "--receipt-delay-ms", min=0, metavar="MS",
+                                           help="How long after a message is taken its delivery receipt exists."),
 ):
-    """Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
+    """Run a local server speaking the uSpeedo, Tencent and Aliyun APIs (send and delivery receipts).
 
-    Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
+    Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1 --undeliverable +6591234567
     """
     from . import Emulator, Options as EmuOptions
-    from .server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist
+    from .server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist, load_undeliverable
     from .templates import load_templates
 
     # every problem below is an SmsCliError: one line and exit code 2, never a traceback
@@ -43,7 +51,9 @@ def emulator(
                       gateway_timeout_rate=gateway_timeout_rate,
                       latency_ms=latency_ms, stall_ms=stall_ms, log_path=log,
                       key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed,
-                      templates=load_templates(templates) if templates else None)
+                      templates=load_templates(templates) if templates else None,
+                      undeliverable=load_undeliverable(undeliverable), undelivered_rate=undelivered_rate,
+                      receipt_delay_ms=receipt_delay_ms)
     emu = Emulator(opts)
     known = f"; {len(opts.templates)} templates" if opts.templates else ""
     print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "

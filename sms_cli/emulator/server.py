@@ -9,9 +9,16 @@ report as unknown rather than resend (so is an HTTP 504 after processing).
 
 Whatever arrives, the answer is an HTTP response, never a traceback: a request that cannot be
 read (bad framing, a body that is not what the API takes) gets a 400 in the API's error shape.
+
+Delivery is simulated for the receipt APIs: every accepted message (lost answers included)
+gets a delivery report `--receipt-delay-ms` after it was taken, failed for the numbers of
+`--undeliverable` (with their operator code) and for a `--undelivered-rate` share of the others,
+delivered otherwise. The outcome is a pure function of the message and the seed, so asking twice
+gives the same answer. Each dialect answers its provider's receipt queries from `deliveries`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -89,7 +96,7 @@ def parse_e164(e164: str) -> phonenumbers.PhoneNumber | None:
     return number if phonenumbers.is_possible_number(number) else None
 
 
-def load_blacklist(values) -> set[str]:
+def load_blacklist(values, flag: str = "--blacklist") -> set[str]:
     """--blacklist values: numbers, comma-separated lists, or @file with one number a line."""
     out: set[str] = set()
     for value in values:
@@ -99,10 +106,50 @@ def load_blacklist(values) -> set[str]:
                     out.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                raise SmsCliError(f"--blacklist {value}: cannot read {value[1:]}: {reason}") from None
+                raise SmsCliError(f"{flag} {value}: cannot read {value[1:]}: {reason}") from None
         else:
             out.update(v.strip() for v in value.split(",") if v.strip())
     return out
+
+
+def load_undeliverable(values) -> dict[str, str]:
+    """--undeliverable values: NUMBER or NUMBER:CODE (the operator code its receipt carries,
+    UNDELIV by default), repeated, comma-separated, or @file with one a line -> digits -> code."""
+    out: dict[str, str] = {}
+    for value in load_blacklist(values, "--undeliverable"):
+        number, _, code = value.partition(":")
+        key = digits(number)
+        if not key:
+            raise SmsCliError(f"--undeliverable {value}: not a phone number")
+        out[key] = code.strip() or UNDELIVERABLE_CODE
+    return out
+
+
+# the operator codes of the simulated delivery reports, with their text
+DELIVERED_CODE = "DELIVRD"
+UNDELIVERABLE_CODE = "UNDELIV"  # --undeliverable without a code
+UNDELIVERED_RATE_CODE = "EXPIRED"  # --undelivered-rate
+CODE_TEXT = {DELIVERED_CODE: "delivered", UNDELIVERABLE_CODE: "undeliverable: the handset could not be reached",
+             UNDELIVERED_RATE_CODE: "expired: not delivered within the validity period",
+             "REJECTD": "rejected by the operator: the number is barred"}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one accepted message (an entry of `Emulator.accepted`)."""
+    entry: dict[str, Any]
+    delivered: bool
+    code: str  # operator code: DELIVRD, or why it failed
+    text: str
+    at: float  # unix time its delivery report exists from
+    parts: int  # billed parts
+
+    @property
+    def phone(self) -> str:
+        return self.entry["phone"]
+
+    def ready(self, now: float) -> bool:
+        return now >= self.at
 
 
 def _too_deep(value: Any) -> bool:
@@ -235,6 +282,10 @@ class Options:
     seed: int | None = None
     # template id -> Template; when given, unknown ids and wrong parameter counts are refused
     templates: dict[str, Template] | None = None
+    # simulated delivery (the receipt APIs)
+    undelivered_rate: float = 0.0  # share of accepted messages whose delivery fails (EXPIRED)
+    receipt_delay_ms: float = 1000.0  # a message's delivery report exists this long after it was taken
+    undeliverable: dict[str, str] = field(default_factory=dict)  # number digits -> operator code
 
 
 class Emulator:
@@ -250,6 +301,15 @@ class Emulator:
         self.lock = threading.Lock()
         self.accepted: list[dict[str, Any]] = []
         self.request_times: list[tuple[str, float]] = []  # (dialect, monotonic time)
+        self.receipt_requests = 0  # requests to the receipt APIs (also in request_times)
+        self.undeliverable = {digits(p): c for p, c in options.undeliverable.items()}
+        # indexes of `accepted` for the receipt APIs, built when one is first asked (a send-only
+        # run pays nothing): (dialect, ref) and (dialect, number digits) -> positions
+        self._by_ref: dict[tuple[str, str], list[int]] = {}
+        self._by_phone: dict[tuple[str, str], list[int]] = {}
+        self._indexed = 0
+        self._last: dict[str, Any] | None = None  # the last entry indexed (a cleared list is noticed)
+        self._pulled: set[int] = set()  # positions a pull-once queue (Tencent) handed out
         self.dialects = [cls(self) for cls in dialects()]
         self._log = None
         if options.log_path:
@@ -345,7 +405,70 @@ class Emulator:
         with self.lock:
             return {"accepted": len(self.accepted), "requests": len(self.request_times),
                     "request_times": [t for _, t in self.request_times],
+                    "receipt_requests": self.receipt_requests,
                     "blacklist": sorted(self.blacklist)}
+
+    # --- simulated delivery (the receipt APIs) ----------------------------------------------
+    def receipt_request(self) -> None:
+        with self.lock:
+            self.receipt_requests += 1
+
+    def delivery(self, entry: dict[str, Any]) -> Delivery:
+        """The delivery of an accepted message: the same answer every time it is asked."""
+        opts = self.options
+        phone = entry["phone"]
+        code = self.undeliverable.get(phone[1:])
+        if code is None and opts.undelivered_rate > 0:
+            seed = f"{opts.seed}|{entry.get('ref')}|{phone}|{entry.get('user_id')}|{entry.get('ts')}"
+            draw = int.from_bytes(hashlib.blake2b(seed.encode("utf-8"), digest_size=8).digest(), "big") / 2 ** 64
+            if draw < opts.undelivered_rate:
+                code = UNDELIVERED_RATE_CODE
+        return Delivery(entry, code is None, code or DELIVERED_CODE, CODE_TEXT.get(code or DELIVERED_CODE, code),
+                        float(entry.get("ts", 0)) + opts.receipt_delay_ms / 1000,
+                        self.parts(entry.get("template_id", ""), entry.get("params") or []))
+
+    def _index(self) -> None:
+        """Bring the receipt indexes up to date with `accepted` (under self.lock). A list that was
+        cleared (tests do, between cases) is indexed from the start again."""
+        n = len(self.accepted)
+        if n < self._indexed or (self._indexed and self.accepted[self._indexed - 1] is not self._last):
+            self._by_ref, self._by_phone, self._indexed, self._pulled = {}, {}, 0, set()
+        for i in range(self._indexed, n):
+            e = self.accepted[i]
+            self._by_ref.setdefault((e["provider"], str(e.get("ref"))), []).append(i)
+            self._by_phone.setdefault((e["provider"], e["phone"][1:]), []).append(i)
+        self._indexed = n
+        self._last = self.accepted[n - 1] if n else None
+
+    def deliveries_by_ref(self, dialect: str, ref: str) -> list[Delivery]:
+        """The messages `dialect` took under submission id `ref`, in the order taken."""
+        with self.lock:
+            self._index()
+            entries = [self.accepted[i] for i in self._by_ref.get((dialect, ref), ())]
+        return [self.delivery(e) for e in entries]
+
+    def deliveries_to(self, dialect: str, phone_digits: str) -> list[Delivery]:
+        """The messages `dialect` took for one number, in the order taken."""
+        with self.lock:
+            self._index()
+            entries = [self.accepted[i] for i in self._by_phone.get((dialect, phone_digits), ())]
+        return [self.delivery(e) for e in entries]
+
+    def pull_deliveries(self, dialect: str, limit: int, now: float) -> list[Delivery]:
+        """A pull-once queue: up to `limit` delivery reports not handed out before, oldest first."""
+        out: list[Delivery] = []
+        with self.lock:
+            self._index()
+            for i, e in enumerate(self.accepted):
+                if len(out) >= limit:
+                    break
+                if i in self._pulled or e["provider"] != dialect:
+                    continue
+                d = self.delivery(e)
+                if d.ready(now):
+                    self._pulled.add(i)
+                    out.append(d)
+        return out
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> "Emulator":

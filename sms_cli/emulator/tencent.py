@@ -2,6 +2,11 @@
 form body, GET with the parameters in the query) and the older HmacSHA256 / HmacSHA1 signature
 (every parameter, flattened as `MultiSmsInfoSet.0.PhoneNumber`, in a form body or the query).
 Every answer is HTTP 200: errors are `Response.Error`, per-number results `SendMultiStatusSet`.
+
+Delivery receipts, signed the same ways: PullSmsSendStatus (a pull-once queue of the reports that
+are in, `Limit` at most 100) and PullSmsSendStatusByPhoneNumber (one number's reports received
+from `BeginTime`, at most 7 days back, to `EndTime`; `Offset` must be 0), both answered with
+`PullSmsSendStatusSet`. A report exists once the simulated delivery is done.
 """
 from __future__ import annotations
 
@@ -14,10 +19,13 @@ from datetime import datetime, timezone
 
 import phonenumbers
 
-from ..providers.tencent import ACTION, ALGORITHM, REGIONS, SERVICE, VERSION
-from .server import FORM, MAX_DEPTH, BadRequest, Dialect, Reply, Request, parse_e164
+from ..providers.tencent import ACTION, ALGORITHM, PULL, PULL_BY_PHONE, REGIONS, SERVICE, VERSION
+from .server import FORM, MAX_DEPTH, BadRequest, Delivery, Dialect, Reply, Request, parse_e164
 
 MAX_NUMBERS = 200
+ACTIONS = (ACTION, PULL, PULL_BY_PHONE)
+MAX_REPORTS = 100  # Limit of both receipt actions
+LOOKBACK = 7 * 86400  # PullSmsSendStatusByPhoneNumber: BeginTime within the last 7 days
 CLOCK_SKEW = 300  # seconds
 _AUTH = re.compile(r"TC3-HMAC-SHA256 Credential=([^/,\s]+)/(\d{4}-\d{2}-\d{2})/([a-z0-9]+)/tc3_request, "
                    r"SignedHeaders=([a-z0-9;._-]+), Signature=([0-9a-f]{64})")
@@ -85,11 +93,16 @@ class TencentDialect(Dialect):
             return refused
         if not isinstance(body, dict):
             raise BadRequest("request body is not a JSON object")
+        action = req.headers.get("x-tc-action") or req.params.get("Action")
+        if action == PULL:
+            return self._pull(body)
+        if action == PULL_BY_PHONE:
+            return self._pull_by_phone(body)
         return self._send(body)
 
     # --- the envelope ----------------------------------------------------------------------
     def _check_call(self, action, version, region, timestamp) -> Reply | None:
-        if action != ACTION:
+        if action not in ACTIONS:
             return self._error("InvalidAction", f"action {action!r} not found")
         if version != VERSION:
             return self._error("NoSuchVersion", f"version {version!r} not found")
@@ -171,6 +184,76 @@ class TencentDialect(Dialect):
         if not hmac.compare_digest(p.get("Signature", "").encode("utf-8"), expected):
             return self._error("AuthFailure.SignatureFailure", SIGNATURE_FAILURE)
         return None
+
+    # --- PullSmsSendStatus, PullSmsSendStatusByPhoneNumber ------------------------------------
+    def _int(self, body: dict, name: str, required: bool = True) -> int | Reply | None:
+        """An integer parameter (a JSON number, or digits in a form or query)."""
+        value = body.get(name)
+        if value is None:
+            if required:
+                return self._error("MissingParameter", f"The request is missing a required parameter `{name}`.")
+            return None
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            return self._error("InvalidParameter", f"`{name}` must be an integer")
+        return int(value)
+
+    def _app_and_limit(self, body: dict) -> tuple[str, int] | Reply:
+        app_id = body.get("SmsSdkAppId")
+        if app_id is None:
+            return self._error("MissingParameter", "The request is missing a required parameter `SmsSdkAppId`.")
+        if not isinstance(app_id, str) or not app_id:
+            return self._error("InvalidParameterValue.SdkAppIdNotExist", "SmsSdkAppId does not exist")
+        limit = self._int(body, "Limit")
+        if isinstance(limit, Reply):
+            return limit
+        if not 1 <= limit <= MAX_REPORTS:
+            return self._error("InvalidParameterValue", f"Limit must be from 1 to {MAX_REPORTS}")
+        return app_id, limit
+
+    def _pull(self, body: dict) -> Reply:
+        self.emu.receipt_request()
+        checked = self._app_and_limit(body)
+        if isinstance(checked, Reply):
+            return checked
+        reports = self.emu.pull_deliveries(self.name, checked[1], time.time())
+        return self._reports(reports)
+
+    def _pull_by_phone(self, body: dict) -> Reply:
+        self.emu.receipt_request()
+        checked = self._app_and_limit(body)
+        if isinstance(checked, Reply):
+            return checked
+        values = {}
+        for name, required in (("BeginTime", True), ("Offset", True), ("EndTime", False)):
+            value = self._int(body, name, required)
+            if isinstance(value, Reply):
+                return value
+            values[name] = value
+        now = time.time()
+        if values["Offset"] != 0:
+            return self._error("InvalidParameterValue", "Offset must be 0")
+        if values["BeginTime"] < now - LOOKBACK:
+            return self._error("InvalidParameterValue", "BeginTime: only reports of the last 7 days can be pulled")
+        phone = body.get("PhoneNumber")
+        if phone is None:
+            return self._error("MissingParameter", "The request is missing a required parameter `PhoneNumber`.")
+        if not isinstance(phone, str) or parse_e164(phone) is None:
+            return self._error("InvalidParameterValue.IncorrectPhoneNumber", "incorrect mobile number format")
+        end = values["EndTime"] if values["EndTime"] is not None else now
+        reports = [d for d in self.emu.deliveries_to(self.name, phone[1:])
+                   if d.ready(now) and values["BeginTime"] <= d.at <= end + 1]
+        return self._reports(sorted(reports, key=lambda d: d.at)[:checked[1]])
+
+    def _reports(self, deliveries: list[Delivery]) -> Reply:
+        out = []
+        for d in deliveries:
+            number = parse_e164(d.phone)
+            out.append({"UserReceiveTime": int(d.at), "CountryCode": str(number.country_code) if number else "",
+                        "SubscriberNumber": phonenumbers.national_significant_number(number) if number else "",
+                        "PhoneNumber": d.phone, "SerialNo": str(d.entry.get("ref") or ""),
+                        "ReportStatus": "SUCCESS" if d.delivered else "FAIL", "Description": d.code,
+                        "SessionContext": d.entry.get("user_id") or ""})
+        return Reply.json(200, {"Response": {"PullSmsSendStatusSet": out, "RequestId": self.emu.new_id()}})
 
     # --- SendMultiGlobalSms ----------------------------------------------------------------
     def _send(self, body: dict) -> Reply:

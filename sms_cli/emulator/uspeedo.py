@@ -1,15 +1,22 @@
 """uSpeedo as the spec pages describe it: POST /api (X-Signature headers; the official SDKs add
 `?Action=<Action>` to the URL) and POST /api/v1/usms/<Action> (Basic auth). Errors are HTTP 200
-with a non-zero RetCode, except refused Basic credentials (HTTP 401)."""
+with a non-zero RetCode, except refused Basic credentials (HTTP 401).
+
+Delivery receipts: `GetUSMSSendReceipt` (POST /api, `SessionNoSet` of at most 100) and its Basic
+auth form `GET /api/v1/usms/USMSSendReceipt?id=<SessionNo>&id=...`, both answered in the
+documented shape: `Data[]` of `{SessionNo, ReceiptSet[]}`, one ReceiptPerPhone per number."""
 from __future__ import annotations
 
 import base64
 import hmac
 import re
 import time
+from urllib.parse import parse_qsl
 
-from ..providers.uspeedo import BATCH, SINGLE, sign
-from .server import Dialect, Reply, Request, possible_e164
+import phonenumbers
+
+from ..providers.uspeedo import BATCH, RECEIPT, RECEIPT_BASIC, RECEIPT_MAX_SESSIONS, SINGLE, sign
+from .server import Delivery, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 1000
 MAX_NONCE = 32
@@ -50,6 +57,11 @@ class USpeedoDialect(Dialect):
         return Reply.json(400, {"RetCode": BAD_PARAM, "Message": message, "ReqUuid": self.emu.new_id()})
 
     def handle(self, req: Request) -> Reply:
+        if req.method == "GET" and req.path.rstrip("/") == f"/api/v1/usms/{RECEIPT_BASIC}":
+            refused = self._check_basic(req)
+            if refused:
+                return refused
+            return self._receipt([v for k, v in parse_qsl(req.raw_query, keep_blank_values=True) if k == "id"])
         if req.method != "POST":
             return Reply.json(405, {"RetCode": BAD_PARAM, "Message": f"{req.method} not allowed: POST a JSON body",
                                     "ReqUuid": self.emu.new_id()}, headers={"Allow": "POST"})
@@ -60,9 +72,9 @@ class USpeedoDialect(Dialect):
         opts = self.emu.options
         if basic:
             action = req.path.rstrip("/").rsplit("/", 1)[-1]
-            expected = "Basic " + base64.b64encode(f"{opts.key_id}:{opts.key_secret}".encode()).decode()
-            if not hmac.compare_digest(req.headers.get("authorization", "").encode(), expected.encode()):
-                return Reply.json(401, {"RetCode": 171, "Message": "Unauthorized", "ReqUuid": self.emu.new_id()})
+            refused = self._check_basic(req)
+            if refused:
+                return refused
         else:
             action = body.get("Action", "")
             refused = self._check_signature(req, body, str(action))
@@ -78,7 +90,32 @@ class USpeedoDialect(Dialect):
             return self._batch(body, basic)
         if action == SINGLE:
             return self._single(body)
+        if action in (RECEIPT, RECEIPT_BASIC):
+            return self._receipt(body.get("SessionNoSet"))
         return self._error(160, f"Action [{action}] not found", str(action))
+
+    def _check_basic(self, req: Request) -> Reply | None:
+        opts = self.emu.options
+        expected = "Basic " + base64.b64encode(f"{opts.key_id}:{opts.key_secret}".encode()).decode()
+        if not hmac.compare_digest(req.headers.get("authorization", "").encode(), expected.encode()):
+            return Reply.json(401, {"RetCode": 171, "Message": "Unauthorized", "ReqUuid": self.emu.new_id()})
+        return None
+
+    # --- GetUSMSSendReceipt ----------------------------------------------------------------------
+    def _receipt(self, sessions) -> Reply:
+        self.emu.receipt_request()
+        if sessions is None or sessions == []:
+            return self._error(MISSING, "Missing params: SessionNoSet", RECEIPT)
+        if not isinstance(sessions, list) or not all(isinstance(s, str) and s for s in sessions):
+            return self._error(BAD_PARAM, "SessionNoSet must be an array of SessionNo strings", RECEIPT)
+        if len(sessions) > RECEIPT_MAX_SESSIONS:
+            return self._error(BAD_PARAM, f"at most {RECEIPT_MAX_SESSIONS} SessionNo a request, got {len(sessions)}",
+                               RECEIPT)
+        now = time.time()
+        data = [{"SessionNo": sn, "ReceiptSet": [_per_phone(d, now) for d in self.emu.deliveries_by_ref(self.name, sn)]}
+                for sn in dict.fromkeys(sessions)]
+        return Reply.json(200, {"RetCode": 0, "Action": f"{RECEIPT}Response", "Message": "", "Data": data,
+                                "ReqUuid": self.emu.new_id()})
 
     def _check_signature(self, req: Request, body: dict, action: str) -> Reply | None:
         """Key id, clock, nonce and the SHA-1 signature of the X-* headers; a Reply when refused."""
@@ -203,3 +240,16 @@ class USpeedoDialect(Dialect):
         if body.get("UserId"):
             answer["UserId"] = body["UserId"]
         return Reply.json(200, answer, accepted)
+
+
+def _per_phone(d: Delivery, now: float) -> dict:
+    """One ReceiptPerPhone: `Unknow` (sic, the API's spelling) until the report is in."""
+    number = phonenumbers.parse(d.phone, None)
+    region = phonenumbers.region_code_for_number(number)
+    ready = d.ready(now)
+    result = ("Success" if d.delivered else "Fail") if ready else "Unknow"
+    return {"Phone": f"({number.country_code}){phonenumbers.national_significant_number(number)}",
+            "CountryCode": str(number.country_code), "BrevityCode": region if region and region != "ZZ" else "",
+            "CostCount": d.parts, "ReceiptResult": result, "ReceiptCode": d.code if ready else "",
+            "ReceiptDesc": d.text if ready else "", "ReceiptTime": int(d.at) if ready else 0,
+            "UserId": d.entry.get("user_id") or ""}

@@ -3,7 +3,12 @@ default) or ACS3-HMAC-SHA256 (`signature: v3`, the scheme Alibaba now recommends
 
 One request carries up to 100 numbers that share one TemplateCode; each number has its own
 sign name and named parameters. The answer holds one code for the whole request, so acceptance
-is all or nothing.
+is all or nothing. Each request's OutId is the input's key prefix (<input hash[:12]>), so a
+report can be told from another campaign's to the same number.
+
+Delivery receipts: QuerySendDetails, one number and one day (Beijing time, the last 30 days) per
+request, 50 records a page; with the BizId for a row whose answer was read, without it for a row
+whose answer was lost (found by number, date, template and OutId).
 """
 from __future__ import annotations
 
@@ -13,15 +18,16 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Hashable
-from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Hashable, Iterator
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlsplit
 
 import phonenumbers
 
 from ..config import ConfigError
 from ..model import Kind, Message, Outcome, mask_phone
-from .base import Provider, compact_json
+from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
 from .http import RequestFailed
 
 ACTION = "SendBatchSms"
@@ -42,6 +48,12 @@ SIGNATURE_CODES = {"SignatureDoesNotMatch", "IncompleteSignature"}
 # cap) refuses the whole request: these make the dispatcher split the request to find it.
 PER_NUMBER_CODES = {"isv.BLACK_KEY_CONTROL_LIMIT", "isv.MOBILE_NUMBER_ILLEGAL", "isv.DAY_LIMIT_CONTROL",
                     "isv.BUSINESS_LIMIT_CONTROL"}
+QUERY = "QuerySendDetails"
+QUERY_PAGE = 50  # PageSize: at most 50
+RECEIPT_LOOKBACK = 30 * 86400  # SendDate: the last 30 days
+CHINA = timezone(timedelta(hours=8))  # SendDate and the record times are Beijing time
+MIDNIGHT_SLACK = 600  # seconds: a row sent this close to midnight is looked for on both days
+SEND_STATUS = {"1": PENDING, "2": FAILED, "3": DELIVERED}  # SendStatus -> sms-cli's status
 _STRING_TO_SIGN = re.compile(r"string\s*to\s*sign", re.IGNORECASE)
 _LONG_DIGITS = re.compile(r"\d{7,}")
 
@@ -145,6 +157,51 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
     return [Outcome(Kind.ACCEPTED, ref=str(answer.get("BizId") or ""))] * len(batch)
 
 
+def send_status(value) -> str:
+    return SEND_STATUS.get(str(value), PENDING)
+
+
+def _china_time(text) -> float | None:
+    """'2019-01-08 16:44:10' (Beijing time) -> unix time; None when empty or unreadable."""
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def read_details(body: bytes) -> tuple[int, list[dict]]:
+    """QuerySendDetails' answer -> (TotalCount, the SmsSendDetailDTO records)."""
+    try:
+        answer = json.loads(body.decode("utf-8"))
+        code = str(answer["Code"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise RequestFailed(Outcome(Kind.RETRYABLE, "BadResponse", "unreadable receipt answer")) from None
+    if code != "OK":
+        raise RequestFailed(Outcome(classify(code), code, safe_message(code, str(answer.get("Message") or ""))))
+    dtos = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+    try:
+        total = int(answer.get("TotalCount") or 0)
+    except (TypeError, ValueError):
+        total = len(dtos)
+    return total, [d for d in dtos if isinstance(d, dict)]
+
+
+def detail_report(dto: dict, biz_id: str) -> Report:
+    """One SmsSendDetailDTO as a Report (the record has no BizId: the one asked for, or "")."""
+    wire = str(dto.get("PhoneNum") or "")
+    phone = mainland_reading(wire) or "+" + wire.lstrip("+")
+    status = send_status(dto.get("SendStatus"))
+    code = str(dto.get("ErrCode") or "")
+    return Report(biz_id, phone, status, code, code, _china_time(dto.get("ReceiveDate")) if status != PENDING else None,
+                  None, str(dto["OutId"]) if dto.get("OutId") else None, str(dto.get("TemplateCode") or "") or None,
+                  _china_time(dto.get("SendDate")), raw=str(dto.get("SendStatus", "")))
+
+
+def _record_id(dto: dict) -> tuple:
+    """What tells one record from another in two answers about the same number and day."""
+    return tuple(str(dto.get(k) or "") for k in ("PhoneNum", "SendDate", "TemplateCode", "OutId", "Content"))
+
+
 def wire_phone(msg: Message) -> str:
     """Mainland China as the 11-digit national number, others as country code + number, no +."""
     return msg.national if msg.country_code == 86 else f"{msg.country_code}{msg.national}"
@@ -162,7 +219,7 @@ def mainland_reading(wire: str) -> str | None:
 class Aliyun(Provider):
     type = "aliyun"
     description = "Alibaba Cloud SendBatchSms, RPC HMAC-SHA1 or ACS3-HMAC-SHA256 signed"
-    config_keys = ("access_key_id", "access_key_secret", "sign_name", "signature")
+    config_keys = ("access_key_id", "access_key_secret", "sign_name", "signature", "receipt_rate_limit")
     secret_keys = ("access_key_secret",)
     env_defaults = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
                     "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET"}
@@ -171,6 +228,9 @@ class Aliyun(Provider):
     default_rate_limit = 20.0
     max_batch = 100
     opt_out_codes = frozenset({"isv.BLACK_KEY_CONTROL_LIMIT"})  # the number is on the black list
+    finds_lost_answers = True  # a number's records of a day can be read without the BizId
+    receipt_lookback = RECEIPT_LOOKBACK
+    default_receipt_rate = 5000.0  # QuerySendDetails' documented QPS
 
     @classmethod
     def check_settings(cls, settings, where):
@@ -235,14 +295,20 @@ class Aliyun(Provider):
                 [dict(m.params) if isinstance(m.params, dict) else {} for m in batch])
         if any(m.extend_code for m in batch):
             params["SmsUpExtendCodeJson"] = compact_json([m.extend_code or "" for m in batch])
+        prefixes = {m.key.rpartition("-")[0] for m in batch}
+        if len(prefixes) == 1 and "" not in prefixes:  # the input's key prefix: whose message a record is
+            params["OutId"] = prefixes.pop()
         return params
 
     def build_params(self, batch: list[Message], nonce: str, timestamp: str) -> dict[str, str]:
         """RPC: common and business parameters together, signed, for a form-encoded POST."""
+        return self._rpc(ACTION, self.business_params(batch), nonce, timestamp)
+
+    def _rpc(self, action: str, business: dict[str, str], nonce: str, timestamp: str) -> dict[str, str]:
         params = {
-            "AccessKeyId": self.key_id, "Action": ACTION, "Version": VERSION, "Format": "JSON",
+            "AccessKeyId": self.key_id, "Action": action, "Version": VERSION, "Format": "JSON",
             "RegionId": "cn-hangzhou", "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
-            "SignatureNonce": nonce, "Timestamp": timestamp, **self.business_params(batch),
+            "SignatureNonce": nonce, "Timestamp": timestamp, **business,
         }
         params["Signature"] = rpc_signature(params, self.secret, "POST")
         return params
@@ -250,20 +316,79 @@ class Aliyun(Provider):
     def build_v3(self, batch: list[Message], nonce: str, timestamp: str) -> tuple[bytes, dict[str, str]]:
         """ACS3: (body, headers) of a POST whose business parameters are in the form body and
         whose common ones are x-acs-* headers, every header sent signed."""
-        body = form_body(self.business_params(batch))
+        return self._v3(ACTION, self.business_params(batch), nonce, timestamp)
+
+    def _v3(self, action: str, business: dict[str, str], nonce: str, timestamp: str) -> tuple[bytes, dict[str, str]]:
+        body = form_body(business)
         digest = hashlib.sha256(body).hexdigest()
-        headers = {"host": self.host, "content-type": FORM, "x-acs-action": ACTION, "x-acs-version": VERSION,
+        headers = {"host": self.host, "content-type": FORM, "x-acs-action": action, "x-acs-version": VERSION,
                    "x-acs-date": timestamp, "x-acs-signature-nonce": nonce, "x-acs-content-sha256": digest}
         headers["Authorization"] = acs3_authorization(self.key_id, self.secret, "POST", self.path, {},
                                                       headers, digest)
         return body, headers
 
-    def _send(self, batch: list[Message]) -> list[Outcome]:
+    def _signed(self, action: str, business: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         nonce = str(uuid.uuid4())
         if self.signature == "v3":
-            body, headers = self.build_v3(batch, nonce, timestamp)
-        else:
-            body, headers = form_body(self.build_params(batch, nonce, timestamp)), {"Content-Type": FORM}
+            return self._v3(action, business, nonce, timestamp)
+        return form_body(self._rpc(action, business, nonce, timestamp)), {"Content-Type": FORM}
+
+    def _send(self, batch: list[Message]) -> list[Outcome]:
+        body, headers = self._signed(ACTION, self.business_params(batch))
         resp = self.http.post(self.endpoint, body, headers, action=ACTION, count=len(batch))
         return read_answer(batch, resp.content)  # errors come as HTTP 4xx with a JSON body
+
+    # --- delivery receipts -------------------------------------------------------------------
+    def expected_corr(self, row: Sent) -> str | None:
+        return row.key.rpartition("-")[0] or None  # OutId: the input's key prefix
+
+    def receipt_pages(self, rows: list[Sent], now: float) -> Iterator[tuple[list[Sent], list[Report]]]:
+        groups: dict[tuple[str, str], list[Sent]] = {}
+        for r in rows:
+            when = datetime.fromtimestamp(r.sent, CHINA)
+            days = {when.strftime("%Y%m%d")}
+            if (when.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp() - r.sent \
+                    < MIDNIGHT_SLACK:  # the record may carry the next day's date
+                days.add((when + timedelta(days=1)).strftime("%Y%m%d"))
+            for day in sorted(days):
+                groups.setdefault((r.phone, day), []).append(r)
+        for (phone, day), group in groups.items():
+            wire = _wire(phone)
+            reports: list[Report] = []
+            claimed: Counter = Counter()  # records already reported under their BizId
+            for biz in dict.fromkeys(r.ref for r in group if r.ref):
+                for dto in self._details(wire, day, biz):
+                    claimed[_record_id(dto)] += 1
+                    reports.append(detail_report(dto, biz))
+            if any(not r.ref for r in group):  # a lost answer: every record of the number that day
+                for dto in self._details(wire, day, None):
+                    rid = _record_id(dto)
+                    if claimed[rid]:
+                        claimed[rid] -= 1
+                        continue
+                    reports.append(detail_report(dto, ""))
+            yield group, reports
+
+    def _details(self, wire: str, day: str, biz: str | None) -> list[dict]:
+        """Every record of `wire` on `day` (of one BizId when given), page by page."""
+        out: list[dict] = []
+        page = 1
+        while True:
+            business = {"PhoneNumber": wire, "SendDate": day, "PageSize": str(QUERY_PAGE), "CurrentPage": str(page)}
+            if biz:
+                business["BizId"] = biz
+            body, headers = self._signed(QUERY, business)
+            total, dtos = read_details(self._receipt_request("POST", self.endpoint, body=body, headers=headers,
+                                                             action=QUERY).content)
+            out += dtos
+            if not dtos or len(out) >= total or len(dtos) < QUERY_PAGE:
+                return out
+            page += 1
+
+
+def _wire(e164: str) -> str:
+    """An E.164 number as QuerySendDetails takes it (as SendBatchSms sent it)."""
+    number = phonenumbers.parse(e164, None)
+    national = phonenumbers.national_significant_number(number)
+    return national if number.country_code == 86 else f"{number.country_code}{national}"

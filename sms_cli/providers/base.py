@@ -9,14 +9,52 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import replace
-from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from collections.abc import Hashable, Iterator
 from typing import ClassVar
+
+import requests
 
 from ..config import ConfigError, ProviderSettings, Template
 from ..model import Kind, Message, Outcome
 from ..ratelimit import RateLimiter
-from .http import Http, RequestFailed
+from .http import Http, RequestFailed, classify_exception, classify_status
+
+# --- delivery receipts: one vocabulary for every provider -------------------------------------
+DELIVERED, FAILED, PENDING = "delivered", "failed", "pending"  # what a provider's report says
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message the provider took (or may have taken, when the answer was lost), as the journal
+    keeps it for its receipt."""
+    id: tuple[int, int]  # (working set, seq): the journal row
+    phone: str  # E.164
+    ref: str  # SessionNo / SerialNo / BizId; "" when the answer carrying it was lost
+    corr: str  # what went in UserId / SessionContext: the row's user_id, or its key
+    key: str  # the row's stable key, <input hash[:12]>-<seq>
+    template: str  # "" when the journal does not know it (written by an earlier version)
+    sent: float  # unix time its request left
+
+
+@dataclass(frozen=True)
+class Report:
+    """One delivery report as a provider's receipt API gave it, in sms-cli's vocabulary."""
+    ref: str  # the submission id it belongs to ("" when the API does not say)
+    phone: str  # E.164
+    status: str  # DELIVERED, FAILED or PENDING
+    code: str = ""  # the operator's status code (DELIVRD, UNDELIV, ...)
+    message: str = ""  # its text, when the API has one
+    received: float | None = None  # unix time of the receipt (the handset got it)
+    parts: int | None = None  # billed parts, where the API gives them
+    corr: str | None = None  # the correlation field echoed (UserId / SessionContext / OutId); None: absent
+    template: str | None = None  # the template id, where the API gives it
+    sent: float | None = None  # when the provider says the message was sent, where it does
+    raw: str = ""  # the provider's own status value (Success, FAIL, 3, ...)
+
+
+class ReceiptsUnsupported(Exception):
+    """The provider has no receipt API (the outbox): its rows never get a receipt."""
 
 
 def compact_json(value) -> str:
@@ -36,6 +74,11 @@ class Provider(ABC):
     max_batch: ClassVar[int] = 100  # numbers per request
     uses_http: ClassVar[bool] = True
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()  # codes that mean "opted out / blacklisted"
+    # delivery receipts (sms-cli receipts): whether a message whose answer was lost can be found
+    # without its submission id, how far back the receipt API can look, and its documented rate
+    finds_lost_answers: ClassVar[bool] = False
+    receipt_lookback: ClassVar[float | None] = None  # seconds; None: no documented limit
+    default_receipt_rate: ClassVar[float | None] = None  # requests per second; None: the send's rate_limit
 
     def __init__(self, settings: ProviderSettings, templates: dict[str, Template] | None = None,
                  *, concurrency: int = 4):
@@ -139,6 +182,65 @@ class Provider(ABC):
     def _send(self, batch: list[Message]) -> list[Outcome]:
         """Build, sign and post one request for `batch`; raise RequestFailed for request-level
         failures."""
+
+    # --- delivery receipts -------------------------------------------------------------------
+    @property
+    def receipt_rate(self) -> float | None:
+        """Receipt queries per second: `receipt_rate_limit` in config (0: unlimited), else the
+        API's documented limit, else the send's rate_limit."""
+        value = self.settings.get("receipt_rate_limit")
+        if value is not None:
+            try:
+                rate = float(value)
+            except ValueError:
+                raise ConfigError(f"provider {self.settings.name!r}: receipt_rate_limit must be a number "
+                                  f"(got {value!r})") from None
+            return rate if rate > 0 else None
+        return self.default_receipt_rate if self.default_receipt_rate is not None else self.rate_limit
+
+    @property
+    def receipt_limiter(self) -> RateLimiter:
+        limiter = self.__dict__.get("_receipt_limiter")
+        if limiter is None:
+            limiter = self.__dict__["_receipt_limiter"] = RateLimiter(self.receipt_rate)
+        return limiter
+
+    @property
+    def receipts_consumed(self) -> bool:
+        """Whether a report, once read, cannot be read again (a pull-once queue): the caller must
+        keep every report it is handed, its own or not."""
+        return False
+
+    def expected_corr(self, row: Sent) -> str | None:
+        """What this provider's correlation field held for `row` (None: it carries none), to
+        tell a number's messages apart in its reports."""
+        return None
+
+    def receipt_pages(self, rows: list[Sent], now: float) -> Iterator[tuple[list[Sent], list[Report]]]:
+        """Ask the receipt API about `rows`, one request at a time: yields (the rows that request
+        asked about, the reports it returned). A row asked about with no report of its own has
+        none yet (or, without a submission id, was not found). Raises RequestFailed for a
+        request-level failure (what was yielded before it stands), ReceiptsUnsupported when the
+        provider has no receipt API."""
+        raise ReceiptsUnsupported(f"{self.type} has no delivery receipts")
+
+    def _receipt_request(self, method: str, url: str, *, body: bytes | None = None,
+                         headers: dict[str, str] | None = None, action: str) -> requests.Response:
+        """One receipt query: the receipt API's own rate limit, the send's timeouts, and the same
+        reading of failures as a send (a query is safe to repeat, so the caller retries)."""
+        self.receipt_limiter.acquire()
+        try:
+            resp = self.http.session.request(method, url, data=body, headers=headers or {},
+                                             timeout=self.http.timeout)
+            _ = resp.content
+        except requests.RequestException as exc:
+            raise RequestFailed(classify_exception(exc)) from None
+        outcome = classify_status(resp.status_code, resp.headers)
+        if outcome is not None:
+            raise RequestFailed(outcome)
+        if resp.status_code in (401, 403):
+            raise RequestFailed(Outcome(Kind.FATAL, f"HTTP{resp.status_code}", "credentials refused"))
+        return resp
 
     def close(self) -> None:
         if self.http is not None:

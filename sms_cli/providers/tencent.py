@@ -2,6 +2,12 @@
 
 One request carries up to 200 numbers, each with its own template and parameters, and the
 answer holds one status per number, so acceptance is per number.
+
+Delivery receipts: PullSmsSendStatusByPhoneNumber (2021-01-11, 20 requests/s, one number per
+request, reports of the last 7 days), or with `receipt_source: pull` the PullSmsSendStatus queue
+(100 requests/s, 100 reports a page; each report is handed out once, so every page is kept
+before the next is asked for). Both find a number's messages without their SerialNo, so a row
+whose answer was lost can be settled.
 """
 from __future__ import annotations
 
@@ -9,12 +15,13 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ..config import ConfigError
 from ..model import Kind, Message, Outcome
-from .base import Provider, compact_json
+from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
 from .http import RequestFailed
 
 ACTION = "SendMultiGlobalSms"
@@ -25,6 +32,12 @@ DEFAULT_REGION = "ap-singapore"
 CONTENT_TYPE = "application/json; charset=utf-8"
 ALGORITHM = "TC3-HMAC-SHA256"
 SIGNED_HEADERS = "content-type;host"
+PULL, PULL_BY_PHONE = "PullSmsSendStatus", "PullSmsSendStatusByPhoneNumber"
+RECEIPT_SOURCES = ("phone", "pull")  # receipt_source: by number (the default) or the pull-once queue
+RECEIPT_LIMIT = 100  # reports per request, both actions
+RECEIPT_LOOKBACK = 7 * 86400  # PullSmsSendStatusByPhoneNumber: BeginTime within the last 7 days
+CLOCK_SLACK = 300  # seconds: a report's time may be a little before our idea of the send time
+REPORT_STATUS = {"SUCCESS": DELIVERED, "FAIL": FAILED}  # ReportStatus -> sms-cli's status
 
 RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
 # balance, app id, or a clock off by minutes (RequestTimeException): every request would fail
@@ -85,6 +98,44 @@ def classify(code: str) -> Kind:
     return Kind.PERMANENT  # includes LimitExceeded.*: per-number caps that will not lift this run
 
 
+def report_status(value: str) -> str:
+    return REPORT_STATUS.get(value, PENDING)
+
+
+def read_receipts(body: bytes) -> list[Report]:
+    """PullSmsSendStatus(ByPhoneNumber)'s answer -> one Report per PullSmsSendStatus."""
+    try:
+        answer = json.loads(body.decode("utf-8"))["Response"]
+        if not isinstance(answer, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RequestFailed(Outcome(Kind.RETRYABLE, "BadResponse", "unreadable receipt answer")) from None
+    error = answer.get("Error")
+    if error:
+        code = str(error.get("Code") or "Error") if isinstance(error, dict) else "Error"
+        message = str(error.get("Message") or "") if isinstance(error, dict) else str(error)
+        raise RequestFailed(Outcome(classify(code), code, message))
+    out = []
+    for s in answer.get("PullSmsSendStatusSet") or []:
+        if not isinstance(s, dict):
+            continue
+        phone = str(s.get("PhoneNumber") or "")
+        if not phone and s.get("SubscriberNumber"):
+            phone = f"+{s.get('CountryCode') or ''}{s['SubscriberNumber']}"
+        if not phone:
+            continue
+        status = str(s.get("ReportStatus") or "")
+        code = str(s.get("Description") or "")
+        try:
+            received = float(s.get("UserReceiveTime")) or None
+        except (TypeError, ValueError):
+            received = None
+        context = s.get("SessionContext")
+        out.append(Report(str(s.get("SerialNo") or ""), "+" + _digits(phone), report_status(status), code, code,
+                          received, None, str(context) if context else None, raw=status))
+    return out
+
+
 def _digits(phone: str) -> str:
     return "".join(ch for ch in phone if ch.isdigit())
 
@@ -131,7 +182,8 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
 class Tencent(Provider):
     type = "tencent"
     description = "Tencent Cloud SendMultiGlobalSms (international numbers), TC3-HMAC-SHA256 signed"
-    config_keys = ("region", "sms_sdk_app_id", "secret_id", "secret_key", "sender_id")
+    config_keys = ("region", "sms_sdk_app_id", "secret_id", "secret_key", "sender_id", "receipt_source",
+                   "receipt_rate_limit")
     secret_keys = ("secret_key",)
     env_defaults = {"secret_id": "TENCENTCLOUD_SECRET_ID", "secret_key": "TENCENTCLOUD_SECRET_KEY"}
     required_keys = ("secret_id", "secret_key", "sms_sdk_app_id")
@@ -139,12 +191,18 @@ class Tencent(Provider):
     default_rate_limit = 10.0
     max_batch = 200
     opt_out_codes = frozenset({"FailedOperation.PhoneNumberInBlacklist"})
+    finds_lost_answers = True  # a number's reports can be read without the SerialNo
+    receipt_lookback = RECEIPT_LOOKBACK
 
     @classmethod
     def check_settings(cls, settings, where):
         region = settings.get("region", DEFAULT_REGION)
         if region not in REGIONS:
             raise ConfigError(f"{where}.region: must be one of {', '.join(REGIONS)} (got {region!r})")
+        source = settings.get("receipt_source", "phone")
+        if source not in RECEIPT_SOURCES:
+            raise ConfigError(f"{where}.receipt_source: must be 'phone' (PullSmsSendStatusByPhoneNumber) or "
+                              f"'pull' (the PullSmsSendStatus queue, activated in SMS Helper) (got {source!r})")
 
     def __init__(self, settings, templates=None, *, concurrency=4):
         super().__init__(settings, templates, concurrency=concurrency)
@@ -178,15 +236,58 @@ class Tencent(Provider):
             items.append(item)
         return {"SmsSdkAppId": self.app_id, "MultiSmsInfoSet": items}
 
-    def _send(self, batch: list[Message]) -> list[Outcome]:
-        payload = compact_json(self.build_body(batch)).encode("utf-8")
+    def _headers(self, action: str, payload: bytes) -> dict[str, str]:
+        """The TC3-HMAC-SHA256 signed headers of one request."""
         timestamp = int(time.time())
         authorization, _ = tc3_signature(self.secret_id, self.secret_key, SERVICE, self.host,
                                          CONTENT_TYPE, payload, timestamp)
-        headers = {
-            "Content-Type": CONTENT_TYPE, "Host": self.host, "X-TC-Action": ACTION,
+        return {
+            "Content-Type": CONTENT_TYPE, "Host": self.host, "X-TC-Action": action,
             "X-TC-Version": VERSION, "X-TC-Timestamp": str(timestamp), "X-TC-Region": self.region,
             "Authorization": authorization,
         }
-        resp = self.http.post(self.endpoint, payload, headers, action=ACTION, count=len(batch))
+
+    def _send(self, batch: list[Message]) -> list[Outcome]:
+        payload = compact_json(self.build_body(batch)).encode("utf-8")
+        resp = self.http.post(self.endpoint, payload, self._headers(ACTION, payload), action=ACTION, count=len(batch))
         return read_answer(batch, resp.content)
+
+    # --- delivery receipts -------------------------------------------------------------------
+    @property
+    def pull_queue(self) -> bool:
+        return self.settings.get("receipt_source", "phone") == "pull"
+
+    @property
+    def default_receipt_rate(self) -> float:  # the documented limits of the two actions
+        return 100.0 if self.pull_queue else 20.0
+
+    @property
+    def receipts_consumed(self) -> bool:
+        return self.pull_queue
+
+    def expected_corr(self, row: Sent) -> str | None:
+        return row.corr or row.key  # SessionContext (echoed only where SMS Helper enabled it)
+
+    def receipt_pages(self, rows: list[Sent], now: float) -> Iterator[tuple[list[Sent], list[Report]]]:
+        if self.pull_queue:
+            while True:  # the caller keeps each page before the next is asked for
+                page = self._receipts(PULL, {"SmsSdkAppId": self.app_id, "Limit": RECEIPT_LIMIT})
+                yield [], page
+                if len(page) < RECEIPT_LIMIT:
+                    break
+            yield rows, []  # every row has been looked for
+            return
+        by_phone: dict[str, list[Sent]] = {}
+        for r in rows:
+            by_phone.setdefault(r.phone, []).append(r)
+        oldest = now - RECEIPT_LOOKBACK + 60
+        for phone, group in by_phone.items():
+            begin = int(max(min(r.sent for r in group) - CLOCK_SLACK, oldest))
+            yield group, self._receipts(PULL_BY_PHONE, {"SmsSdkAppId": self.app_id, "PhoneNumber": phone,
+                                                        "BeginTime": begin, "Offset": 0, "Limit": RECEIPT_LIMIT})
+
+    def _receipts(self, action: str, body: dict) -> list[Report]:
+        payload = compact_json(body).encode("utf-8")
+        resp = self._receipt_request("POST", self.endpoint, body=payload, headers=self._headers(action, payload),
+                                     action=action)
+        return read_receipts(resp.content)

@@ -1,23 +1,49 @@
 """uSpeedo: SendBatchUSMSMessage (different content per number) and SendUSMSMessage (one
-content, many numbers), signed with the SHA-1 scheme of auth-and-limits.md or Basic auth."""
+content, many numbers), signed with the SHA-1 scheme of auth-and-limits.md or Basic auth.
+
+Delivery receipts: GetUSMSSendReceipt, up to 100 SessionNo a request, signed the same way (Basic
+auth: GET /api/v1/usms/USMSSendReceipt?id=...). It is asked by SessionNo only, so a message
+whose answer was lost (no SessionNo) cannot be found."""
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from ..config import ConfigError
 from ..model import ACCEPTED, Kind, Message, Outcome
-from .base import Provider, compact_json
+from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
 from .http import RequestFailed
 
 BATCH, SINGLE = "SendBatchUSMSMessage", "SendUSMSMessage"
 PERMANENT_CODES = {215392: "bad parameter", 215397: "missing parameter"}
 RETRYABLE_CODES = {215400}
 FATAL_CODES = {171, 172, 173, 174}  # signature / access key refused (UCloud-family RetCodes)
+RECEIPT, RECEIPT_BASIC = "GetUSMSSendReceipt", "USMSSendReceipt"  # signed action / Basic auth path
+RECEIPT_MAX_SESSIONS = 100  # SessionNo per GetUSMSSendReceipt request
+# ReceiptResult -> sms-cli's status; "Unknow" is the API's own spelling
+RECEIPT_STATUS = {"Success": DELIVERED, "Fail": FAILED, "SubmitFail": FAILED, "Unknow": PENDING}
+
+
+def receipt_status(result: str) -> str:
+    """A ReceiptResult in sms-cli's vocabulary (anything unheard of: no final word yet)."""
+    return RECEIPT_STATUS.get(result, PENDING)
+
+
+def retcode_outcome(code: int, message: str) -> Outcome:
+    """A non-zero RetCode, for a send or a receipt query."""
+    if code in FATAL_CODES:
+        kind = Kind.FATAL
+    elif code in RETRYABLE_CODES:
+        kind = Kind.RETRYABLE
+    else:
+        kind = Kind.PERMANENT
+    return Outcome(kind, str(code), message or PERMANENT_CODES.get(code, ""))
 
 
 def encode_value(value: Any) -> str:
@@ -85,7 +111,8 @@ def phone_digits(phone: str) -> str:
 class USpeedo(Provider):
     type = "uspeedo"
     description = "uSpeedo SendBatchUSMSMessage / SendUSMSMessage, SHA-1 signed or Basic auth"
-    config_keys = ("account_id", "access_key_id", "access_key_secret", "sender_id", "auth", "action")
+    config_keys = ("account_id", "access_key_id", "access_key_secret", "sender_id", "auth", "action",
+                   "receipt_rate_limit")
     secret_keys = ("access_key_secret",)
     env_defaults = {"access_key_id": "USPEEDO_ACCESS_KEY_ID", "access_key_secret": "USPEEDO_ACCESS_KEY_SECRET"}
     required_keys = ("access_key_id", "access_key_secret")
@@ -239,13 +266,7 @@ class USpeedo(Provider):
                                         f"HTTP {resp.status_code} with an unreadable body")) from None
         message = str(answer.get("Message") or "")
         if code != 0:
-            if code in FATAL_CODES:
-                kind = Kind.FATAL
-            elif code in RETRYABLE_CODES:
-                kind = Kind.RETRYABLE
-            else:
-                kind = Kind.PERMANENT
-            raise RequestFailed(Outcome(kind, str(code), message or PERMANENT_CODES.get(code, "")))
+            raise RequestFailed(retcode_outcome(code, message))
         return self._read_success(batch, answer)
 
     def _read_success(self, batch: list[Message], answer: dict) -> list[Outcome]:
@@ -274,3 +295,75 @@ class USpeedo(Provider):
                     entries.remove(hit)
             out.append(accepted if hit is None else Outcome(Kind.PERMANENT, "FailContent", str(hit[1])))
         return out
+
+    # --- delivery receipts -------------------------------------------------------------------
+    def expected_corr(self, row: Sent) -> str | None:
+        # SendBatchUSMSMessage carries each row's correlation in UserId (cut to 32 characters);
+        # SendUSMSMessage only a row's own user_id, which the journal does not tell from its key
+        return (row.corr or row.key)[:32] if self._action == BATCH else None
+
+    def receipt_pages(self, rows: list[Sent], now: float) -> Iterator[tuple[list[Sent], list[Report]]]:
+        sessions: dict[str, list[Sent]] = {}
+        for r in rows:
+            for sn in r.ref.split(","):  # Basic auth answers carry a list of SessionNo
+                if sn.strip():
+                    sessions.setdefault(sn.strip(), []).append(r)
+        names = list(sessions)
+        for i in range(0, len(names), RECEIPT_MAX_SESSIONS):
+            chunk = names[i:i + RECEIPT_MAX_SESSIONS]
+            covered = list({r.id: r for sn in chunk for r in sessions[sn]}.values())
+            yield covered, self._receipts(chunk)
+
+    def _receipts(self, sessions: list[str]) -> list[Report]:
+        if self.basic:
+            token = base64.b64encode(f"{self.key_id}:{self.secret}".encode()).decode()
+            url = f"{self.endpoint.rstrip('/')}/v1/usms/{RECEIPT_BASIC}?{urlencode([('id', s) for s in sessions])}"
+            resp = self._receipt_request("GET", url, headers={"Authorization": f"Basic {token}"}, action=RECEIPT)
+        else:
+            body: dict[str, Any] = {"Action": RECEIPT, **({"AccountId": self.account_id} if self.account_id else {}),
+                                    "SessionNoSet": sessions}
+            headers = {"Content-Type": "application/json", "X-Access-Key-Id": self.key_id,
+                       "X-Signature": sign(body, self.secret), "X-Timestamp": str(int(time.time())),
+                       "X-Nonce": secrets.token_hex(16)}
+            resp = self._receipt_request("POST", self.endpoint, body=compact_json(body).encode("utf-8"),
+                                         headers=headers, action=RECEIPT)
+        return read_receipts(resp.content)
+
+
+def read_receipts(body: bytes) -> list[Report]:
+    """GetUSMSSendReceipt's answer -> one Report per ReceiptPerPhone."""
+    try:
+        answer = json.loads(body.decode("utf-8"))
+        code = int(answer.get("RetCode"))
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        raise RequestFailed(Outcome(Kind.RETRYABLE, "BadResponse", "unreadable receipt answer")) from None
+    if code != 0:
+        raise RequestFailed(retcode_outcome(code, str(answer.get("Message") or "")))
+    out = []
+    for session in answer.get("Data") or []:
+        if not isinstance(session, dict):
+            continue
+        sn = str(session.get("SessionNo") or "")
+        for p in session.get("ReceiptSet") or []:
+            if not isinstance(p, dict) or not p.get("Phone"):
+                continue
+            wire, cc = str(p["Phone"]), str(p.get("CountryCode") or "")
+            bare = "(" not in wire and not wire.startswith(("+", "00"))
+            digits = (cc + "".join(ch for ch in wire if ch.isdigit())) if bare and cc else phone_digits(wire)
+            result = str(p.get("ReceiptResult") or "")
+            when = _number(p.get("ReceiptTime"))
+            if when and when > 1e12:  # milliseconds
+                when /= 1000
+            parts = _number(p.get("CostCount"))
+            out.append(Report(sn, "+" + digits, receipt_status(result), str(p.get("ReceiptCode") or ""),
+                              str(p.get("ReceiptDesc") or ""), when or None,
+                              int(parts) if parts is not None and parts > 0 else None,
+                              str(p["UserId"]) if p.get("UserId") else None, raw=result))
+    return out
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
