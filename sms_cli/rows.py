@@ -1,9 +1,17 @@
-"""Readers: CSV, JSON, JSON Lines, plain lines of numbers, or stdin -> RawRow values.
+"""Readers: CSV (or TSV, or semicolon-separated), JSON, JSON Lines, plain lines of numbers, or
+stdin -> RawRow values.
 
 Rows are streamed (JSON arrays are the one exception: they are parsed whole, element by
-element, so use JSON Lines for very large inputs). A row is never validated here; only a file
-that cannot be read at all raises InputError. Field names are matched case-insensitively and
-the providers' names are accepted as aliases.
+element, so use JSON Lines for very large inputs). A row is never validated here; a row the
+reader cannot parse (a bad JSON line, a quote that is never closed, a cell over 64 KiB) is
+yielded with `error` set and the rows after it go on. Only a file that cannot be read at all
+raises InputError. Field names are matched case-insensitively and the providers' names are
+accepted as aliases.
+
+Text is UTF-8 (with or without BOM) or UTF-16/32 with a BOM, unless `encoding` says otherwise;
+the CSV delimiter (`,` `;` or tab) is read from the header line unless `delimiter` says. Every
+input is read once: stdin and anything that is not a regular file (a FIFO, `<(...)`,
+/dev/stdin) is copied to a temporary spool file first, which the run reads and re-reads.
 """
 from __future__ import annotations
 
@@ -13,19 +21,22 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import InputError
+from .textsafe import printable
 
-FORMATS = ("csv", "json", "jsonl", "lines")
-EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "lines"}
+FORMATS = ("csv", "json", "jsonl", "lines")  # the readers (open_source also takes "tsv": csv, tab)
+EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+              ".txt": "lines"}
 ALIASES = {
     "phone": "phone", "phonenumber": "phone", "mobile": "phone",
     "templateid": "template_id", "templatecode": "template_id", "template": "template_id",
@@ -35,11 +46,27 @@ ALIASES = {
     "extendcode": "extend_code",
     "userid": "user_id", "sessioncontext": "user_id",
 }
+MAX_PARAM_COLUMN = 99  # param1 .. param99; param100 is not a parameter column
 # columns a failures file adds; reading ignores them (retryable and sms_ref are kept as row
 # metadata: sms_ref ties a resent row to its row in the original input's ledger)
 META = ("error_code", "error_message", "line", "retryable", "sms_ref")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9 ().-]*")
+
+# Bounds that keep a hostile or broken input to bounded time and memory.
+MAX_LINE = 1 << 20  # a physical line of CSV, JSON Lines or a number list: longer is a file error
+MAX_CELL = 64 * 1024  # a CSV cell: longer makes its row a bad row (messages cap at ~500 characters)
+MAX_RECORD_LINES = 64  # physical lines one CSV row may span (quoted cells with line breaks)
+MAX_RECORD_CHARS = MAX_LINE  # characters one CSV row may hold across its lines
+_CHUNK = 1 << 20
+# the csv module's own limit (default 128 KiB, which made a long cell an exception mid-run):
+# above anything a row can hold, so a long cell reaches our check and becomes a bad row
+if csv.field_size_limit() < 2 * MAX_RECORD_CHARS:
+    csv.field_size_limit(2 * MAX_RECORD_CHARS)
+
+DELIMITERS = (",", ";", "\t")  # what the header line is sniffed for
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+                    "space": " "}
 
 
 def escape_cell(text: str) -> str:
@@ -55,11 +82,25 @@ def unescape_cell(text: str) -> str:
     return text[1:] if text[:1] == "'" else text
 
 
-@lru_cache(maxsize=4096)  # called for every field of every row, but files repeat a few names
 def canonical(name: str) -> str | None:
+    """The field a column or key names: phone, template_id, params, sender_id, extend_code,
+    user_id, param1..param99 (positional), or None (not a field sms-cli reads)."""
+    if len(name) > 64:  # no field name is that long; and a hostile key must not fill the cache
+        return None
+    return _canonical(name)
+
+
+@lru_cache(maxsize=4096)  # called for every field of every row, but files repeat a few names
+def _canonical(name: str) -> str | None:
     key = name.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
-    if key.startswith("param") and key[5:].isdigit():
-        return key  # param1, param2, ... positional CSV columns
+    if key.startswith("param"):
+        digits = key[5:]
+        # ASCII digits only ("param²" is not a column number) and a small index: param1..param99
+        if digits.isascii() and digits.isdigit() and len(digits) <= 3:
+            index = int(digits)
+            if index <= MAX_PARAM_COLUMN:
+                return f"param{index}"  # param01 and param1 are the same column
+            return None
     return ALIASES.get(key)
 
 
@@ -75,165 +116,502 @@ class RawRow:
 
 @dataclass
 class Source:
-    """An input ready to read: a file on disk (stdin is spooled to a temporary file first so the
-    run can be identified by its content and re-read on resume)."""
+    """An input ready to read: a file on disk (stdin and other non-regular files are spooled to
+    a temporary file first so the run can be identified by its content and re-read on resume)."""
 
     path: Path
     fmt: str
-    display: str  # what to call it in messages
-    digest: str  # sha256 of the content: the run's identity
+    display: str  # what to call it in messages (control characters and bad bytes escaped)
+    digest: str  # sha256 of the raw bytes: the run's identity
     lines: int  # physical lines, an upper bound of rows for the progress bar
     is_stdin: bool = False
     header: list[str] | None = None  # CSV: the columns, meta columns removed
+    encoding: str = "utf-8"  # the text encoding the input is read with (a Python codec name)
+    delimiter: str | None = None  # CSV: the field separator (",", ";", "\t", or --delimiter)
+    spooled: bool = False  # path is a temporary copy (stdin, a FIFO): cleanup() removes it
+    max_line: int = 0  # the longest physical line (bytes; characters for UTF-16/32)
+    _doc: list | None = field(default=None, repr=False)  # JSON: the parsed rows, parsed once
 
     def rows(self) -> Iterator[RawRow]:
         reader = {"csv": _csv_rows, "json": _json_rows, "jsonl": _jsonl_rows, "lines": _line_rows}[self.fmt]
         return reader(self)
 
     def cleanup(self) -> None:
-        if self.is_stdin:
+        if self.is_stdin or self.spooled:
             self.path.unlink(missing_ok=True)
 
 
-def open_source(name: str, fmt: str | None = None) -> Source:
+def open_source(name: str, fmt: str | None = None, *, encoding: str | None = None,
+                delimiter: str | None = None) -> Source:
+    """Open an input: `fmt` one of FORMATS (None: from the extension, else from the content);
+    `encoding` a Python codec name (None: UTF-8, or UTF-16/32 by BOM); `delimiter` for CSV
+    (None: sniffed from the header line: `,` `;` or tab; names such as "tab" are accepted)."""
+    display = "<stdin>" if name == "-" else display_name(name)
+    if fmt == "tsv":
+        fmt, delimiter = "csv", delimiter or "\t"
     if fmt is not None and fmt not in FORMATS:
-        raise InputError(name, f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
-    if name == "-":
-        path = _spool_stdin()
-        display, is_stdin = "<stdin>", True
-    else:
-        path, display, is_stdin = Path(name), name, False
-        if not path.exists():
-            raise InputError(display, "no such file")
-        if path.is_dir():
-            raise InputError(display, "is a directory, not an input file")
+        raise InputError(display, f"unknown format {printable(str(fmt))!r} (choose {', '.join(FORMATS)}, tsv)")
+    delimiter = _check_delimiter(delimiter, display)
+    encoding = _check_encoding(encoding, display)
+    is_stdin = name == "-"
+    spool: Path | None = None
+    ext_fmt = None if is_stdin else EXTENSIONS.get(Path(name).suffix.lower())
+    known = fmt or ext_fmt
+    bound = None if known is None else known != "json"
     try:
-        digest, lines = _scan(path, display)
-        if fmt is None:
-            fmt = EXTENSIONS.get(path.suffix.lower()) if not is_stdin else None
-            fmt = fmt or _sniff(path, display, is_stdin)
-        source = Source(path, fmt, display, digest, lines, is_stdin)
+        if is_stdin:
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is None:  # started with stdin closed (`0<&-`)
+                raise InputError(display, "stdin is closed: pipe the rows in, or name a file")
+            spool, scan = _spool(stream, display, encoding, bound)
+            path = spool
+        else:
+            path = Path(name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise InputError(display, "no such file") from None
+            except OSError as exc:
+                raise InputError(display, f"cannot read: {exc.strerror or exc}") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(display, "is a directory, not an input file")
+            if stat.S_ISREG(st.st_mode):
+                scan = _scan_file(path, display, encoding, bound)
+            else:  # a FIFO, /dev/stdin, <(...): it can be read only once, so read it into a spool
+                try:
+                    with open(path, "rb") as stream:
+                        spool, scan = _spool(stream, display, encoding, bound)
+                except OSError as exc:
+                    raise InputError(display, f"cannot read: {exc.strerror or exc}") from None
+                path = spool
+        fmt = known or _sniff(path, display, is_stdin, scan.encoding)
+        if fmt != "json" and scan.long_line:
+            raise InputError(display, f"a line longer than {MAX_LINE >> 20} MiB with no line "
+                             "break: not a row file", scan.long_line)
+        source = Source(path, fmt, display, scan.digest, scan.lines, is_stdin, encoding=scan.encoding,
+                        spooled=spool is not None, max_line=scan.longest)
         if fmt == "csv":
-            source.header = _csv_header(source)
-        elif fmt in ("json",):
+            tsv = Path(name).suffix.lower() == ".tsv"
+            source.header, source.delimiter = _csv_header(source, delimiter, tsv)
+        elif fmt == "json":
             _json_document(source)  # a syntax error is found now, before anything is sent
     except BaseException:
-        if is_stdin:
-            path.unlink(missing_ok=True)
+        if spool is not None:
+            spool.unlink(missing_ok=True)
         raise
     return source
 
 
-def _spool_stdin() -> Path:
-    fd, tmp = tempfile.mkstemp(prefix="sms-cli-stdin-", suffix=".spool")
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-    return Path(tmp)
+def display_name(name: str) -> str:
+    """A file name as it can be printed: undecodable bytes as \\xNN, control characters escaped."""
+    try:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+    except (UnicodeError, TypeError):
+        shown = str(name)
+    return printable(shown)
 
 
-def _scan(path: Path, display: str) -> tuple[str, int]:
-    """One pass: content hash, line count, and a UTF-8 check that names the bad line."""
-    digest, decoder, lines = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")(), 0
+def _check_delimiter(delimiter: str | None, display: str) -> str | None:
+    if delimiter is None:
+        return None
+    d = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    if len(d) != 1 or d in "\"'\r\n" or d.isalnum():
+        raise InputError(display, f"the delimiter must be one character such as , ; or tab "
+                         f"(got {printable(delimiter)!r})")
+    return d
+
+
+def _check_encoding(encoding: str | None, display: str) -> str | None:
+    if encoding is None:
+        return None
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, ValueError, TypeError):
+        raise InputError(display, f"unknown encoding {printable(str(encoding))!r} "
+                         "(for example utf-8, utf-16, cp1252, latin-1)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise InputError(display, f"{printable(encoding)!r} is not a text encoding")
+    return info.name
+
+
+# --- one pass over the bytes: digest, lines, encoding check, line lengths -----------------
+@dataclass
+class _Scan:
+    digest: str
+    lines: int
+    encoding: str
+    longest: int  # the longest line
+    long_line: int | None  # the first line longer than MAX_LINE
+
+
+def _detect_encoding(head: bytes, given: str | None) -> str:
+    """The codec to read with: the given one (switched to its BOM-reading variant when the file
+    starts with that BOM), else by BOM, else UTF-8."""
+    has8 = head.startswith(codecs.BOM_UTF8)
+    has32 = head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE))
+    has16 = not has32 and head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if given is None:
+        return "utf-8-sig" if has8 else "utf-32" if has32 else "utf-16" if has16 else "utf-8"
+    if given in ("utf-8", "utf-8-sig"):
+        return "utf-8-sig" if has8 else "utf-8"
+    if given.startswith("utf-16") and has16:
+        return "utf-16"
+    if given.startswith("utf-32") and has32:
+        return "utf-32"
+    return given
+
+
+@lru_cache(maxsize=32)
+def _ascii_compatible(encoding: str) -> bool:
+    """Line breaks and ASCII are the same bytes as in ASCII: lines can be counted in bytes."""
+    if encoding == "utf-8-sig":
+        return True
+    probe = "\r\n,;\t\"'[]{}:#+-.()0123456789 abcxyzABCXYZ"
+    try:
+        return probe.encode(encoding) == probe.encode("ascii")
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _encoding_label(encoding: str) -> str:
+    return "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding
+
+
+def _scan_file(path: Path, display: str, encoding: str | None, bound: bool | None) -> _Scan:
     try:
         with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as exc:
-                    bad_line = lines + chunk.count(b"\n", 0, max(0, exc.start)) + 1
-                    raise InputError(display, "not UTF-8 text (bad byte)", bad_line) from None
-                lines += chunk.count(b"\n")
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise InputError(display, "not UTF-8 text (truncated character at the end)", lines + 1) from None
+            return _scan(fh, display, encoding, bound)
     except OSError as exc:
-        raise InputError(display, f"cannot read: {exc.strerror}") from None
-    return digest.hexdigest(), lines
+        raise InputError(display, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _sniff(path: Path, display: str, is_stdin: bool) -> str:
-    with open(path, encoding="utf-8-sig") as fh:
-        head = fh.read(64 * 1024)
+def _spool(stream: BinaryIO, display: str, encoding: str | None, bound: bool | None) -> tuple[Path, _Scan]:
+    """Copy a stream that can be read only once to a temporary file, scanning it on the way."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="sms-cli-stdin-", suffix=".spool")
+    except OSError as exc:
+        raise InputError(display, f"cannot spool the input to a temporary file: {exc.strerror or exc}") from None
+    path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                scan = _scan(stream, display, encoding, bound, out)
+            except OSError as exc:
+                raise InputError(display, f"cannot read or spool the input: {exc.strerror or exc}") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, scan
+
+
+def _scan(fh: BinaryIO, display: str, given: str | None, bound: bool | None,
+          out: BinaryIO | None = None) -> _Scan:
+    """One pass: content hash, line count, the longest line, and a decoding check that names
+    the bad line. `bound`: stop at the first line over MAX_LINE (True), only note it (False),
+    or decide from the content (None: not when it starts like JSON, which may be one line)."""
+    digest = hashlib.sha256()
+    chunk = fh.read(_CHUNK)
+    encoding = _detect_encoding(chunk[:4], given)
+    compat = _ascii_compatible(encoding)
+    if bound is None:
+        start = codecs.decode(chunk[:4096], encoding, "replace").lstrip("\ufeff \t\r\n")
+        bound = start[:1] not in ("[", "{")
+    decoder = codecs.getincrementaldecoder(encoding)()
+    nl, cr = (b"\n", b"\r") if compat else ("\n", "\r")
+    lines = cur = longest = 0
+    long_line = None
+    prev_cr = False
+    while chunk:
+        digest.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            if compat:
+                bad = lines + _count_lines(chunk[:max(0, exc.start)], b"\n", b"\r") + 1
+            else:
+                bad = lines + 1
+            byte = chunk[exc.start:exc.start + 1].hex() if 0 <= exc.start < len(chunk) else ""
+            what = f"bad byte 0x{byte}" if byte else "bad byte"
+            hint = ("; if the file was saved by Excel, try --encoding cp1252" if given is None
+                    else "; try another --encoding")
+            raise InputError(display, f"not {_encoding_label(encoding)} text ({what}){hint}", bad) from None
+        data = chunk if compat else text
+        if data:
+            if prev_cr and data[:1] == nl:
+                lines -= 1  # the \n of a \r\n split between two chunks: one line break
+            prev_cr = data[-1:] == cr
+            before = lines
+            if cr in data:
+                lines += _count_lines(data, nl, cr)
+                parts = data.replace(cr, nl).split(nl)
+            else:
+                lines += data.count(nl)
+                parts = data.split(nl)
+            first = cur + len(parts[0])
+            if len(parts) == 1:
+                cur = line_max = first
+            else:
+                line_max = max(first, max(map(len, parts[1:])))
+                cur = len(parts[-1])
+            if line_max > longest:
+                longest = line_max
+                if longest > MAX_LINE and long_line is None:
+                    at = 0 if first > MAX_LINE else next(i for i, p in enumerate(parts) if i and len(p) > MAX_LINE)
+                    long_line = before + at + 1
+                    if bound:
+                        raise InputError(display, f"a line longer than {MAX_LINE >> 20} MiB with no "
+                                         "line break: not a row file", long_line)
+        chunk = fh.read(_CHUNK)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InputError(display, f"not {_encoding_label(encoding)} text (truncated character at the end)",
+                         lines + 1) from None
+    if cur:
+        lines += 1  # a last line with no line break
+    return _Scan(digest.hexdigest(), lines, encoding, longest, long_line)
+
+
+def _count_lines(data, nl, cr) -> int:
+    """Line breaks as a text file counts them: \\n, \\r and \\r\\n."""
+    return data.count(nl) + data.count(cr) - data.count(cr + nl)
+
+
+def _first_line(path: Path, encoding: str, limit: int = MAX_LINE) -> str:
+    with open(path, encoding=encoding, errors="replace") as fh:
+        return fh.readline(limit).lstrip("\ufeff")
+
+
+def _sniff(path: Path, display: str, is_stdin: bool, encoding: str) -> str:
+    with open(path, encoding=encoding, errors="replace") as fh:
+        head = fh.read(64 * 1024).lstrip("\ufeff")
     text = head.lstrip()
     if not text:
         raise InputError(display, "empty input")
     if text[0] == "[":
         return "json"
+    lines = re.split(r"\r\n|\r|\n", text, maxsplit=2)
     if text[0] == "{":
-        first = text.splitlines()[0]
+        first = lines[0] if len(lines) > 1 else _first_line(path, encoding).strip()
         try:
             obj = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             return "json"  # a multi-line object
         if isinstance(obj, dict) and ("TaskContent" in obj or "FailContent" in obj):
             return "json"
         return "jsonl"
-    first = text.splitlines()[0].strip()
+    first = lines[0].strip()
     if first[0] in "+(0123456789" and all(c in "+()0123456789 -." for c in first):
         return "lines"
-    if "," in first and any(canonical(c) == "phone" for c in next(csv.reader([first]))):
+    if _is_sep_line(first) and len(lines) > 1:
+        first = lines[1]
+    if any(_phone_column(first, d) for d in DELIMITERS):
         return "csv"
     where = "stdin" if is_stdin else "this file's extension"
-    raise InputError(display, f"cannot tell the format of {where}; use --format csv|json|jsonl|lines")
+    raise InputError(display, f"cannot tell the format of {where}; use --format {'|'.join(FORMATS)}")
 
 
 # --- CSV ---------------------------------------------------------------------------------
 def _open_text(source: Source):
-    return open(source.path, encoding="utf-8-sig", newline="")
+    return open(source.path, encoding=source.encoding, newline="")
 
 
-def _csv_header(source: Source) -> list[str]:
-    with _open_text(source) as fh:
-        try:
-            header = next(csv.reader(fh))
-        except StopIteration:
-            raise InputError(source.display, "empty CSV: a header row is required", 1) from None
-        except csv.Error as exc:
-            raise InputError(source.display, f"not CSV: {exc}", 1) from None
+def _is_sep_line(line: str) -> bool:
+    """Excel's `sep=;` first line, which names the delimiter of the lines after it."""
+    text = line.strip()
+    return len(text) == 5 and text[:4].lower() == "sep="
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return [line]
+
+
+def _phone_column(line: str, delimiter: str) -> bool:
+    return any(canonical(c) == "phone" for c in _cells(line, delimiter))
+
+
+def _choose_delimiter(line: str, tsv: bool) -> str | None:
+    """The delimiter that gives the header a phone column; with several (a one-column header),
+    the one the line holds most of."""
+    order = ("\t", ",", ";") if tsv else DELIMITERS
+    fits = [d for d in order if _phone_column(line, d)]
+    if not fits:
+        return None
+    return max(fits, key=lambda d: line.count(d))  # max() keeps the first of equals
+
+
+def _csv_header(source: Source, delimiter: str | None, tsv: bool = False) -> tuple[list[str], str]:
+    """The header's columns (meta columns removed) and the delimiter; refuses a header without a
+    phone column or with one field twice."""
+    try:
+        with _open_text(source) as fh:
+            first = fh.readline()
+            line_no = 1
+            if _is_sep_line(first.lstrip("\ufeff")):
+                delimiter = delimiter or first.lstrip("\ufeff").strip()[4]
+                first, line_no = fh.readline(), 2
+            if not first:
+                raise InputError(source.display, "empty CSV: a header row is required", line_no)
+            if not first.strip("\ufeff \t\r\n"):
+                raise InputError(source.display, "the header row is blank: the first line must name the columns",
+                                 line_no)
+            first = first.lstrip("\ufeff")
+            if delimiter is None:
+                delimiter = _choose_delimiter(first, tsv)
+                if delimiter is None:
+                    raise InputError(source.display, "no phone column in the header (phone, Phone or PhoneNumber; "
+                                     "columns separated by , ; or tab, or use --delimiter)", line_no)
+            try:
+                header = next(csv.reader(chain([first], fh), delimiter=delimiter))
+            except csv.Error as exc:
+                raise InputError(source.display, f"not CSV: {exc}", line_no) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     names = [h.strip() for h in header]
     if not any(canonical(n) == "phone" for n in names):
-        raise InputError(source.display, "no phone column in the header (phone, Phone or PhoneNumber)", 1)
-    return [n for n in names if n.lower() not in META]
+        raise InputError(source.display, "no phone column in the header (phone, Phone or PhoneNumber)", line_no)
+    _check_header(names, source.display, line_no)
+    return [n for n in names if n.lower() not in META], delimiter
+
+
+def _check_header(names: list[str], display: str, line_no: int) -> None:
+    """A column twice, or two names of one field (phone and PhoneNumber): which one would be
+    used is a guess, so the file is refused."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not name or name.lower() in META:
+            continue  # unnamed columns (a spreadsheet's trailing empty ones) are not read
+        key = canonical(name) or name.lower()
+        if key in seen:
+            first = names[seen[key]]
+            shown = _shown(first) if first == name else f"{_shown(first)} and {_shown(name)}"
+            what = f"the column {shown} appears" if first == name else f"the columns {shown} are"
+            raise InputError(display, f"{what} twice in the header (columns {seen[key] + 1} and "
+                             f"{i + 1}: both are {key}); keep one", line_no)
+        seen[key] = i
+
+
+def _shown(name: str) -> str:
+    text = printable(name)
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+class _Overlong(Exception):
+    """A CSV row runs over more lines or characters than a row can hold."""
+
+
+class _Unterminated(Exception):
+    """The input ended inside a quoted CSV cell."""
 
 
 def _csv_rows(source: Source) -> Iterator[RawRow]:
-    with _open_text(source) as fh:
-        reader = csv.reader(fh)
-        names = [h.strip() for h in next(reader)]
+    try:
+        with _open_text(source) as fh:
+            yield from _csv_records(source, fh)
+    except (OSError, UnicodeDecodeError) as exc:  # opening failed: unreadable since it was scanned
+        raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _csv_records(source: Source, fh) -> Iterator[RawRow]:
+    delimiter = source.delimiter or ","
+    buf: list[str] = []  # the physical lines of the row being parsed
+    held: list[str] = []  # a line read but not given to the csv reader: the row was too long
+
+    def feed(lines):
+        for line in lines:
+            if buf and (len(buf) >= MAX_RECORD_LINES or sum(map(len, buf)) + len(line) > MAX_RECORD_CHARS):
+                held.append(line)
+                raise _Overlong
+            buf.append(line)
+            yield line
+        if buf:  # the lines ran out in the middle of a row: a quote was never closed
+            raise _Unterminated
+
+    src = iter(fh)
+    base = 0  # physical lines before the current csv reader's first line
+    reader = None
+    try:
+        first = next(src, "")
+        if _is_sep_line(first.lstrip("\ufeff")):
+            base = 1
+        else:
+            src = chain([first.lstrip("\ufeff")], src)
+        reader = csv.reader(feed(src), delimiter=delimiter)
+        try:
+            names = [h.strip() for h in next(reader)]
+        except (StopIteration, csv.Error, _Overlong, _Unterminated):
+            raise InputError(source.display, "cannot read the CSV header", base + 1) from None
+        buf.clear()
         keep = [i for i, n in enumerate(names) if n.lower() not in META]
         retry_col = next((i for i, n in enumerate(names) if n.lower() == "retryable"), None)
         ref_col = next((i for i, n in enumerate(names) if n.lower() == "sms_ref"), None)
         escaped = len(keep) < len(names)  # a failures file: its cells were escaped for spreadsheets
         kept_names = [names[i] for i in keep]
-        width, seq, start = len(names), 0, reader.line_num + 1
-        # the usual case: no meta columns to leave out, and (with two or more columns) a row of
-        # exactly `width` cells cannot be a blank line
-        fast = len(keep) == width and width > 1
-        try:
-            for values in reader:
-                line, start = start, reader.line_num + 1
-                count = len(values)
-                if count == width and fast:
-                    yield RawRow(seq, line, dict(zip(kept_names, values)))
+        width, seq = len(names), 0
+        # the usual case: no meta columns to leave out, no line long enough to hold an overlong
+        # cell, and (with two or more columns) a one-line row of `width` cells cannot be blank
+        fast = len(keep) == width and width > 1 and source.max_line <= MAX_CELL
+        while True:
+            try:
+                for values in reader:
+                    n = len(buf)
+                    count = len(values)
+                    if n == 1 and count == width and fast:
+                        buf.clear()
+                        yield RawRow(seq, base + reader.line_num, dict(zip(kept_names, values)))
+                        seq += 1
+                        continue
+                    line = base + reader.line_num - n + 1
+                    buf.clear()
+                    if not values or (count == 1 and not values[0].strip()):
+                        continue  # blank line
+                    error = None
+                    if count > width:
+                        error = f"{count} cells but the header has {width}"
+                    elif count < width:
+                        values += [""] * (width - count)
+                    if any(len(v) > MAX_CELL for v in values):
+                        error = f"a cell is longer than {MAX_CELL >> 10} KiB (messages hold about 500 characters)"
+                    yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
                     seq += 1
-                    continue
-                if not values or (count == 1 and not values[0].strip()):
-                    continue  # blank line
-                error = None
-                if count > width:
-                    error = f"{count} cells but the header has {width}"
-                elif count < width:
-                    values += [""] * (width - count)
-                if escaped:
-                    values = [unescape_cell(v) for v in values]
-                record = dict(zip(kept_names, (values[i] for i in keep)))
-                retry = values[retry_col].strip().lower() if retry_col is not None else None
-                ref = values[ref_col].strip() if ref_col is not None else None
-                yield RawRow(seq, line, record, retry or None, error, ref or None)
+                return
+            except (csv.Error, _Overlong, _Unterminated) as exc:
+                line = base + reader.line_num - len(buf) + 1  # the bad row's first line
+                if isinstance(exc, _Unterminated):
+                    error = 'a quoted cell is never closed (a " with no closing ")'
+                elif isinstance(exc, _Overlong):
+                    error = (f"a row runs over more than {MAX_RECORD_LINES} lines or {MAX_RECORD_CHARS >> 20} MiB "
+                             '(probably a " with no closing ")')
+                else:
+                    error = f"not valid CSV: {exc}"
+                values = _cells(buf[0].rstrip("\r\n"), delimiter) if buf else []
+                values += [""] * (width - len(values))
+                yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
                 seq += 1
-        except csv.Error as exc:
-            raise InputError(source.display, f"not valid CSV: {exc}", reader.line_num) from None
+                # read on from the line after the bad row's first line: a stray quote swallows the
+                # rows after it, which are rows of their own
+                pending = buf[1:] + held
+                buf.clear()
+                held.clear()
+                base = line
+                reader = csv.reader(feed(chain(pending, src)), delimiter=delimiter)
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable (or changed) mid-way
+        at = base + (reader.line_num if reader is not None else 0) + 1
+        raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}", at) from None
+
+
+def _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col) -> RawRow:
+    if escaped:
+        values = [unescape_cell(v) for v in values]
+    record = dict(zip(kept_names, (values[i] if i < len(values) else "" for i in keep)))
+    retry = values[retry_col].strip().lower() if retry_col is not None and retry_col < len(values) else None
+    ref = values[ref_col].strip() if ref_col is not None and ref_col < len(values) else None
+    return RawRow(seq, line, record, retry or None, error, ref or None)
 
 
 # --- JSON / JSON Lines -------------------------------------------------------------------
@@ -246,86 +624,198 @@ def _strip_meta(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | 
             str(ref).strip() if ref not in (None, "") else None)
 
 
-def _flatten_task_content(items: list, display: str) -> list[dict[str, Any]]:
-    """uSpeedo TaskContent / FailContent items -> one record per target."""
+def _decoder(dups: list) -> json.JSONDecoder:
+    """Numbers keep their spelling (parse_int/parse_float=str: "0123" and 1.50 stay as written);
+    NaN and Infinity stay floats, which validation refuses row by row; a key given twice in an
+    object is noted in `dups` (json keeps the last one silently)."""
+
+    def pairs(items: list) -> dict:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set = set()
+            for key, _ in items:
+                if key in seen:
+                    dups.append(key)
+                    break
+                seen.add(key)
+        return obj
+
+    return json.JSONDecoder(parse_int=str, parse_float=str, object_pairs_hook=pairs)
+
+
+def _dup_reason(key: str) -> str:
+    return f"the key {_shown(key)} appears twice in one object"
+
+
+@lru_cache(maxsize=1024)
+def _clash_cached(keys: tuple) -> str | None:
+    return _clash(keys)
+
+
+def _clash(keys) -> str | None:
+    seen: dict[str, str] = {}
+    for key in keys:
+        name = canonical(key) if isinstance(key, str) else None
+        if name is None:
+            continue
+        if name in seen:
+            return f"the keys {_shown(seen[name])} and {_shown(key)} are both {name}; keep one"
+        seen[name] = key
+    return None
+
+
+def _alias_clash(record: dict) -> str | None:
+    """Two keys of a row that name one field (phone and PhoneNumber): which one to use is a guess."""
+    return _clash_cached(tuple(record)) if len(record) <= 32 else _clash(record)
+
+
+def _flatten_task_content(items: list, display: str, lines: list[int] | None = None) -> list[tuple[int, Any]]:
+    """uSpeedo TaskContent / FailContent items -> (line, record) per target."""
     out = []
-    for item in items:
+    for n, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("Target"), list):
             raise InputError(display, "TaskContent/FailContent items need a Target array")
         shared = {k: item[k] for k in ("TemplateId", "SenderId") if item.get(k) not in (None, "")}
         for target in item["Target"]:
             if isinstance(target, dict):
                 target = {k: v for k, v in target.items() if k != "FailureDetails"}
-            out.append({**shared, **target} if isinstance(target, dict) else target)
+            line = lines[n] if lines is not None else len(out) + 1
+            out.append((line, {**shared, **target} if isinstance(target, dict) else target))
     return out
 
 
-def _json_document(source: Source) -> list[tuple[int, Any]]:
-    """Parse a JSON input into (line, element) pairs, tracking each element's line."""
-    text = source.path.read_text(encoding="utf-8-sig")
-    decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _json_document(source: Source) -> list[tuple[int, Any, str | None]]:
+    """Parse a JSON input into (line, element, error) triples, tracking each element's line.
+    Parsed once; rows() reads the result."""
+    if source._doc is not None:
+        return source._doc
+    display = source.display
     try:
-        doc = decoder.decode(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source.display, f"not valid JSON: {exc.msg}", exc.lineno) from None
-    if isinstance(doc, dict):
+        text = source.path.read_text(encoding=source.encoding)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(display, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if text[:1] == "\ufeff":
+        text = text[1:]
+    dups: list = []
+    decoder = _decoder(dups)
+    start = _WS.match(text).end()
+    if text[start:start + 1] == "[":
+        items = _json_array(text, start, decoder, dups, display)
+        if items and all(isinstance(d, dict) and "Target" in d for _, d, _ in items):  # a bare FailContent array
+            doc = [(line, r, None) for line, r in
+                   _flatten_task_content([d for _, d, _ in items], display, [ln for ln, _, _ in items])]
+        else:
+            doc = items
+    else:
+        try:
+            obj = decoder.decode(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(display, f"not valid JSON: {exc.msg}", exc.lineno) from None
+        except RecursionError:
+            raise InputError(display, "not valid JSON: nested too deeply", 1) from None
+        if not isinstance(obj, dict):
+            raise InputError(display, "JSON input must be an array of rows", 1)
         for key in ("TaskContent", "FailContent"):
-            if isinstance(doc.get(key), list):
-                return [(i + 1, r) for i, r in enumerate(_flatten_task_content(doc[key], source.display))]
-        raise InputError(source.display, "a JSON object input needs TaskContent or FailContent", 1)
-    if not isinstance(doc, list):
-        raise InputError(source.display, "JSON input must be an array of rows", 1)
-    if doc and all(isinstance(d, dict) and "Target" in d for d in doc):  # a bare FailContent array
-        return [(i + 1, r) for i, r in enumerate(_flatten_task_content(doc, source.display))]
-    # line of each element: walk the array with raw_decode
-    out, idx, line = [], text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
-    ws = " \t\r\n,"
-    for _ in doc:
-        start = idx
-        while text[idx] in ws:
-            idx += 1
-        line += text.count("\n", start, idx)
-        obj, end = decoder.raw_decode(text, idx)
-        out.append((line, obj))
-        line += text.count("\n", idx, end)
-        idx = end
+            if isinstance(obj.get(key), list):
+                doc = [(line, r, None) for line, r in _flatten_task_content(obj[key], display)]
+                break
+        else:
+            raise InputError(display, "a JSON object input needs TaskContent or FailContent", 1)
+    source._doc = doc
+    return doc
+
+
+def _json_array(text: str, start: int, decoder: json.JSONDecoder, dups: list,
+                display: str) -> list[tuple[int, Any, str | None]]:
+    """Walk a top-level array element by element: each element's line, and a key given twice
+    marks its element, not the file."""
+    out: list[tuple[int, Any, str | None]] = []
+    line = 1 + text.count("\n", 0, start)
+    idx = _WS.match(text, start + 1).end()
+    line += text.count("\n", start, idx)
+    if text[idx:idx + 1] == "]":
+        idx += 1
+    else:
+        while True:
+            dups.clear()
+            try:
+                obj, end = decoder.raw_decode(text, idx)
+            except json.JSONDecodeError as exc:
+                raise InputError(display, f"not valid JSON: {exc.msg}", exc.lineno) from None
+            except RecursionError:
+                raise InputError(display, "not valid JSON: nested too deeply", line) from None
+            out.append((line, obj, _dup_reason(dups[0]) if dups else None))
+            line += text.count("\n", idx, end)
+            idx = _WS.match(text, end).end()
+            line += text.count("\n", end, idx)
+            sep = text[idx:idx + 1]
+            if sep == "]":
+                idx += 1
+                break
+            if sep != ",":
+                raise InputError(display, "not valid JSON: expecting ',' or ']'", line)
+            start = idx + 1
+            idx = _WS.match(text, start).end()
+            line += text.count("\n", start, idx)
+    rest = _WS.match(text, idx).end()
+    if rest != len(text):
+        raise InputError(display, "not valid JSON: extra data after the array", 1 + text.count("\n", 0, rest))
     return out
 
 
 def _json_rows(source: Source) -> Iterator[RawRow]:
-    for seq, (line, obj) in enumerate(_json_document(source)):
+    for seq, (line, obj, error) in enumerate(_json_document(source)):
         if not isinstance(obj, dict):
             yield RawRow(seq, line, {"value": obj}, None, "a row must be a JSON object")
             continue
         record, retry, ref = _strip_meta(obj)
-        yield RawRow(seq, line, record, retry, None, ref)
+        yield RawRow(seq, line, record, retry, error or _alias_clash(record), ref)
 
 
 def _jsonl_rows(source: Source) -> Iterator[RawRow]:
-    decoder = json.JSONDecoder(parse_int=str, parse_float=str)
-    seq = 0
-    with open(source.path, encoding="utf-8-sig") as fh:
-        for line_no, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                obj = decoder.decode(text)
-            except json.JSONDecodeError as exc:
-                yield RawRow(seq, line_no, {"raw": text.rstrip("\n")}, None, f"not valid JSON: {exc.msg}")
-            else:
-                if isinstance(obj, dict):
-                    record, retry, ref = _strip_meta(obj)
-                    yield RawRow(seq, line_no, record, retry, None, ref)
+    dups: list = []
+    decoder = _decoder(dups)
+    seq = line_no = 0
+    try:
+        with open(source.path, encoding=source.encoding) as fh:
+            for line_no, text in enumerate(fh, 1):
+                if line_no == 1 and text[:1] == "\ufeff":
+                    text = text[1:]
+                if not text.strip():
+                    continue
+                try:
+                    obj = decoder.decode(text)
+                except (ValueError, RecursionError) as exc:
+                    why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                        "nested too deeply" if isinstance(exc, RecursionError) else str(exc))
+                    yield RawRow(seq, line_no, {"raw": text.rstrip("\r\n")}, None, f"not valid JSON: {why}")
                 else:
-                    yield RawRow(seq, line_no, {"raw": text.rstrip("\n")}, None, "a row must be a JSON object")
-            seq += 1
+                    if isinstance(obj, dict):
+                        record, retry, ref = _strip_meta(obj)
+                        error = _dup_reason(dups[0]) if dups else _alias_clash(record)
+                        yield RawRow(seq, line_no, record, retry, error, ref)
+                    else:
+                        yield RawRow(seq, line_no, {"raw": text.rstrip("\r\n")}, None, "a row must be a JSON object")
+                if dups:
+                    dups.clear()
+                seq += 1
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                         line_no + 1) from None
 
 
 def _line_rows(source: Source) -> Iterator[RawRow]:
-    seq = 0
-    with open(source.path, encoding="utf-8-sig") as fh:
-        for line_no, text in enumerate(fh, 1):
-            phone = text.strip()
-            if phone and not phone.startswith("#"):
-                yield RawRow(seq, line_no, {"phone": phone})
-                seq += 1
+    seq = line_no = 0
+    try:
+        with open(source.path, encoding=source.encoding) as fh:
+            for line_no, text in enumerate(fh, 1):
+                phone = text.strip().lstrip("\ufeff") if line_no == 1 else text.strip()
+                if phone and not phone.startswith("#"):
+                    yield RawRow(seq, line_no, {"phone": phone})
+                    seq += 1
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                         line_no + 1) from None

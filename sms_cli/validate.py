@@ -6,6 +6,7 @@ wire format. Validation is deterministic, so a resumed run rejects exactly the s
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,12 +15,20 @@ import phonenumbers
 
 from . import segments
 from .config import Template
+from .errors import SmsCliError
 from .model import Message
 from .rows import RawRow, canonical
+from .textsafe import printable
 
 MAX_LENGTH = 500  # providers cap a message at about 500 characters
+MAX_PHONE = 64  # characters: the longest formatted number is about 30
 _PAREN = re.compile(r"^\((?:00)?(\d{1,4})\)(\d+)$")
 _STRIP = str.maketrans("", "", " -.\t\u00a0")
+# what Excel shows (and saves to CSV) for a long number in a General column: 8.5255E+10
+_EXCEL = re.compile(r"[+]?\d(?:[.,]\d+)?[eE][+]?\d{1,3}")
+# a lone surrogate: valid in a JSON string ("\ud83d"), not text any provider (or file) can take
+_LONE = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE = "not valid Unicode text (a lone surrogate such as \\ud83d)"
 
 # phonenumbers calls re.compile() on its metadata patterns for every number it parses or checks
 # (about eight a number; re's own cache makes each a lookup, ~1.5 us a number in all). Its
@@ -58,39 +67,128 @@ class Fields:
     extend_code: str = ""
     user_id: str = ""
     positional: dict[int, str] = field(default_factory=dict)
+    problem: tuple[str, str] | None = None  # (code, reason): a value that cannot be sent as it is
 
 
-_SKIP, _PARAMS, _POSITIONAL, _TEXT = range(4)
+_SKIP, _PARAMS, _POSITIONAL, _TEXT, _BADKEY = range(5)
+# field name -> (what extract does with it, its argument); rows of a file share a few names
+_FIELDS: dict = {}
 
 
-@lru_cache(maxsize=4096)  # rows of a file share a few field names: decide once per name
-def _field(key: str) -> tuple[int, str | None]:
+def _field(key) -> tuple[int, object]:
     """What `extract` does with a field: skip it, take it as params, as positional param N
-    (-> the digits of N), or as a text attribute of Fields (-> the attribute)."""
-    name = canonical(key)
-    if name is None:
+    (-> N), as a text attribute of Fields (-> the attribute), or refuse its name."""
+    if not isinstance(key, str):
         return _SKIP, None
-    if name == "params":
-        return _PARAMS, None
-    if name.startswith("param"):
-        return _POSITIONAL, name[5:]
-    return _TEXT, name
+    if not key.isascii() and _LONE.search(key):
+        kind = (_BADKEY, None)
+    else:
+        name = canonical(key)
+        if name is None:
+            kind = (_SKIP, None)
+        elif name == "params":
+            kind = (_PARAMS, None)
+        elif name.startswith("param"):
+            kind = (_POSITIONAL, int(name[5:]))
+        else:
+            kind = (_TEXT, name)
+    if len(key) <= 64 and len(_FIELDS) < 4096:  # a hostile key must not fill the cache
+        _FIELDS[key] = kind
+    return kind
 
 
 def extract(record: dict) -> Fields:
     out = Fields()
+    cache = _FIELDS
     for key, value in record.items():
-        kind, arg = _field(key)
-        if kind == _TEXT:
-            # a str (what CSV and most JSON give) needs no str() round trip
-            setattr(out, arg, value.strip() if value.__class__ is str
-                    else "" if value is None else str(value).strip())
-        elif kind == _POSITIONAL:
-            if value not in (None, ""):
-                out.positional[int(arg)] = value
-        elif kind == _PARAMS:
-            out.params = value
+        kind_arg = cache.get(key)
+        kind, arg = kind_arg if kind_arg is not None else _field(key)
+        if value.__class__ is str:  # what CSV and most JSON give: no conversion
+            if not value.isascii() and _LONE.search(value) and out.problem is None:
+                out.problem = _refusal(kind, key, _NOT_UNICODE)
+            if kind == _TEXT:
+                setattr(out, arg, value.strip())
+            elif kind == _POSITIONAL:
+                if value:
+                    out.positional[arg] = value
+            elif kind == _PARAMS:
+                out.params = value
+            elif kind == _BADKEY and out.problem is None:
+                out.problem = ("BadRow", f"a field name is {_NOT_UNICODE}")
+        else:
+            _extract_value(out, kind, arg, key, value)
     return out
+
+
+def _refusal(kind: int, key, reason: str) -> tuple[str, str]:
+    code = "InvalidParams" if kind in (_PARAMS, _POSITIONAL) else "BadRow"
+    return code, f"{_name(key)}: {reason}"
+
+
+def _name(key) -> str:
+    text = printable(str(key))
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _extract_value(out: Fields, kind: int, arg, key, value) -> None:
+    """A value that is not a str (JSON: true/false, null, NaN/Infinity, objects, arrays)."""
+    if kind == _BADKEY:
+        if out.problem is None:
+            out.problem = ("BadRow", f"a field name is {_NOT_UNICODE}")
+        return
+    if kind == _SKIP:  # not sent; but it is written back to the failures file, so it must be text
+        if out.problem is None and _has_lone_surrogate(value):
+            out.problem = _refusal(kind, key, _NOT_UNICODE)
+        return
+    if kind == _PARAMS:
+        out.params = value  # a list or an object: _params checks each value
+        return
+    text, reason = _scalar(value)
+    if reason is not None:
+        if out.problem is None:
+            out.problem = _refusal(kind, key, reason)
+        return
+    if kind == _TEXT:
+        setattr(out, arg, text.strip())
+    elif text:
+        out.positional[arg] = text
+
+
+def _scalar(value) -> tuple[str, str | None]:
+    """A JSON value as the text sent for it, or a reason it cannot be sent."""
+    if value is None:
+        return "", None
+    if value is True or value is False:
+        return ("true" if value else "false"), None  # JSON's spelling, not Python's True/False
+    if isinstance(value, float):  # parse_float=str: a float is NaN or Infinity
+        if not math.isfinite(value):
+            return "", f"{_json_constant(value)} is not a number that can be sent"
+        return repr(value), None
+    if isinstance(value, dict):
+        return "", "expected text or a number, not a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "", "expected text or a number, not a JSON array"
+    if isinstance(value, str):
+        if not value.isascii() and _LONE.search(value):
+            return "", _NOT_UNICODE
+        return value, None
+    return str(value), None
+
+
+def _json_constant(value: float) -> str:
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _has_lone_surrogate(value, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and _LONE.search(value) is not None
+    if depth > 100:
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k, depth + 1) or _has_lone_surrogate(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_lone_surrogate(v, depth + 1) for v in value)
+    return False
 
 
 # Small on purpose: it catches a number repeated on nearby rows; a large cache missed on almost
@@ -98,10 +196,16 @@ def extract(record: dict) -> Fields:
 # and ~20 MB for 65536 entries, measured with benchmarks/bench_send.py).
 @lru_cache(maxsize=256)
 def parse_phone(raw: str, region: str | None) -> tuple[str, int, str] | str:
-    """-> (E.164, country code, national number) or a reason string."""
+    """-> (E.164, country code, national number) or a reason string (which never repeats the
+    number: summaries group rows by reason, and the number is in the failures file)."""
     if raw.isdigit() or (raw[:1] == "+" and raw[1:].isdigit()):
         text = raw  # the usual shape: nothing to strip, no letter, no parentheses
     else:
+        if len(raw) > MAX_PHONE:
+            return "not a phone number (too long)"
+        if _EXCEL.fullmatch(raw.strip()):
+            return ("not a phone number: Excel's scientific notation (such as 8.5255E+10) has replaced "
+                    "its digits; format the column as Text in Excel and save the file again")
         text = raw.translate(_STRIP)
         if not text or any(ch.isalpha() for ch in text):
             return "not a phone number"
@@ -138,21 +242,60 @@ def _params(value, positional: dict[int, str]) -> list[str] | dict[str, str] | s
             return []
         if text[0] not in "[{":
             return [text]  # a single bare value
+        dups: list = []
         try:
-            value = json.loads(text, parse_int=str, parse_float=str)
+            value = json.loads(text, parse_int=str, parse_float=str, object_pairs_hook=_pairs(dups))
         except ValueError:
             return "params is not valid JSON (use a JSON array or object)"
+        except RecursionError:
+            return "params is nested too deeply"
+        if dups:
+            return f"params has the key {_name(dups[0])!r} twice"
     if value is None:
         return []
     if isinstance(value, list):
-        if any(isinstance(v, (list, dict)) or v is None for v in value):
-            return "params must be strings (found a nested value or null)"
-        return [str(v) for v in value]
+        out = []
+        for v in value:
+            if v.__class__ is str and v.isascii():
+                out.append(v)
+                continue
+            problem = _param_problem(v)
+            if problem:
+                return problem
+            out.append(_scalar(v)[0])
+        return out
     if isinstance(value, dict):
-        if any(isinstance(v, (list, dict)) or v is None for v in value.values()):
-            return "params must be strings (found a nested value or null)"
-        return {str(k): str(v) for k, v in value.items()}
-    return [str(value)]
+        named = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or (not k.isascii() and _LONE.search(k)):
+                return f"params: a parameter name is {_NOT_UNICODE}"
+            if v.__class__ is str and v.isascii():
+                named[k] = v
+                continue
+            problem = _param_problem(v)
+            if problem:
+                return problem
+            named[k] = _scalar(v)[0]
+        return named
+    problem = _param_problem(value)
+    return problem or [_scalar(value)[0]]
+
+
+def _param_problem(v) -> str | None:
+    if v is None or isinstance(v, (list, dict)):
+        return "params must be strings (found a nested value or null)"
+    reason = _scalar(v)[1]
+    return f"params: {reason}" if reason else None
+
+
+def _pairs(dups: list):
+    def hook(items: list) -> dict:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set = set()
+            dups.extend(k for k, _ in items if k in seen or seen.add(k))
+        return obj
+    return hook
 
 
 def _reject(raw: RawRow, code: str, reason: str) -> Rejected:
@@ -168,6 +311,11 @@ class Validator:
         self.defaults = defaults
         self.provider = provider
         self.key_prefix = key_prefix
+        for flag, value in (("--template", defaults.template_id), ("--sender-id", defaults.sender_id),
+                            *(("--param", p) for p in defaults.params)):
+            if isinstance(value, str) and not value.isascii() and _LONE.search(value):
+                # a byte that is not UTF-8 on the command line arrives as a lone surrogate
+                raise SmsCliError(f"{flag} {printable(value)!r}: {_NOT_UNICODE}; it cannot be sent")
 
     def effective(self, raw: RawRow) -> Fields:
         f = extract(raw.record)
@@ -181,11 +329,13 @@ class Validator:
         if raw.error:
             return _reject(raw, "BadRow", raw.error)
         f = self.effective(raw)
+        if f.problem is not None:
+            return _reject(raw, *f.problem)
         if not f.phone:
             return _reject(raw, "InvalidPhone", "no phone number")
         phone = parse_phone(f.phone, self.region)
         if isinstance(phone, str):
-            return _reject(raw, "InvalidPhone", f"{phone}: {f.phone}")
+            return _reject(raw, "InvalidPhone", phone)
         if not f.template_id:
             return _reject(raw, "MissingTemplate", "no template id (column template_id or --template)")
         params = _params(f.params, f.positional)
@@ -215,9 +365,9 @@ def check_template(tpl: Template, params: list[str] | dict[str, str]) -> str | N
             missing = [n for n in tpl.names if n not in params]
             extra = [n for n in params if n not in tpl.names]
             if missing:
-                return f"template {tpl.id} needs parameter {missing[0]!r}"
+                return f"template {tpl.id} needs parameter {printable(missing[0])!r}"
             if extra:
-                return f"template {tpl.id} has no parameter {extra[0]!r}"
+                return f"template {tpl.id} has no parameter {_name(extra[0])!r}"
         elif tpl.count is not None and len(params) != tpl.count:
             return f"template {tpl.id} takes {tpl.count} parameter(s), got {len(params)}"
     elif tpl.count is not None and len(params) != tpl.count:
