@@ -6,16 +6,19 @@ converted here, explicitly. Unknown keys are errors so a typo never passes silen
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import ConfigError
+from .textsafe import printable
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # guards (guards.py reads them): top level, and per provider where a provider may differ
@@ -29,10 +32,53 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_BACKOFF = (0.5, 30.0)  # seconds: first retry waits up to base, doubling up to cap
 DEFAULT_GRACE_PERIOD = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
+# Bounds: a config is a few KiB written by hand; anything far outside these is a mistake (or an
+# attack: a YAML alias bomb of 1 KiB once took 45 s and 3.5 GB), refused at load time.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 50  # nesting of mappings and lists
+MAX_TIMEOUT = 600.0  # seconds, connect or read
+MAX_RATE_LIMIT = 10000.0  # requests per second
+MAX_ATTEMPTS = 100
+MAX_SECONDS = 3600.0  # backoff base and cap, grace_period
 
 
 class _StringLoader(yaml.SafeLoader):
-    """SafeLoader that keeps every scalar a string (null stays None)."""
+    """SafeLoader that keeps every scalar a string (null stays None), refuses anchors and
+    aliases (a config needs neither; they make alias bombs and self-referencing values),
+    bounds nesting, and refuses a key given twice in one mapping."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not supported in a config; "
+                                              "write the value out", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "YAML anchors (&name) are not supported in a config; "
+                                              "write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {printable(key_node.value)!r} appears twice in one mapping",
+                            key_node.start_mark)
+                    seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
 
 
 _StringLoader.yaml_implicit_resolvers = {
@@ -137,18 +183,20 @@ def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Conf
     if path is None:
         return builtin_config()
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        raise ConfigError(f"{_shown_path(path)}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{_shown_path(path)}: cannot read config: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{_shown_path(path)}: larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config file")
     try:
-        raw = yaml.load(text, Loader=_StringLoader)  # noqa: S506 - string-only SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}{where}: {problem}") from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{_shown_path(path)}:{line}: cannot read config: not UTF-8 text") from None
+    raw = _load_yaml(text, path)
     cfg = parse_config(raw or {}, path)
     if cfg.missing_vars and strict_env:
         names = ", ".join(cfg.missing_vars)
@@ -157,40 +205,71 @@ def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Conf
     return cfg
 
 
+def _shown_path(path: Path) -> str:
+    from .rows import display_name  # late: rows is not needed to load a config otherwise
+
+    return display_name(str(path))
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    try:
+        return yaml.load(text, Loader=_StringLoader)  # noqa: S506 - string-only SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{_shown_path(path)}{where}: {printable(str(problem))}") from None
+    except RecursionError:  # the composer is bounded; this is a last guard
+        raise ConfigError(f"{_shown_path(path)}: nested too deeply") from None
+
+
 def parse_config(raw: Any, path: Path | None) -> Config:
     from .providers import provider_class  # late: providers import config types
 
-    where = str(path) if path else "config"
+    where = _shown_path(path) if path else "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     _no_unknown(raw, TOP_KEYS, where)
     missing: list[str] = []
     providers: dict[str, ProviderSettings] = {}
-    for name, section in (raw.get("providers") or {}).items():
-        here = f"{where}: providers.{name}"
+    for name, section in _mapping(raw.get("providers"), f"{where}: providers").items():
+        here = f"{where}: providers.{printable(_key(name, f'{where}: providers'))}"
         if not isinstance(section, dict):
             raise ConfigError(f"{here}: expected a mapping")
         ptype = section.get("type")
+        if ptype is not None and not isinstance(ptype, str):
+            raise ConfigError(f"{here}.type: expected a name such as uspeedo, got {_kind(ptype)}")
         cls = provider_class(ptype) if ptype else None
         if cls is None:
             from .providers import PROVIDERS
 
-            raise ConfigError(f"{here}.type: must be one of {', '.join(PROVIDERS)} (got {ptype!r})")
+            raise ConfigError(f"{here}.type: must be one of {', '.join(PROVIDERS)} (got {_show(ptype)})")
         _no_unknown(section, COMMON_PROVIDER_KEYS | set(cls.config_keys), here)
-        values = {k: _expand(v, missing, f"{here}.{k}") for k, v in section.items()}
-        providers[str(name)] = _provider_settings(str(name), values, cls, here, missing)
+        values, unresolved = {}, set()
+        for k, v in section.items():
+            before = len(missing)
+            values[k] = _expand(v, missing, f"{here}.{k}")
+            if len(missing) > before:
+                unresolved.add(k)
+        providers[str(name)] = _provider_settings(str(name), values, cls, here, missing, unresolved)
     templates = {}
-    for tid, entry in (raw.get("templates") or {}).items():
-        templates[str(tid)] = _template(str(tid), entry, f"{where}: templates.{tid}")
+    for tid, entry in _mapping(raw.get("templates"), f"{where}: templates").items():
+        tid = _key(tid, f"{where}: templates")
+        templates[tid] = _template(tid, entry, f"{where}: templates.{printable(tid)}")
     default = raw.get("default_provider")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{where}: default_provider: expected a provider name, got {_kind(default)}")
     if default is not None and default not in providers:
-        raise ConfigError(f"{where}: default_provider {default!r} is not a configured provider")
+        raise ConfigError(f"{where}: default_provider {_show(default)} is not a configured provider")
     region = _expand(raw.get("default_region"), missing, f"{where}: default_region")
+    if region is not None and not isinstance(region, str):
+        raise ConfigError(f"{where}: default_region: expected a region code such as HK, got {_kind(region)}")
     grace = raw.get("grace_period")
     guards = {k: _expand(raw[k], missing, f"{where}: {k}") for k in GUARD_KEYS if raw.get(k) is not None}
     cfg = Config(path, default, region.upper() if region else None, providers, templates,
                  missing_vars=sorted(set(missing)),
-                 grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "") else _number(grace, f"{where}: grace_period"),
+                 grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "")
+                 else _number(grace, f"{where}: grace_period", high=MAX_SECONDS),
                  guards=guards)
     from .guards import check_config  # late: guards import validation, which imports config
 
@@ -201,12 +280,43 @@ def parse_config(raw: Any, path: Path | None) -> Config:
 def _no_unknown(section: dict, allowed: set[str], where: str) -> None:
     for key in section:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{where}: unknown key {_show(key)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _mapping(value: Any, where: str) -> dict:
+    """A section that must be a mapping (or absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of names to settings, got {_kind(value)}")
+    return value
+
+
+def _key(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: every entry needs a name (got {_show(name)})")
+    return name
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return _show(value)
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: escaped and short (never a whole hostile document)."""
+    text = printable(repr(value))
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _expand(value: Any, missing: list[str], where: str) -> Any:
     if isinstance(value, dict):
         return {k: _expand(v, missing, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, missing, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -220,35 +330,78 @@ def _expand(value: Any, missing: list[str], where: str) -> Any:
     return _VAR.sub(sub, value)
 
 
-def _number(value: Any, where: str, kind=float):
+def _number(value: Any, where: str, kind=float, *, low: float = 0.0, high: float | None = None,
+            low_open: bool = False):
+    """A number within [low, high] ((low, high] with low_open): finite, never nan or inf."""
+    if isinstance(value, (dict, list, tuple, bool)) or value is None:
+        raise ConfigError(f"{where}: expected a number, got {_kind(value)}")
+    text = value.strip() if isinstance(value, str) else value
     try:
-        out = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if out < 0:
-        raise ConfigError(f"{where}: must not be negative")
+        out = kind(text)
+    except (TypeError, ValueError, OverflowError):
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{where}: expected {what}, got {_show(value)}") from None
+    if isinstance(out, float) and not math.isfinite(out):
+        raise ConfigError(f"{where}: must be a finite number, got {_show(value)}")
+    if out < low or (low_open and out == low):
+        raise ConfigError(f"{where}: must be {'more than' if low_open else 'at least'} {_fmt(low)}, got {_show(value)}")
+    if high is not None and out > high:
+        raise ConfigError(f"{where}: must be at most {_fmt(high)}, got {_show(value)}")
     return out
 
 
-def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
+def _fmt(n: float) -> str:
+    return str(int(n)) if float(n).is_integer() else str(n)
+
+
+def _endpoint(value: Any, where: str) -> str:
+    """An http:// or https:// URL with a host and a valid port."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a URL such as https://host/path, got {_kind(value)}")
+    text = value.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(f"{where}: a URL holds no spaces or control characters, got {_show(value)}")
+    try:
+        url = urlsplit(text)
+        port = url.port
+        host = url.hostname
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a valid URL ({exc}): {_show(value)}") from None
+    if url.scheme.lower() not in ("http", "https"):
+        raise ConfigError(f"{where}: must be an http:// or https:// URL, got {_show(value)}")
+    if not host:
+        raise ConfigError(f"{where}: the URL has no host: {_show(value)}")
+    if port == 0:
+        raise ConfigError(f"{where}: port 0 is not a port: {_show(value)}")
+    return text
+
+
+def _provider_settings(name, values, cls, here, missing, unresolved=frozenset()) -> ProviderSettings:
     connect, read = DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
     timeout = values.get("timeout")
+    seconds = {"low_open": True, "high": MAX_TIMEOUT}
     if isinstance(timeout, dict):
         _no_unknown(timeout, {"connect", "read"}, f"{here}.timeout")
-        connect = _number(timeout.get("connect", connect), f"{here}.timeout.connect")
-        read = _number(timeout.get("read", read), f"{here}.timeout.read")
+        connect = _number(timeout.get("connect", connect), f"{here}.timeout.connect", **seconds)
+        read = _number(timeout.get("read", read), f"{here}.timeout.read", **seconds)
     elif timeout is not None:
-        read = _number(timeout, f"{here}.timeout")
+        read = _number(timeout, f"{here}.timeout", **seconds)
     base, cap = DEFAULT_BACKOFF
     backoff = values.get("backoff")
     if backoff is not None:
         if not isinstance(backoff, dict):
             raise ConfigError(f"{here}.backoff: expected a mapping such as {{base: 0.5, cap: 30}}")
         _no_unknown(backoff, {"base", "cap"}, f"{here}.backoff")
-        base = _number(backoff.get("base", base), f"{here}.backoff.base")
-        cap = _number(backoff.get("cap", cap), f"{here}.backoff.cap")
+        base = _number(backoff.get("base", base), f"{here}.backoff.base", high=MAX_SECONDS)
+        cap = _number(backoff.get("cap", cap), f"{here}.backoff.cap", high=MAX_SECONDS)
     rate = values.get("rate_limit")
     attempts = values.get("max_attempts")
+    for k, v in values.items():
+        if k not in COMMON_PROVIDER_KEYS and isinstance(v, (dict, list)):
+            raise ConfigError(f"{here}.{k}: expected a single value, got {_kind(v)}")
+    endpoint = values.get("endpoint")
+    if endpoint not in (None, "") and "endpoint" not in unresolved:
+        endpoint = _endpoint(endpoint, f"{here}.endpoint")
     options = {k: ("" if v is None else str(v)) for k, v in values.items()
                if k not in COMMON_PROVIDER_KEYS}
     guards = {k: values[k] for k in PROVIDER_GUARD_KEYS if values.get(k) is not None}
@@ -256,11 +409,12 @@ def _provider_settings(name, values, cls, here, missing) -> ProviderSettings:
         if not options.get(key) and os.environ.get(env):
             options[key] = os.environ[env]
     secrets = frozenset(v for k, v in options.items() if k in cls.secret_keys and v)
+    ptype = values["type"]
     settings = ProviderSettings(
-        name=name, type=values["type"], endpoint=values.get("endpoint") or None,
-        rate_limit=_number(rate, f"{here}.rate_limit") if rate not in (None, "") else None,
+        name=name, type=ptype, endpoint=endpoint or None,
+        rate_limit=_number(rate, f"{here}.rate_limit", high=MAX_RATE_LIMIT) if rate not in (None, "") else None,
         connect_timeout=connect, read_timeout=read,
-        max_attempts=max(1, _number(attempts, f"{here}.max_attempts", int))
+        max_attempts=_number(attempts, f"{here}.max_attempts", int, low=1, high=MAX_ATTEMPTS)
         if attempts not in (None, "") else DEFAULT_MAX_ATTEMPTS,
         options=options, secrets=secrets, backoff_base=base, backoff_cap=cap, guards=guards,
     )
@@ -276,12 +430,20 @@ def _template(tid: str, entry: Any, where: str) -> Template:
     _no_unknown(entry, TEMPLATE_KEYS, where)
     params, names, count = entry.get("params"), None, None
     if isinstance(params, list):
-        names = tuple(str(p) for p in params)
+        if not all(isinstance(p, str) and p for p in params):
+            raise ConfigError(f"{where}.params: expected parameter names (a list of words) or a count")
+        if len(set(params)) != len(params):
+            raise ConfigError(f"{where}.params: a parameter name appears twice")
+        names = tuple(params)
         count = len(names)
+    elif isinstance(params, dict):
+        raise ConfigError(f"{where}.params: expected a list of parameter names or a count, got a mapping")
     elif params not in (None, ""):
-        count = _number(params, f"{where}.params", int)
+        count = _number(params, f"{where}.params", int, high=99)
     text = entry.get("text")
-    return Template(tid, names, count, None if text is None else str(text))
+    if text is not None and not isinstance(text, str):
+        raise ConfigError(f"{where}.text: expected the template's text, got {_kind(text)}")
+    return Template(tid, names, count, text)
 
 
 def _warn_literal_secrets(cfg: Config, raw: dict) -> None:
