@@ -228,6 +228,7 @@ class Aliyun(Provider):
     default_rate_limit = 20.0
     max_batch = 100
     opt_out_codes = frozenset({"isv.BLACK_KEY_CONTROL_LIMIT"})  # the number is on the black list
+    has_receipts = True
     finds_lost_answers = True  # a number's records of a day can be read without the BizId
     receipt_lookback = RECEIPT_LOOKBACK
     default_receipt_rate = 5000.0  # QuerySendDetails' documented QPS

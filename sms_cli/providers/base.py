@@ -76,6 +76,7 @@ class Provider(ABC):
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()  # codes that mean "opted out / blacklisted"
     # delivery receipts (sms-cli receipts): whether a message whose answer was lost can be found
     # without its submission id, how far back the receipt API can look, and its documented rate
+    has_receipts: ClassVar[bool] = False  # it has a receipt API (receipt_pages)
     finds_lost_answers: ClassVar[bool] = False
     receipt_lookback: ClassVar[float | None] = None  # seconds; None: no documented limit
     default_receipt_rate: ClassVar[float | None] = None  # requests per second; None: the send's rate_limit
@@ -89,6 +90,8 @@ class Provider(ABC):
         self.limiter = RateLimiter(self.rate_limit)
         self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace)
                      if self.uses_http else None)
+        self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for
+        self._receipt_requests = 0
 
     # --- configuration -------------------------------------------------------------------
     @classmethod
@@ -200,10 +203,14 @@ class Provider(ABC):
 
     @property
     def receipt_limiter(self) -> RateLimiter:
-        limiter = self.__dict__.get("_receipt_limiter")
-        if limiter is None:
-            limiter = self.__dict__["_receipt_limiter"] = RateLimiter(self.receipt_rate)
-        return limiter
+        if self._receipt_limiter is None:
+            self._receipt_limiter = RateLimiter(self.receipt_rate)
+        return self._receipt_limiter
+
+    @property
+    def receipt_requests(self) -> int:
+        """Receipt queries this adapter has sent."""
+        return self._receipt_requests
 
     @property
     def receipts_consumed(self) -> bool:
@@ -229,6 +236,7 @@ class Provider(ABC):
         """One receipt query: the receipt API's own rate limit, the send's timeouts, and the same
         reading of failures as a send (a query is safe to repeat, so the caller retries)."""
         self.receipt_limiter.acquire()
+        self._receipt_requests += 1
         try:
             resp = self.http.session.request(method, url, data=body, headers=headers or {},
                                              timeout=self.http.timeout)

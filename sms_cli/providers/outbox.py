@@ -1,5 +1,8 @@
 """The built-in provider used when there is no config: nothing leaves the machine, every
-accepted message is appended as one JSON line to a local file."""
+accepted message is appended as one JSON line to a local file.
+
+It has no delivery receipts: no message reached a handset, so `sms-cli receipts` marks its rows
+`no_receipt` at once (never `delivered`, which would make a dry pipeline look like a live one)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +11,7 @@ import threading
 import time
 
 from ..model import Kind, Message, Outcome
-from .base import Provider
+from .base import Provider, ReceiptsUnsupported
 from .http import RequestFailed
 
 DEFAULT_PATH = "sms-outbox.jsonl"
@@ -44,3 +47,6 @@ class Outbox(Provider):
         except OSError as exc:
             raise RequestFailed(Outcome(Kind.FATAL, "OutboxUnwritable", f"{self.path}: {exc.strerror}")) from None
         return [Outcome(Kind.ACCEPTED, ref=self.path)] * len(batch)
+
+    def receipt_pages(self, rows, now):
+        raise ReceiptsUnsupported("the outbox sends nothing: no message has a delivery receipt")

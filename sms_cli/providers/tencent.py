@@ -191,6 +191,7 @@ class Tencent(Provider):
     default_rate_limit = 10.0
     max_batch = 200
     opt_out_codes = frozenset({"FailedOperation.PhoneNumberInBlacklist"})
+    has_receipts = True
     finds_lost_answers = True  # a number's reports can be read without the SerialNo
     receipt_lookback = RECEIPT_LOOKBACK
 

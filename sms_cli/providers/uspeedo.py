@@ -118,6 +118,7 @@ class USpeedo(Provider):
     required_keys = ("access_key_id", "access_key_secret")
     default_endpoint = "https://api.uspeedo.com/api"
     default_rate_limit = 50.0
+    has_receipts = True
     max_batch = 1000
 
     def is_opt_out(self, outcome) -> bool:
