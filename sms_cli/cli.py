@@ -154,7 +154,7 @@ def _complete_provider(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1", "gb18030", "big5", "shift_jis")
-DELIMITERS = (",", ";", "tab", "|")
+DELIMITERS = (",", ";", "tab", "|")  # rows.py also takes the names comma, semicolon, pipe
 
 
 def _complete_encoding(incomplete: str) -> list[str]:
@@ -165,16 +165,6 @@ def _complete_delimiter(incomplete: str) -> list[str]:
     return [d for d in DELIMITERS if d.startswith(incomplete)]
 
 
-def _delimiter(value: Optional[str]) -> Optional[str]:
-    """--delimiter: `tab`, `\\t`, or one character (checked while parsing: a usage error)."""
-    if value is None:
-        return None
-    value = {"tab": "\t", "\\t": "\t"}.get(value.lower(), value)
-    if len(value) != 1:
-        raise typer.BadParameter("one character, or tab")
-    return value
-
-
 Format = enum.Enum("Format", {f: f for f in FORMATS}, type=str)  # rows.FORMATS: the readers there are
 ProviderType = enum.Enum("ProviderType", {t: t for t in ("uspeedo", "tencent", "aliyun")}, type=str)
 
@@ -183,7 +173,8 @@ def _value(choice) -> str | None:
     return None if choice is None else getattr(choice, "value", choice)
 
 
-INPUT = typer.Argument(..., metavar="INPUT", help="CSV, JSON, JSON Lines or text file of rows, or - for stdin.")
+INPUT = typer.Argument(..., metavar="INPUT", help="CSV (or TSV), JSON, JSON Lines or text file of rows, or - for "
+                       "stdin.")
 CONFIG = typer.Option(None, "--config", "-c", metavar="PATH",
                       help="Config file (default: $SMS_CLI_CONFIG, ./sms-cli.yaml, then "
                            "$XDG_CONFIG_HOME/sms-cli/config.yaml).")
@@ -192,10 +183,11 @@ PROVIDER = typer.Option(None, "--provider", "-p", metavar="NAME", autocompletion
 FORMAT = typer.Option(None, "--format", "-f", metavar="[" + "|".join(FORMATS) + "]", case_sensitive=False,
                       help="The input's format (default: from the extension, or sniffed from stdin).")
 ENCODING = typer.Option(None, "--encoding", metavar="ENCODING", autocompletion=_complete_encoding,
-                        help="The input's text encoding, e.g. utf-16 or cp1252 (default: UTF-8, with or "
-                             "without BOM).")
-DELIMITER = typer.Option(None, "--delimiter", metavar="CHAR", autocompletion=_complete_delimiter, callback=_delimiter,
-                         help="CSV field separator: one character or tab (default: from the header line).")
+                        help="The input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8 with or "
+                             "without BOM, or UTF-16/32 with a BOM).")
+DELIMITER = typer.Option(None, "--delimiter", metavar="CHAR", autocompletion=_complete_delimiter,
+                         help="CSV field separator: one character, or tab, comma, semicolon, pipe (default: "
+                              "read from the header line: , ; or tab).")
 TEMPLATE = typer.Option(None, "--template", "-t", metavar="ID", help="Template id for rows that have none.")
 PARAM = typer.Option([], "--param", metavar="VALUE",
                      help="Template parameter for rows that have none (repeat for each, in order).")
@@ -617,6 +609,8 @@ Examples:
   sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
   sms-cli emulator --templates sms-cli.yaml --log accepted.jsonl
 """)(guarded(_emulator_command))
+from .receipts_command import receipts as _receipts_command  # noqa: E402
+app.command("receipts")(guarded(_receipts_command))
 
 
 @command(cls=Command)

@@ -63,7 +63,7 @@ def setup(req: SendRequest, *, sending: bool = True):
     region = (req.region or cfg.default_region or "").upper() or None
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
-    source = open_source(req.input, req.fmt)
+    source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     defaults = Defaults(req.template, tuple(req.params), req.sender_id)
     validator = Validator(cfg.templates, region, defaults, provider, key_prefix=source.digest[:12] + "-")
     return cfg, provider, source, validator
@@ -407,7 +407,7 @@ def status(req: SendRequest) -> Status:
     """The runs the journal recorded for `req.input`, its rows' states, the failures file, and
     the dry run of a re-run with the latest run's options. Needs no secrets and writes nothing
     (no journal is created when there is none)."""
-    source = open_source(req.input, req.fmt)
+    source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     try:
         digest, fmt, display = source.digest, source.fmt, source.display
         ref = _first_ref(source)

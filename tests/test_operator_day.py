@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, cli_command, cli_env, invoke, make_rows
+from sms_cli.rows import FORMATS
 
 SAMPLES = ROOT / "samples"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -294,7 +295,7 @@ def test_help_names_arguments_shows_choices_and_examples(tmp_path):
         assert re.search(r"\n  Examples:\n(    sms-cli .+\n)+", out), path
     send = invoke("send", "-h", cwd=tmp_path).stdout
     assert send.startswith("Usage: root send [OPTIONS] INPUT\n") or "send [OPTIONS] INPUT" in send.splitlines()[0]
-    assert "[csv|json|jsonl|lines]" in send and "--limit N" in send and "--journal PATH" in send
+    assert "[" + "|".join(FORMATS) + "]" in send and "--limit N" in send and "--journal PATH" in send
     assert "NUMBER..." in invoke("suppress", "add", "-h", cwd=tmp_path).stdout
     assert "[PATH]" in invoke("config", "init", "-h", cwd=tmp_path).stdout.splitlines()[0]
 
@@ -324,7 +325,7 @@ def test_completion_offers_formats_and_the_configs_providers(tmp_path, monkeypat
     for var in ("SMS_CLI_CONFIG", "XDG_CONFIG_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert complete("send", "x.csv", "--format") == ["csv", "json", "jsonl", "lines"]
+    assert complete("send", "x.csv", "--format") == list(FORMATS)
     assert complete("plan", "x.csv", "--format", incomplete="js") == ["json", "jsonl"]
     two = "providers:\n  alpha:\n    type: outbox\n  beta:\n    type: outbox\n"
     private_config(tmp_path / "mine.yaml", two)
@@ -346,6 +347,26 @@ def test_send_from_a_terminal_stdin_says_how_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_terminal", lambda stream: False)
     quiet = invoke("send", "-", "--format", "lines", "-t", "T", "--dry-run", cwd=tmp_path, input="+6591234500\n")
     assert "reading rows" not in quiet.stderr
+
+
+def test_encoding_and_delimiter_reach_the_reader(tmp_path):
+    rows = "phone|template_id|param1\n+6591234500|T|Jos\u00e9\n+6591234501|T|Ren\u00e9e\n"
+    (tmp_path / "in.csv").write_bytes(rows.encode("cp1252"))
+    unread = invoke("validate", "in.csv", cwd=tmp_path)
+    assert unread.returncode == 2 and "UTF-8" in unread.stderr
+    for command in ("validate", "plan"):
+        r = invoke(command, "in.csv", "--encoding", "cp1252", "--delimiter", "pipe", "--json", cwd=tmp_path)
+        assert r.returncode == 0, (command, r.stdout, r.stderr)
+    plan = invoke("plan", "in.csv", "--encoding", "cp1252", "--delimiter", "|", "--json", cwd=tmp_path).json()
+    assert plan["to_send"] == 2
+    sent = invoke("send", "in.csv", "--encoding", "cp1252", "--delimiter", "|", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    outbox = [json.loads(x) for x in (tmp_path / "sms-outbox.jsonl").read_text().splitlines()]
+    assert [m["params"] for m in outbox] == [["Jos\u00e9"], ["Ren\u00e9e"]]
+    st = invoke("status", "in.csv", "--encoding", "cp1252", "--delimiter", "|", cwd=tmp_path)
+    assert st.returncode == 0, st.stdout + st.stderr
+    bad = invoke("validate", "in.csv", "--delimiter", "ab", cwd=tmp_path)
+    assert bad.returncode == 2 and "delimiter" in bad.stderr
 
 
 # --- 6. progress -----------------------------------------------------------------------------------
