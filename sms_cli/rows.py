@@ -185,13 +185,17 @@ def open_source(name: str, fmt: str | None = None, *, encoding: str | None = Non
                     raise InputError(display, f"cannot read: {exc.strerror or exc}") from None
                 path = spool
         fmt = known or _sniff(path, display, is_stdin, scan.encoding)
+        tsv = not is_stdin and Path(name).suffix.lower() == ".tsv"
+        if fmt == "lines" and ext_fmt == "lines" and _is_table(_first_line(path, scan.encoding)):
+            # a .txt that is a table (Excel's "Unicode Text" is tab-separated UTF-16): read it as one
+            fmt = known = "csv"
+            tsv = True
         if fmt != "json" and scan.long_line:
             raise InputError(display, f"a line longer than {MAX_LINE >> 20} MiB with no line "
                              "break: not a row file", scan.long_line)
         source = Source(path, fmt, display, scan.digest, scan.lines, is_stdin, encoding=scan.encoding,
                         spooled=spool is not None, max_line=scan.longest)
         if fmt == "csv":
-            tsv = Path(name).suffix.lower() == ".tsv"
             source.header, source.delimiter = _csv_header(source, delimiter, tsv)
         elif fmt == "json":
             _json_document(source)  # a syntax error is found now, before anything is sent
@@ -431,6 +435,11 @@ def _cells(line: str, delimiter: str) -> list[str]:
         return [line]
 
 
+def _is_table(line: str) -> bool:
+    """A header line of columns, one of them a phone column (not a list of numbers)."""
+    return any(d in line and _phone_column(line, d) for d in DELIMITERS)
+
+
 def _phone_column(line: str, delimiter: str) -> bool:
     return any(canonical(c) == "phone" for c in _cells(line, delimiter))
 
@@ -467,7 +476,7 @@ def _csv_header(source: Source, delimiter: str | None, tsv: bool = False) -> tup
                     raise InputError(source.display, "no phone column in the header (phone, Phone or PhoneNumber; "
                                      "columns separated by , ; or tab, or use --delimiter)", line_no)
             try:
-                header = next(csv.reader(chain([first], fh), delimiter=delimiter))
+                header = next(csv.reader(chain([first], fh), delimiter=delimiter, strict=True))
             except csv.Error as exc:
                 raise InputError(source.display, f"not CSV: {exc}", line_no) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -541,7 +550,9 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
             base = 1
         else:
             src = chain([first.lstrip("\ufeff")], src)
-        reader = csv.reader(feed(src), delimiter=delimiter)
+        # strict: text after a closing quote is an error, which is how a quote that was never
+        # closed shows when it swallows the rows after it (their own quotes close it early)
+        reader = csv.reader(feed(src), delimiter=delimiter, strict=True)
         try:
             names = [h.strip() for h in next(reader)]
         except (StopIteration, csv.Error, _Overlong, _Unterminated):
@@ -587,6 +598,9 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
                 elif isinstance(exc, _Overlong):
                     error = (f"a row runs over more than {MAX_RECORD_LINES} lines or {MAX_RECORD_CHARS >> 20} MiB "
                              '(probably a " with no closing ")')
+                elif "expected after" in str(exc):
+                    error = ('a quoted cell has text after its closing quote (a quote never closed, or a " '
+                             'inside a quoted cell not written as "")')
                 else:
                     error = f"not valid CSV: {exc}"
                 values = _cells(buf[0].rstrip("\r\n"), delimiter) if buf else []
@@ -599,7 +613,7 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
                 buf.clear()
                 held.clear()
                 base = line
-                reader = csv.reader(feed(chain(pending, src)), delimiter=delimiter)
+                reader = csv.reader(feed(chain(pending, src)), delimiter=delimiter, strict=True)
     except (OSError, UnicodeDecodeError) as exc:  # unreadable (or changed) mid-way
         at = base + (reader.line_num if reader is not None else 0) + 1
         raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}", at) from None
