@@ -609,8 +609,10 @@ Examples:
   sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
   sms-cli emulator --templates sms-cli.yaml --log accepted.jsonl
 """)(guarded(_emulator_command))
+# `sms-cli receipts` lives in receipts_command.py; registered here with the same help style
 from .receipts_command import receipts as _receipts_command  # noqa: E402
-app.command("receipts")(guarded(_receipts_command))
+
+command("receipts", cls=Command)(guarded(_receipts_command))
 
 
 @command(cls=Command)

@@ -386,6 +386,7 @@ class Status:
     failures_file: str | None = None
     failures_file_exists: bool = False
     rerun: Summary | None = None  # the dry run of the same command: what a re-run would send
+    receipts: dict[str, int] | None = None  # rows per delivery receipt status (None: the journal has none)
 
     @property
     def exit_code(self) -> int:
@@ -400,7 +401,7 @@ class Status:
         return 0 if s.rows == done else 1
 
 
-JOURNAL_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
+JOURNAL_STATES = ("accepted", "failed", "retry", "unknown", "inflight", "undelivered")
 
 
 def status(req: SendRequest) -> Status:
@@ -444,6 +445,10 @@ def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str,
         st.runs = journal.runs(ws.id)
         st.journal_states = _states(journal.counts(ws.id))
         st.active = journal.in_use()
+        try:
+            st.receipts = journal.receipt_counts(ws.id)
+        except SmsCliError:  # a journal from before receipts: nothing collected
+            st.receipts = None
     finally:
         journal.close()
     last = st.runs[-1].options if st.runs else {}
@@ -455,7 +460,8 @@ def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str,
 
 
 def _states(counts: dict[str, int]) -> dict[str, int]:
-    return {k: counts.get(k, 0) for k in JOURNAL_STATES}
+    """Every journal state, zero included (and any state a later version adds)."""
+    return {**{k: 0 for k in JOURNAL_STATES}, **counts}
 
 
 def _configured(config: str | None, name: str | None) -> str | None:

@@ -269,9 +269,12 @@ def status_dict(st) -> dict:
         "active": st.active, "runs": runs, "journal_states": st.journal_states,
         "failures_file": st.failures_file, "failures_file_exists": st.failures_file_exists,
         "rerun": rerun,
-        "receipts": None,  # delivery reports (delivered / pending) are not collected yet
+        "receipts": st.receipts or None,  # rows per delivery receipt status, when any were collected
         "exit_code": st.exit_code,
     }
+
+
+_SHOWN_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
 
 
 def status_text(st) -> str:
@@ -299,7 +302,11 @@ def status_text(st) -> str:
                      f"{r['status']}" + (f"  [{opts}]" if opts else ""))
     j = st.journal_states
     lines.append(f"  rows recorded: {j['accepted']} accepted, {j['failed']} refused by the provider, {j['retry']} "
-                 f"not sent or to retry, {j['unknown']} unknown, {j['inflight']} in flight")
+                 f"not sent or to retry, {j['unknown']} unknown, {j['inflight']} in flight"
+                 + "".join(f", {n} {k}" for k, n in j.items() if k not in _SHOWN_STATES and n))
+    if st.receipts:
+        lines.append("  delivery receipts: " + ", ".join(f"{n} {k.replace('_', ' ')}"
+                                                         for k, n in sorted(st.receipts.items())))
     fexists = "exists" if st.failures_file_exists else "not there"
     lines.append(f"  failures file: {_printable(st.failures_file)} ({fexists})")
     p = d["rerun"]

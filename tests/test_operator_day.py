@@ -121,11 +121,12 @@ def test_status_of_runs_reads_only_and_needs_no_secrets(tmp_path, emulator, writ
     assert r.returncode == 1, r.stderr
     assert listing(tmp_path) == before  # nothing written: no -wal/-shm left behind either
     st = r.json()
-    assert st["schema_version"] == 1 and st["found"] and not st["active"] and st["receipts"] is None
+    assert st["schema_version"] == 1 and st["found"] and not st["active"] and st["receipts"] is None  # none asked
     (run,) = st["runs"]
     assert run["status"] == "partial" and run["provider"] == "emu" and run["provider_type"] == "uspeedo"
     assert run["options"]["limit"] == 5 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["started"])
-    assert st["journal_states"] == {"accepted": 4, "failed": 1, "retry": 0, "unknown": 0, "inflight": 0}
+    assert st["journal_states"] == {"accepted": 4, "failed": 1, "retry": 0, "unknown": 0, "inflight": 0,
+                                   "undelivered": 0}
     assert st["failures_file"] == "in.failed.csv" and st["failures_file_exists"]
     rerun = st["rerun"]  # the dry run of the same command: --limit 5 again
     assert rerun["to_send"] == 5 and rerun["invalid"] == 1 and rerun["deferred"] == 2
@@ -148,6 +149,10 @@ def test_status_exit_0_when_nothing_is_left(tmp_path, emulator, write_config):
     assert invoke("send", "in.csv", "--config", cfg, cwd=tmp_path).returncode == 0
     r = invoke("status", "in.csv", "--config", cfg, cwd=tmp_path)
     assert r.returncode == 0 and "nothing left to send" in r.stdout and "finished" in r.stdout
+    assert invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path).json()["receipts"] is None
+    invoke("receipts", "in.csv", "--config", cfg, cwd=tmp_path)  # delivered or pending: what the provider says
+    receipts = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path).json()["receipts"]
+    assert sum(receipts.values()) == 3 and set(receipts) <= {"delivered", "pending", "failed"}
     (tmp_path / "other.csv").write_text((tmp_path / "in.csv").read_text() + "+6591234999,OTP_LOGIN,1\n")
     elsewhere = invoke("status", "other.csv", "--journal", "in.journal.sqlite", "--json", cwd=tmp_path)
     assert elsewhere.returncode == 2 and not elsewhere.json()["found"]
