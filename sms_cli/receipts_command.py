@@ -255,9 +255,9 @@ def summary_table(r):
 
     from .report import shown
 
-    table = Table(title="delivery receipts", title_justify="left")
+    table = Table(title="delivery receipts", title_justify="left", caption_justify="left")
     for name in ("", "sent", "delivered", "failed", "pending", "no receipt", "unknown", "rate", "median", "p95"):
-        table.add_column(name, justify="left" if not name else "right")
+        table.add_column(name, justify="left" if not name else "right", no_wrap=True)
 
     def row(label, t, style=None):
         d = t.as_dict()
