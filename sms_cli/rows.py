@@ -661,9 +661,7 @@ def _dup_reason(key: str) -> str:
     return f"the key {_shown(key)} appears twice in one object"
 
 
-@lru_cache(maxsize=1024)
-def _clash_cached(keys: tuple) -> str | None:
-    return _clash(keys)
+_CLASHES: dict[tuple, str | None] = {}  # key sets seen in this input: rows repeat a few
 
 
 def _clash(keys) -> str | None:
@@ -680,7 +678,16 @@ def _clash(keys) -> str | None:
 
 def _alias_clash(record: dict) -> str | None:
     """Two keys of a row that name one field (phone and PhoneNumber): which one to use is a guess."""
-    return _clash_cached(tuple(record)) if len(record) <= 32 else _clash(record)
+    keys = tuple(record)
+    try:
+        return _CLASHES[keys]
+    except KeyError:
+        pass
+    found = _clash(keys)
+    # a hostile row's long or many keys must not fill the memory
+    if len(_CLASHES) < 1024 and len(keys) <= 32 and all(not isinstance(k, str) or len(k) <= 64 for k in keys):
+        _CLASHES[keys] = found
+    return found
 
 
 def _flatten_task_content(items: list, display: str, lines: list[int] | None = None) -> list[tuple[int, Any]]:

@@ -333,6 +333,8 @@ class Validator:
             return _reject(raw, *f.problem)
         if not f.phone:
             return _reject(raw, "InvalidPhone", "no phone number")
+        if len(f.phone) > MAX_PHONE:  # before parse_phone's cache, which would keep it
+            return _reject(raw, "InvalidPhone", "not a phone number (too long)")
         phone = parse_phone(f.phone, self.region)
         if isinstance(phone, str):
             return _reject(raw, "InvalidPhone", phone)
