@@ -265,12 +265,19 @@ def track_of(r: ReceiptRow, ws: WorkingSet, provider: str) -> Track:
         t.received, t.parts = r.received, r.parts
     if r.state == UNDELIVERED and t.status != FAILED:
         t.status, t.code, t.message = FAILED, r.code or "", r.message or ""
-    try:
-        number = phonenumbers.parse(r.phone, None)
-        t.region = region_of(r.phone, number.country_code)
-    except phonenumbers.NumberParseException:
-        pass
+    cc = _country_code(r.phone)
+    if cc is not None:
+        t.region = region_of(r.phone, cc)
     return t
+
+
+def _country_code(e164: str) -> int | None:
+    """The calling code of an E.164 number (calling codes are prefix-free: the first that is one)."""
+    for size in (1, 2, 3):
+        head = e164[1:1 + size]
+        if head.isdigit() and int(head) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return int(head)
+    return None
 
 
 def _digits(phone: str) -> str:
@@ -345,6 +352,8 @@ class Collector:
         self.progress = progress or (lambda result, open_rows, next_in: None)
         self.rng = random.Random()
         self._providers: dict[str, Provider] = {}
+        self._asked_by_number: dict[str, list[Track]] = {}  # the rows being asked about, by number
+        self.open_rows = 0  # rows still pending in this round (for the progress display)
         runs = {rr.id: rr for ws in sets for rr in journal.runs(ws.id)}
         by_id = {ws.id: ws for ws in sets}
         self.tracks: list[Track] = []
@@ -412,7 +421,9 @@ class Collector:
     def round(self) -> None:
         """Ask each provider once about every open row."""
         groups: dict[str, list[Track]] = {}
-        for t in self.askable():
+        open_rows = self.askable()
+        self.open_rows = len(open_rows)
+        for t in open_rows:
             groups.setdefault(t.provider, []).append(t)
         for section, tracks in groups.items():
             self._ask(self.provider(section), section, tracks)
@@ -420,13 +431,20 @@ class Collector:
 
     def _ask(self, p: Provider, section: str, tracks: list[Track]) -> None:
         asked = {t.id: t for t in tracks}
+        self._asked_by_number: dict[str, list[Track]] = {}
+        for t in tracks:
+            self._asked_by_number.setdefault(_digits(t.sent.phone), []).append(t)
         if p.receipts_consumed:  # reports an earlier run pulled from the queue and kept
             kept = [Report(**json.loads(j)) for j in self.journal.inbox(section)]
             if kept:
                 self._page(p, section, asked, [], kept, from_inbox=True)
         # a number's other messages, so a lost answer is told from them by their ids
-        lost_numbers = {t.sent.phone for t in tracks if not t.sent.ref}
-        context = [t.sent for t in self.tracks if t.id not in asked and t.sent.ref and t.sent.phone in lost_numbers]
+        lost: dict[str, list[float]] = {}
+        for t in tracks:
+            if not t.sent.ref:
+                lost.setdefault(t.sent.phone, []).append(t.sent.sent)
+        context = [t.sent for t in self.tracks if t.id not in asked and t.sent.ref and t.sent.phone in lost
+                   and any(abs(t.sent.sent - when) < 2 * 86400 for when in lost[t.sent.phone])]
         remaining = [t.sent for t in tracks] + context
         attempt = 0
         while remaining:
@@ -461,7 +479,9 @@ class Collector:
         """One answer: join it, record it in one transaction, keep what a pull-once queue handed
         over that is no row's yet (before the next page is asked for)."""
         now = self.wall()
-        candidates = [t for t in asked.values() if t.open]
+        numbers = {_digits(r.phone) for r in reports}
+        candidates = [t for d in numbers for t in self._asked_by_number.get(d, ()) if t.open]
+        was_open = len(candidates)
         matched = join(candidates, reports, self.claimed, p.expected_corr)
         updates: list[ReceiptUpdate] = []
         for tid, r in matched.items():
@@ -480,7 +500,8 @@ class Collector:
                 self.journal.keep_in_inbox(section, [(r.ref, r.phone, json.dumps(asdict(r))) for r in spare])
         self.journal.record_receipts(updates)
         log.info("%s: %d rows asked about, %d reports, %d joined", section, len(rows), len(reports), len(matched))
-        self.progress(self.result, len(self.askable()), 0.0)
+        self.open_rows -= was_open - sum(1 for t in candidates if t.open)
+        self.progress(self.result, self.open_rows, 0.0)
 
     def _learn(self, t: Track, r: Report, now: float) -> ReceiptUpdate:
         """A row's report: its status, and where that changes it, its journal state."""

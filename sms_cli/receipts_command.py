@@ -211,7 +211,8 @@ def summary_lines(r, *, table: bool = False) -> list[str]:
                     lines.append(f"  {title} {shown(name)}: {_counts(g)}")
     d = t.as_dict()
     if d["billed_parts"] is not None:
-        est = f", the plan's estimate {d['billed_estimate']}" if d["billed_estimate"] is not None else ""
+        bound = "at least " if r.estimate_lower_bound else ""
+        est = f", the plan's estimate {bound}{d['billed_estimate']}" if d["billed_estimate"] is not None else ""
         lines.append(f"parts: {d['billed_parts']} billed for {t.billed_rows} rows{est}")
     elif d["estimated_parts"] is not None:
         bound = "at least " if r.estimate_lower_bound else ""

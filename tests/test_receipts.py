@@ -193,6 +193,16 @@ def test_stdin_run_found_through_its_journal(tmp_path, emulator, write_config):
     assert [row["phone"] for row in read_csv(tmp_path / d["failures_file"])] == [phone]
 
 
+@pytest.mark.parametrize("settings", [{"auth": "basic"}, {"action": "SendUSMSMessage"}])
+def test_uspeedo_basic_auth_and_send_usms_message(tmp_path, emulator, write_config, settings):
+    phones = make_rows(tmp_path / "in.csv", 3)
+    emu = emulator(receipt_delay_ms=0, undeliverable={phones[0]: "UNDELIV"})
+    cfg = write_config(emu, **settings)
+    send("in.csv", "--config", cfg, cwd=tmp_path)
+    code, d, _ = receipts("in.csv", "--config", cfg, cwd=tmp_path)
+    assert code == 1 and (d["delivered"], d["failed"]) == (2, 1) and d["billed_parts"] == 3
+
+
 def test_tencent_pull_queue(tmp_path, emulator, write_config):
     phones = make_rows(tmp_path / "in.csv", 4)
     emu = emulator(receipt_delay_ms=0, undeliverable={phones[2]: "UNDELIV"})

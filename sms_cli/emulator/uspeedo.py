@@ -69,7 +69,6 @@ class USpeedoDialect(Dialect):
         if not isinstance(body, dict):
             return self.malformed(req, "body is not a JSON object")
         basic = req.path.rstrip("/").startswith("/api/v1/usms/")
-        opts = self.emu.options
         if basic:
             action = req.path.rstrip("/").rsplit("/", 1)[-1]
             refused = self._check_basic(req)
