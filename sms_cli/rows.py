@@ -629,11 +629,14 @@ def _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref
 
 
 # --- JSON / JSON Lines -------------------------------------------------------------------
+_META = frozenset(META)
+
+
 def _strip_meta(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
-    retry = ref = None
-    if any(k in obj for k in META):
-        retry, ref = obj.get("retryable"), obj.get("sms_ref")
-        obj = {k: v for k, v in obj.items() if k not in META}
+    if _META.isdisjoint(obj):  # the usual row: no failures-file columns (a C-level check)
+        return obj, None, None
+    retry, ref = obj.get("retryable"), obj.get("sms_ref")
+    obj = {k: v for k, v in obj.items() if k not in _META}
     return (obj, str(retry).strip().lower() if retry not in (None, "") else None,
             str(ref).strip() if ref not in (None, "") else None)
 
