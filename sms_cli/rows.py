@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -147,6 +148,8 @@ def open_source(name: str, fmt: str | None = None, *, encoding: str | None = Non
     `encoding` a Python codec name (None: UTF-8, or UTF-16/32 by BOM); `delimiter` for CSV
     (None: sniffed from the header line: `,` `;` or tab; names such as "tab" are accepted)."""
     display = "<stdin>" if name == "-" else display_name(name)
+    if not name:
+        raise InputError("''", "no input named: give a file, or - for stdin")
     if fmt == "tsv":
         fmt, delimiter = "csv", delimiter or "\t"
     if fmt is not None and fmt not in FORMATS:
@@ -160,9 +163,14 @@ def open_source(name: str, fmt: str | None = None, *, encoding: str | None = Non
     bound = None if known is None else known != "json"
     try:
         if is_stdin:
-            stream = getattr(sys.stdin, "buffer", None)
-            if stream is None:  # started with stdin closed (`0<&-`)
+            if sys.stdin is None:  # started with stdin closed (`0<&-`)
                 raise InputError(display, "stdin is closed: pipe the rows in, or name a file")
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is None:  # a text-only stdin (an embedding application's StringIO)
+                try:
+                    stream = io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))
+                except (OSError, ValueError, UnicodeError) as exc:
+                    raise InputError(display, f"cannot read stdin: {exc}") from None
             spool, scan = _spool(stream, display, encoding, bound)
             path = spool
         else:
@@ -173,6 +181,8 @@ def open_source(name: str, fmt: str | None = None, *, encoding: str | None = Non
                 raise InputError(display, "no such file") from None
             except OSError as exc:
                 raise InputError(display, f"cannot read: {exc.strerror or exc}") from None
+            except ValueError:  # a NUL character in the name
+                raise InputError(display, "not a valid file name") from None
             if stat.S_ISDIR(st.st_mode):
                 raise InputError(display, "is a directory, not an input file")
             if stat.S_ISREG(st.st_mode):

@@ -331,6 +331,13 @@ def test_display_name_of_a_name_that_is_not_utf8():
     assert display_name("plain.csv") == "plain.csv" and display_name("名单.csv") == "名单.csv"
 
 
+@pytest.mark.parametrize("name,expect", [("a\x00b.csv", "not a valid file name"), ("", "no input named"),
+                                         ("x" * 5000 + ".csv", "cannot read")])
+def test_impossible_names_are_input_errors(name, expect):
+    with pytest.raises(InputError, match=expect):
+        open_source(name)
+
+
 def test_missing_file_error_escapes_the_name(tmp_path):
     with pytest.raises(InputError) as exc:
         open_source(str(tmp_path / "x\x1b]0;TITLE\x07.csv"))
