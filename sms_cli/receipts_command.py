@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -74,7 +77,7 @@ def receipts(
         give_up_after=parse_duration(give_up_after, "--give-up-after"),
         poll_interval=max(0.001, parse_duration(poll_interval, "--poll-interval")))
     setup_logging(verbose, frozenset())
-    with Progress(enabled=not quiet and bool(wait)) as view:
+    with Progress(enabled=not quiet and bool(wait)) as view, _ctrl_c_stops_waiting():
         result = collect(req, progress=view.update)
     code = result.exit_code()
     if json_out:
@@ -88,6 +91,20 @@ def receipts(
         else:
             sys.stderr.write("\n".join(summary_lines(result)) + "\n")
     raise typer.Exit(int(code))
+
+
+@contextmanager
+def _ctrl_c_stops_waiting():
+    """Ctrl-C during a --wait ends the waiting (collect records what it learnt and the summary
+    still prints, exit 130) instead of main()'s immediate exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 # --- progress (a terminal only) ----------------------------------------------------------------
