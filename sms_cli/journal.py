@@ -275,9 +275,10 @@ class Journal:
         return RowState(seq, state, code or "", message or "", msg)
 
     def taken_messages(self, set_id: int) -> set[int]:
-        """Message keys of a set that were (or may have been) accepted: never to be sent again."""
-        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?)",
-                                         (set_id, ACCEPTED, UNKNOWN, INFLIGHT))}
+        """Message keys of a set that were (or may have been) accepted, delivered or not: never
+        to be sent again by an edited version of its input."""
+        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
+                                         (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT))}
 
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
         now, run = time.time(), self.run_id

@@ -4,8 +4,8 @@ One name per working set: `<base>.journal.sqlite` and `<base>.failed.<ext>` besi
 `base` is the input's name without the extension the failures file itself uses (`list.csv` ->
 `list`, `list.jsonl` -> `list`), and the whole name otherwise (`list.json` -> `list.json`), so
 two inputs never share a journal or a failures file. A failures file resolves to the base of
-the input it came from (`list.failed.csv` -> `list`): resending it records into the same
-ledger and rewrites the same failures file. Stdin gets `sms-stdin-<content hash>`, so a resume
+the input it came from (`list.failed.csv` and receipts' `list.undelivered.csv` -> `list`):
+resending it records into the same ledger and rewrites the same failures file. Stdin gets `sms-stdin-<content hash>`, so a resume
 of the same content finds its own files again.
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 FAILED = ".failed"
+# what a failures file's name adds to its input's base: send's, and receipts' undelivered rows
+DERIVED = (FAILED, ".undelivered")
 
 
 def failures_ext(input_name: str, fmt: str) -> str:
@@ -29,10 +31,10 @@ def base(input_name: str, digest: str) -> Path:
     name, ext = p.stem, p.suffix.lower()
     # .tsv stays in the base (list.csv and list.tsv must not share a journal) except on the
     # failures file of a .tsv input, list.tsv.failed.tsv
-    if not (ext in (".csv", ".jsonl") or (ext == ".tsv" and name.endswith(FAILED))):
+    if not (ext in (".csv", ".jsonl") or (ext == ".tsv" and name.endswith(DERIVED))):
         name = p.name
-    while name.endswith(FAILED):
-        name = name[: -len(FAILED)]
+    while name.endswith(DERIVED):
+        name = name[: name.rindex(".")]
     if not name:  # a file called ".failed.csv": nothing left to name it by
         name = p.name
     return p.with_name(name)
@@ -48,6 +50,3 @@ def failures_path(input_name: str, fmt: str, digest: str) -> Path:
     return b.with_name(b.name + FAILED + failures_ext(input_name, fmt))
 
 
-def is_failures_file(input_name: str) -> bool:
-    p = Path(input_name)
-    return p.stem.endswith(FAILED) or p.name.endswith(FAILED)

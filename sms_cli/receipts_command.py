@@ -31,7 +31,7 @@ def receipts(
     journal: Optional[str] = typer.Option(None, "--journal", metavar="PATH",
                                           help="The send's journal (default: <input>.journal.sqlite beside the "
                                                "input)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="[csv|json|jsonl|lines]",
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="[csv|tsv|json|jsonl|lines]",
                                       help="The input's format, as for send."),
     template: Optional[str] = typer.Option(None, "--template", "-t", metavar="ID",
                                            help="The send's --template (rows read back as it read them)."),

@@ -101,7 +101,7 @@ def test_receipts_settle_the_run_and_the_failures_file_resends_only_the_undelive
 
     # resending the undelivered file is one command and sends exactly those two rows
     before = accepted_counts(emu)
-    code, s = send("in.undelivered.csv", "--config", cfg, "--journal", "in.journal.sqlite", cwd=tmp_path)
+    code, s = send("in.undelivered.csv", "--config", cfg, cwd=tmp_path)  # finds in.journal.sqlite by its name
     assert s["accepted"] == 2 and s["accepted_earlier"] == 0
     assert accepted_counts(emu) - before == Counter({phones[1]: 1, phones[3]: 1})
     # sent again, they are asked about again (and the emulator still cannot deliver to them)
@@ -117,8 +117,7 @@ def test_only_retryable_resends_the_undelivered_rows_marked_yes(tmp_path, emulat
     code, d, _ = receipts("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1 and d["failed"] == 2
     before = accepted_counts(emu)
-    code, s = send("in.undelivered.csv", "--config", cfg, "--journal", "in.journal.sqlite", "--only-retryable",
-                   cwd=tmp_path)
+    code, s = send("in.undelivered.csv", "--config", cfg, "--only-retryable", cwd=tmp_path)
     assert s["accepted"] == 1 and s["skipped"] == 1
     assert accepted_counts(emu) - before == Counter({phones[1]: 1})
 
