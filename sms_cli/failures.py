@@ -46,7 +46,9 @@ class FailuresWriter:
             raise SmsCliError(f"{self.path}: cannot replace the failures file here (not writable)")
         _remove_stale_temps(self.path)
         try:
-            self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
+            # a row refused for a lone surrogate (from a JSON \ud83d escape) still carries it: JSON
+            # Lines write it back as that same escape, so the row reads back exactly as it was
+            self.fh = open(self.tmp, "w", encoding="utf-8", errors="backslashreplace", newline="")
         except OSError as exc:
             raise SmsCliError(f"{self.path}: cannot write the failures file here ({exc.strerror})") from None
         if shutil.disk_usage(folder).free < MIN_FREE_BYTES:

@@ -5,8 +5,9 @@ One name per working set: `<base>.journal.sqlite` and `<base>.failed.<ext>` besi
 `list`, `list.jsonl` -> `list`), and the whole name otherwise (`list.json` -> `list.json`), so
 two inputs never share a journal or a failures file. A failures file resolves to the base of
 the input it came from (`list.failed.csv` and receipts' `list.undelivered.csv` -> `list`):
-resending it records into the same ledger and rewrites the same failures file. Stdin gets `sms-stdin-<content hash>`, so a resume
-of the same content finds its own files again.
+resending it records into the same ledger and rewrites the same failures file. Stdin (and a process substitution such as
+`<(zcat list.csv.gz)`) gets `sms-stdin-<content hash>` in the working directory, so a resume of
+the same content finds its own files again.
 """
 from __future__ import annotations
 
@@ -24,8 +25,12 @@ def failures_ext(input_name: str, fmt: str) -> str:
     return ".tsv" if ext == ".tsv" else ".csv"
 
 
+# inputs with no folder of their own to write beside: stdin, process substitution <(...)
+_PIPES = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
+
+
 def base(input_name: str, digest: str) -> Path:
-    if input_name == "-":
+    if input_name == "-" or input_name.startswith(_PIPES):
         return Path(f"sms-stdin-{digest[:12]}")
     p = Path(input_name)
     name, ext = p.stem, p.suffix.lower()

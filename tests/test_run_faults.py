@@ -144,3 +144,26 @@ def test_a_file_name_that_is_not_utf8_on_a_strict_terminal(tmp_path):
         proc = subprocess.run(cli_command(*cmd), cwd=tmp_path, env=env, capture_output=True, timeout=60)
         err = proc.stderr.decode("utf-8", "replace")
         assert proc.returncode == 1 and "Traceback" not in err, err
+
+
+def test_a_lone_surrogate_row_is_filed_and_reads_back_exactly(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"phone": "+6591234500", "template_id": "T", "params": ["\\ud83d"]}\n'
+                                       '{"phone": "+6591234501", "template_id": "T", "params": ["ok"]}\n')
+    r = invoke("send", "in.jsonl", cwd=tmp_path)
+    assert r.returncode == 1
+    row = json.loads((tmp_path / "in.failed.jsonl").read_text(encoding="utf-8"))
+    assert row["params"] == ["\ud83d"] and row["error_code"] == "InvalidParams"
+
+
+def test_process_substitution_gets_content_named_files_in_the_working_directory(tmp_path):
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    (tmp_path / "n.txt").write_text("+6591234500\n12\n")
+    cmd = " ".join(cli_command("send", "<(cat n.txt)", "--format", "lines", "--template", "T"))
+    proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("sms-stdin-"))
+    assert any(n.endswith(".failed.jsonl") for n in names) and any(n.endswith(".journal.sqlite") for n in names)

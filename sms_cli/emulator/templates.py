@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from ..config import Template
-from ..errors import SmsCliError
+from ..config import Template, _load_yaml
+from ..errors import ConfigError, SmsCliError
 
 
 def load_templates(path: str) -> dict[str, Template]:
@@ -20,12 +18,10 @@ def load_templates(path: str) -> dict[str, Template]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SmsCliError(f"{where}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise SmsCliError(f"{where}:{line} {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
+    try:  # the config's loader: no aliases (an alias bomb), bounded nesting, strings kept
+        raw = _load_yaml(text, Path(path))
+    except ConfigError as exc:
+        raise SmsCliError(f"--templates {exc}") from None
     section = raw.get("templates") if isinstance(raw, dict) and "templates" in raw else raw
     if not isinstance(section, dict) or not section:
         raise SmsCliError(f"{where}: expected `templates:` with a mapping of template ids "
