@@ -164,7 +164,8 @@ def test_templates_file_forms(tmp_path):
     assert templates["SMS_1"].names == ("code",) and templates["FREE"].count is None
     for text, message in [("templates: [a, b]\n", "expected `templates:`"), ("A: {params: x}\n", "params"),
                           ("A: {param: 1}\n", "unknown key 'param'"), ("A: [1]\n", "expected a mapping"),
-                          ("a: [\n", "line"), ("", "expected `templates:`")]:
+                          ("a: [\n", r"bad\.yaml:\d+: "), ("", "expected `templates:`"),
+                          ("a: &x [1]\nb: *x\n", "anchors")]:  # no aliases: no alias bomb
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(SmsCliError, match=message):
