@@ -15,6 +15,7 @@ import phonenumbers
 
 from . import segments
 from .config import Template
+from .e164 import parse_plus_digits
 from .errors import SmsCliError
 from .model import Message
 from .rows import RawRow, canonical
@@ -216,10 +217,13 @@ def parse_phone(raw: str, region: str | None) -> tuple[str, int, str] | str:
         text = "+" + text[2:]
     if not text.startswith("+") and not region:
         return "national number and no default_region (set it in config or use --default-region)"
-    try:
-        num = phonenumbers.parse(text, None if text.startswith("+") else region)
-    except phonenumbers.NumberParseException as exc:
-        return f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
+    # "+digits", the usual shape, skips phonenumbers' free-text parsing (e164.py: same result)
+    num = parse_plus_digits(text) if text[:1] == "+" else None
+    if num is None:
+        try:
+            num = phonenumbers.parse(text, None if text.startswith("+") else region)
+        except phonenumbers.NumberParseException as exc:
+            return f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
     if not phonenumbers.is_valid_number(num):
         return "not a valid phone number"
     national = str(num.national_number)
@@ -242,15 +246,14 @@ def _params(value, positional: dict[int, str]) -> list[str] | dict[str, str] | s
             return []
         if text[0] not in "[{":
             return [text]  # a single bare value
-        dups: list = []
-        try:
-            value = json.loads(text, parse_int=str, parse_float=str, object_pairs_hook=_pairs(dups))
+        try:  # one decoder for every row: json.loads with options built a new one each time
+            value = _PARAMS_JSON.decode(text)
         except ValueError:
             return "params is not valid JSON (use a JSON array or object)"
         except RecursionError:
             return "params is nested too deeply"
-        if dups:
-            return f"params has the key {_name(dups[0])!r} twice"
+        if value.__class__ is _Duplicated:
+            return f"params has the key {_name(value.duplicate)!r} twice"
     if value is None:
         return []
     if isinstance(value, list):
@@ -288,14 +291,23 @@ def _param_problem(v) -> str | None:
     return f"params: {reason}" if reason else None
 
 
-def _pairs(dups: list):
-    def hook(items: list) -> dict:
-        obj = dict(items)
-        if len(obj) != len(items):
-            seen: set = set()
-            dups.extend(k for k, _ in items if k in seen or seen.add(k))
-        return obj
-    return hook
+class _Duplicated(dict):
+    """A JSON object that named a key twice (which one is in `duplicate`)."""
+
+    duplicate = None
+
+
+def _pairs(items: list) -> dict:
+    obj = dict(items)
+    if len(obj) != len(items):
+        seen: set = set()
+        obj = _Duplicated(obj)
+        obj.duplicate = next(k for k, _ in items if k in seen or seen.add(k))
+    return obj
+
+
+# numbers keep their spelling ("0123", "1.50"); duplicate keys are found, not silently merged
+_PARAMS_JSON = json.JSONDecoder(parse_int=str, parse_float=str, object_pairs_hook=_pairs)
 
 
 def _reject(raw: RawRow, code: str, reason: str) -> Rejected:
