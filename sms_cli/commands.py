@@ -75,16 +75,6 @@ def _storable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _first_ref(source) -> str | None:
-    """The sms_ref of a failures file's first row: which working set it was written from."""
-    rows = source.rows()
-    try:
-        first = next(rows, None)
-    finally:
-        rows.close()
-    return first.ref if first is not None else None
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and a.samefile(b)
@@ -107,7 +97,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
     """Which working set this input belongs to; refuses (exit 2) where going on could send an
     accepted message again."""
     name = _storable(paths.base(req.input, source.digest).name)
-    ref = _first_ref(source)
+    ref = source.first_ref()
     if ref:  # a failures file: its rows belong to the set they were written from
         origin = journal.find_set(ref.partition(":")[0]) if ":" in ref else None
         if origin is None:
@@ -250,7 +240,7 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
         journal = journal_mod.Journal(jpath, readonly=True)
     try:
         ws = journal.find_set(source.digest) if journal is not None else None
-        ref = _first_ref(source)
+        ref = source.first_ref()
         resend = False
         if ref and journal is not None and journal.find_set(ref.partition(":")[0]):
             origin = journal.find_set(ref.partition(":")[0])
@@ -411,7 +401,7 @@ def status(req: SendRequest) -> Status:
     source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     try:
         digest, fmt, display = source.digest, source.fmt, source.display
-        ref = _first_ref(source)
+        ref = source.first_ref()
     finally:
         source.cleanup()
     jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, digest)

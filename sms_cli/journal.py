@@ -253,19 +253,42 @@ class Journal:
             self._write("UPDATE runs SET status=?, updated=? WHERE id=?", [(status, time.time(), self.run_id)])
 
     # --- rows ---------------------------------------------------------------------------------
-    def states(self, set_id: int) -> Iterator[RowState]:
-        """Every recorded row of a set in seq order, streamed for a merge with the input."""
+    def states(self, set_id: int, start: int = 0) -> Iterator[RowState]:
+        """Every recorded row of a set from seq `start` on, in seq order, streamed for a merge
+        with the input."""
         # a cursor of its own, read under the lock: workers write on the same connection
-        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? ORDER BY seq"
+        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq>=? ORDER BY seq"
         with self._lock, self._guard("journal read failed"):
             cur = self.db.cursor()
-            cur.execute(sql, (set_id,))
+            cur.execute(sql, (set_id, start))
             chunk = cur.fetchmany(5000)
         while chunk:
             for seq, state, code, message, msg in chunk:
                 yield RowState(seq, state, code or "", message or "", msg)
             with self._lock, self._guard("journal read failed"):
                 chunk = cur.fetchmany(5000)
+
+    def accepted_prefix(self, set_id: int) -> tuple[int, dict[str, int]]:
+        """(n, rows per template) where rows 0..n-1 of a set are all recorded and accepted: what
+        a resume counts from here instead of reading them (a run killed at 90% resumes at once)."""
+        bad, top = self._read("SELECT (SELECT min(seq) FROM rows WHERE set_id=?1 AND state<>?2), "
+                              "(SELECT max(seq) FROM rows WHERE set_id=?1)", (set_id, ACCEPTED))[0]
+        gap = bad if bad is not None else (top + 1 if top is not None else 0)
+        present = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq<?", (set_id, gap))[0][0]
+        if present != gap:  # a row below it was never sent: stop at the first such hole
+            has_zero = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
+            gap = 0 if not has_zero else self._read(
+                "SELECT min(seq) + 1 FROM rows r WHERE set_id=?1 AND seq<?2 AND NOT EXISTS "
+                "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0]
+        if not gap:
+            return 0, {}
+        per = self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? GROUP BY 1",
+                         (set_id, gap))
+        return gap, dict(per)
+
+    def prefix_messages(self, set_id: int, n: int) -> set[int]:
+        """Message keys of rows 0..n-1 (for --dedupe when a resume counts them unread)."""
+        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND seq<?", (set_id, n))}
 
     def state(self, set_id: int, seq: int) -> RowState | None:
         rows = self._read("SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq=?", (set_id, seq))

@@ -78,6 +78,17 @@ class Ledger:
             if fate.to_failures_file:
                 self._file(row.record, row.line, code, message, fate, row.ref)
 
+    def settle_counted(self, fate: Fate, per_template: dict[str, int]) -> None:
+        """Rows counted, not read (a resume's accepted prefix): nothing to file or journal."""
+        with self.lock:
+            t = self.tally
+            for template, n in per_template.items():
+                t.counts[fate] += n
+                per = t.by_template.get(template)
+                if per is None:
+                    per = t.by_template[template] = Counter()
+                per[fate] += n
+
     # --- requests -----------------------------------------------------------------------------
     def sending(self, batch: list[Message], attempt: int, *, split: bool = False) -> None:
         """Before a request leaves: durably in flight (a crash from here on means unknown)."""

@@ -634,15 +634,6 @@ def _open_input(req: ReceiptsRequest):
     return open_source(req.input, req.fmt)
 
 
-def _first_ref(source) -> str | None:
-    rows = source.rows()
-    try:
-        first = next(rows, None)
-    finally:
-        rows.close()
-    return first.ref if first is not None else None
-
-
 def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep) -> Result:
     """Ask, join, record, and (with --wait) keep asking; then give up on what is overdue, write
     the undelivered failures file and count. SmsCliError before anything is asked (exit 2)."""
@@ -674,7 +665,7 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
 def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Result:
     own: WorkingSet | None = None
     if source is not None:
-        ref = _first_ref(source)
+        ref = source.first_ref()
         origin = journal.find_set(ref.partition(":")[0]) if ref and ":" in ref else None
         own = journal.find_set(source.digest)
         sets = [ws for ws in (origin, own) if ws is not None]

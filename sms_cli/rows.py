@@ -133,9 +133,23 @@ class Source:
     max_line: int = 0  # the longest physical line (bytes; characters for UTF-16/32)
     _doc: list | None = field(default=None, repr=False)  # JSON: the parsed rows, parsed once
 
-    def rows(self) -> Iterator[RawRow]:
-        reader = {"csv": _csv_rows, "json": _json_rows, "jsonl": _jsonl_rows, "lines": _line_rows}[self.fmt]
-        return reader(self)
+    def rows(self, skip: int = 0) -> Iterator[RawRow]:
+        """The rows in order; with `skip`, from the row whose seq is `skip` (a resume whose
+        journal already holds every row before it: CSV steps over them without building them)."""
+        if self.fmt == "csv":
+            return _csv_rows(self, skip)
+        reader = {"json": _json_rows, "jsonl": _jsonl_rows, "lines": _line_rows}[self.fmt]
+        rows = reader(self)
+        return (r for r in rows if r.seq >= skip) if skip else rows
+
+    def first_ref(self) -> str | None:
+        """The sms_ref of the first row: which working set a failures file was written from."""
+        rows = self.rows()
+        try:
+            first = next(rows, None)
+        finally:
+            rows.close()
+        return first.ref if first is not None else None
 
     def cleanup(self) -> None:
         if self.is_stdin or self.spooled:
@@ -528,15 +542,15 @@ class _Unterminated(Exception):
     """The input ended inside a quoted CSV cell."""
 
 
-def _csv_rows(source: Source) -> Iterator[RawRow]:
+def _csv_rows(source: Source, skip: int = 0) -> Iterator[RawRow]:
     try:
         with _open_text(source) as fh:
-            yield from _csv_records(source, fh)
+            yield from _csv_records(source, fh, skip)
     except (OSError, UnicodeDecodeError) as exc:  # opening failed: unreadable since it was scanned
         raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _csv_records(source: Source, fh) -> Iterator[RawRow]:
+def _csv_records(source: Source, fh, skip: int = 0) -> Iterator[RawRow]:
     delimiter = source.delimiter or ","
     buf: list[str] = []  # the physical lines of the row being parsed
     held: list[str] = []  # a line read but not given to the csv reader: the row was too long
@@ -584,7 +598,8 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
                     count = len(values)
                     if n == 1 and count == width and fast:
                         buf.clear()
-                        yield RawRow(seq, base + reader.line_num, dict(zip(kept_names, values)))
+                        if seq >= skip:
+                            yield RawRow(seq, base + reader.line_num, dict(zip(kept_names, values)))
                         seq += 1
                         continue
                     line = base + reader.line_num - n + 1
@@ -598,7 +613,8 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
                         values += [""] * (width - count)
                     if any(len(v) > MAX_CELL for v in values):
                         error = f"a cell is longer than {MAX_CELL >> 10} KiB (messages hold about 500 characters)"
-                    yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
+                    if seq >= skip:
+                        yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
                     seq += 1
                 return
             except (csv.Error, _Overlong, _Unterminated) as exc:
@@ -615,7 +631,8 @@ def _csv_records(source: Source, fh) -> Iterator[RawRow]:
                     error = f"not valid CSV: {exc}"
                 values = _cells(buf[0].rstrip("\r\n"), delimiter) if buf else []
                 values += [""] * (width - len(values))
-                yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
+                if seq >= skip:
+                    yield _csv_row(seq, line, values, error, keep, kept_names, escaped, retry_col, ref_col)
                 seq += 1
                 # read on from the line after the bad row's first line: a stray quote swallows the
                 # rows after it, which are rows of their own

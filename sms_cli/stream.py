@@ -76,18 +76,20 @@ class Identity:
 
 
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
-               resend: bool = False, taken: set[int] | None = None, guards=None,
+               resend: bool = False, taken: set[int] | None = None, guards=None, start: int = 0,
+               seen: set[int] | None = None,
                stopping: Callable[[], str | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
     earlier version of this input had accepted (--continue-edited). `stopping()`: None, or
     "interrupt" (settle the rest as not sent, quickly), or "fatal" (still validate the rest
-    so invalid rows keep their reason)."""
+    so invalid rows keep their reason). `start`: the rows begin at this seq (the ones before it
+    were counted from the journal, whose --dedupe keys come as `seen`)."""
     journal = ident.journal
     own_set = ident.own_set
-    merge = journal.states(own_set) if journal is not None else iter(())
+    merge = journal.states(own_set, start) if journal is not None else iter(())
     nxt = next(merge, None)
-    seen: set[int] = set()
+    seen = seen if seen is not None else set()
     sent = 0
     limit, dedupe = opts.limit, opts.dedupe
     check = guards.check if guards is not None and guards.active else None

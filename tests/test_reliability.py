@@ -579,3 +579,22 @@ def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(t
         assert all(r["retryable"] == "unknown" for r in failed.values())
         assert not list(work.glob(".*.tmp"))
     assert mid_run, "no limit hit the run after it had started sending"
+
+
+def test_resume_counts_the_accepted_prefix_without_reading_it(tmp_path, emulator, write_config):
+    """A run stopped after its first rows resumes from the journal's accepted prefix: the rows
+    before it are counted (per template too), the rest read and sent, none sent twice."""
+    emu = emulator()
+    cfg = write_config(emu)
+    inp = tmp_path / "in.csv"
+    phones = make_rows(inp, 3000)
+    with open(inp, "a", encoding="utf-8") as fh:  # an invalid row and a duplicate after the prefix
+        fh.write(f"12,OTP_LOGIN,1\n{phones[0]},OTP_LOGIN,000000\n")
+    code, s = send(inp, cfg, "--limit", "2000", cwd=tmp_path)
+    assert s["accepted"] == 2000
+    code, s = send(inp, cfg, "--dedupe", cwd=tmp_path)
+    assert s["accepted_earlier"] == 2000 and s["accepted"] == 1000 and s["invalid"] == 1 and s["duplicates"] == 1
+    assert s["by_template"]["OTP_LOGIN"]["accepted_earlier"] == 2000
+    assert logged(emu) == Counter({p: 1 for p in phones})
+    rows = failures(tmp_path / "in.failed.csv")
+    assert [r["line"] for r in rows.values()] == ["3002"]  # line numbers after the prefix are right

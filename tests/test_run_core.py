@@ -118,8 +118,8 @@ class FakeJournal:
     def __init__(self, states):
         self._states = sorted(states, key=lambda s: s.seq)
 
-    def states(self, set_id):
-        return iter(self._states)
+    def states(self, set_id, start=0):
+        return (s for s in self._states if s.seq >= start)
 
     def state(self, set_id, seq):
         return next((s for s in self._states if s.seq == seq), None)
