@@ -88,7 +88,7 @@ class WorkingSetChoice:
     ident: Identity
     resend: bool  # the input is a failures file of `ws`
     taken: set[int] | None  # --continue-edited: messages an earlier version accepted
-    previous: dict[str, int] | None  # journal states of `ws` before this run (None: new)
+    resumed: bool  # `ws` existed before this run (its states are read once the run has started)
     fresh: bool = False
     continued_from: int | None = None
 
@@ -110,7 +110,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                                                                     created=guards_mod.timestamp())
         sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
         return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
-                                _taken(journal, origin), journal.counts(origin.id))
+                                _taken(journal, origin), True)
     ws = journal.find_set(source.digest)
     fresh = False
     if ws is not None and req.fresh:
@@ -119,7 +119,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
             raise SmsCliError(f"{journal.path}: {accepted} rows of this input were already accepted; --fresh "
                               "would send them again. Add --yes to start over anyway")
         ws, fresh = None, True
-    previous = journal.counts(ws.id) if ws is not None else None
+    resumed = ws is not None
     if ws is None:
         linked = None
         other = journal.other_version(name, source.digest)
@@ -134,7 +134,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
             linked = other.id
         ws = journal.create_set(source.digest, name, linked, created=guards_mod.timestamp())
     return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, _taken(journal, ws),
-                            previous, fresh, ws.linked)
+                            resumed, fresh, ws.linked)
 
 
 def _taken(journal, ws) -> set[int] | None:
@@ -167,7 +167,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
                            "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
-        if choice.previous is not None:  # read after start_run: rows cut off in flight count as unknown
+        if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
             summary.previous = journal.counts(choice.ws.id)
             summary.resumed = bool(summary.previous)
         summary.fresh, summary.continued_from = choice.fresh, choice.continued_from

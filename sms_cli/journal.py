@@ -274,17 +274,19 @@ class Journal:
         bad, top = self._read("SELECT (SELECT min(seq) FROM rows WHERE set_id=?1 AND state<>?2), "
                               "(SELECT max(seq) FROM rows WHERE set_id=?1)", (set_id, ACCEPTED))[0]
         gap = bad if bad is not None else (top + 1 if top is not None else 0)
-        present = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq<?", (set_id, gap))[0][0]
-        if present != gap:  # a row below it was never sent: stop at the first such hole
+        # one pass over the rows below it: per template, and in all (every seq below it present?)
+        per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
+                              "GROUP BY 1", (set_id, gap)))
+        if sum(per.values()) != gap:  # a row below it was never sent: stop at the first such hole
             has_zero = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
             gap = 0 if not has_zero else self._read(
                 "SELECT min(seq) + 1 FROM rows r WHERE set_id=?1 AND seq<?2 AND NOT EXISTS "
                 "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0]
+            per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
+                                  "GROUP BY 1", (set_id, gap)))
         if not gap:
             return 0, {}
-        per = self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? GROUP BY 1",
-                         (set_id, gap))
-        return gap, dict(per)
+        return gap, per
 
     def prefix_messages(self, set_id: int, n: int) -> set[int]:
         """Message keys of rows 0..n-1 (for --dedupe when a resume counts them unread)."""
