@@ -111,9 +111,14 @@ class Ledger:
         outcomes = [Outcome(Kind.NOT_SENT, "NotSent", f"not sent: {o.code}: {o.message}") if o.kind is Kind.FATAL
                     else o for o in outcomes]
         fates = [FATE_OF[o.kind] if f else None for o, f in zip(outcomes, final)]
-        if self.journal is not None:
-            self.journal.record(batch, outcomes, [JOURNAL_STATE[f] if f else RETRY for f in fates], attempt)
-        self._settle_many(batch, outcomes, fates)
+        try:
+            if self.journal is not None:
+                self.journal.record(batch, outcomes, [JOURNAL_STATE[f] if f else RETRY for f in fates], attempt)
+        finally:
+            # the answer is known even when the journal could not take it (a full disk): count
+            # and file it all the same; the journal keeps these rows in flight, which the next
+            # run reads as unknown, so none is sent again
+            self._settle_many(batch, outcomes, fates)
 
     def stopped(self, batch: list[Message], fate: Fate, code: str, message: str, *, journal: bool = False) -> None:
         """Rows handed to the dispatcher that end without an answer of their own: not sent

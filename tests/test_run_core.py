@@ -163,3 +163,24 @@ def test_exit_code_follows_the_heaviest_fate():
     assert exit_code({Fate.ACCEPTED: 1}, "fatal") == ExitCode.FATAL
     assert exit_code({}, "SIGTERM") == ExitCode.SIGTERM
     assert {f.retryable for f in Fate if f.to_failures_file} == {"yes", "no", "unknown"}
+
+
+def test_an_answer_the_journal_cannot_record_still_settles_its_rows():
+    from sms_cli.errors import SmsCliError
+
+    class FullDisk:
+        def mark_inflight(self, batch, attempt):
+            pass
+
+        def record(self, *args):
+            raise SmsCliError("journal write failed (database or disk is full)")
+
+    ledger = Ledger(journal=FullDisk())
+    stop = Stop()
+    d = Dispatcher(Fake(lambda b: [Outcome(Kind.ACCEPTED)] * len(b)), ledger, FAST, stop, concurrency=1)
+    d.submit(msgs(8))
+    d.submit(msgs(8))
+    d.close()
+    t = ledger.tally
+    assert stop.reason == "fatal" and "disk is full" in stop.detail
+    assert t.counts[Fate.ACCEPTED] == 8 and t.counts[Fate.NOT_SENT] == 8  # none lost
