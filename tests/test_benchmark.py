@@ -12,10 +12,10 @@ BASELINE = ROOT / "benchmarks" / "baseline.py"
 
 def test_bench_send_runs_and_prints_the_table():
     # tiny inputs and one latency: this proves the benchmark runs; its figures mean nothing here.
-    # The "million" send of 8,000 rows is killed part way or, if it finishes first, the re-run
+    # The "million" send of 5,000 rows is killed part way or, if it finishes first, the re-run
     # has nothing left to send, which the benchmark also reports
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--rows", "300", "--million-rows", "8000", "--latencies", "0"],
+        [sys.executable, str(BENCH), "--rows", "200", "--million-rows", "5000", "--latencies", "0"],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -26,7 +26,7 @@ def test_bench_send_runs_and_prints_the_table():
     for run in ("bare minimum", "sequential loop (uspeedo-sdk-python)", "sms-cli send (journal on)",
                 "sms-cli send, resumed after SIGKILL", "param columns", "JSON params"):
         assert run in out
-    assert "resume: a send of 8,000 rows" in out and "targets:" in out
+    assert "resume: a send of 5,000 rows" in out and "targets:" in out
     assert "CPU of the full send <= 1.5x the bare minimum, JSON params" in out
 
 

@@ -60,7 +60,7 @@ def failures_markers(folder: Path) -> list[str]:
     return out
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(rows=rows_strategy, jsonl=st.booleans(), seed=st.integers(0, 1000))
 def test_every_row_ends_once_accepted_or_in_the_failures_file(rows, jsonl, seed):
     folder = Path(tempfile.mkdtemp(prefix="sms-prop-"))

@@ -335,15 +335,15 @@ def test_unwritable_failures_path_is_refused_before_sending(tmp_path, emulator, 
 # --- concurrency and rate limit --------------------------------------------------------------
 def test_rate_limit_holds_across_workers(tmp_path, emulator, write_config):
     emu = emulator()
-    cfg = write_config(emu, "tencent", rate_limit=5)
+    cfg = write_config(emu, "tencent", rate_limit=8)
     inp = tmp_path / "in.csv"
-    phones = make_rows(inp, 2400)  # 12 requests of 200
+    phones = make_rows(inp, 2400)  # 12 requests of 200: a second and a half of them
     code, s = send(inp, cfg, "--concurrency", "4", cwd=tmp_path)
     assert code == 0 and s["accepted"] == 2400
     times = sorted(emu.stats()["request_times"])
     assert len(times) == 12
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
-    assert worst <= 6, f"{worst} requests within one second at rate_limit 5"
+    assert worst <= 9, f"{worst} requests within one second at rate_limit 8"
     assert logged(emu) == Counter({p: 1 for p in phones})
 
 
