@@ -53,9 +53,6 @@ class Tally:
     splits: int = 0  # of which: a half of a request split to find the numbers it refused
     sent_rows: int = 0  # rows that left in a request (first attempt), for the rate
 
-    def count(self, fate: Fate) -> int:
-        return self.counts[fate]
-
 
 class Ledger:
     def __init__(self, journal=None, failures=None, ref_of=None, on_opt_out=None):

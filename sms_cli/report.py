@@ -67,6 +67,7 @@ def summary_dict(s: Summary) -> dict:
         "retries_exhausted": counts.get(Fate.FAILED, 0),
         "requests": t.requests, "retries": t.retries, "splits": t.splits, "rows_sent": t.sent_rows,
         "resumed": s.resumed, "previous": s.previous, "fresh": s.fresh,
+        "continued_edited": s.continued_from is not None,
         "stopped": s.stopped, "fatal": s.fatal, "local_failure": s.local,
         "limit": s.limit, "remaining": counts.get(Fate.DEFERRED, 0),
         "failures_file": s.failures_path, "failures_file_lost": s.failures_lost,
@@ -93,6 +94,9 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
         lines.append(f"resumed this input's ledger (journal held: {prev})")
     if s.fresh:
         lines.append("started over (--fresh --yes): messages accepted before may have been sent again")
+    if s.continued_from is not None:
+        lines.append("continued an edited input (--continue-edited): messages its earlier version had "
+                     "accepted count as accepted earlier and were not sent again")
     if s.stopped == "fatal":
         what = "local failure" if s.local else "provider refused the run"
         lines.append(f"stopped: {what}: {_printable(s.fatal or '')}")

@@ -41,7 +41,7 @@ class Summary:
     resumed: bool = False
     previous: dict[str, int] = field(default_factory=dict)  # journal states before this run
     fresh: bool = False  # --fresh --yes started the working set over
-    continued_from: int | None = None  # --continue-edited: rows an earlier version had accepted
+    continued_from: int | None = None  # --continue-edited: the working set of the earlier version
     stopped: str | None = None  # "fatal", "SIGINT", "SIGTERM"
     fatal: str | None = None
     local: bool = False  # the stop was a local disk/journal failure

@@ -223,7 +223,9 @@ def test_edited_input_after_an_unfinished_run(tmp_path, emulator, write_config):
     assert r.returncode == 2 and "25 rows accepted" in r.stderr and "--continue-edited" in r.stderr
     assert sum(accepted_counts(emu).values()) == 25
     code, s, _ = send("in.csv", "--config", cfg, "--continue-edited", cwd=tmp_path)
-    assert code == 0 and s["accepted_earlier"] == 24 and s["accepted"] == 60 - 25 + 1
+    assert code == 0 and s["accepted_earlier"] == 24 and s["accepted"] == 60 - 25 + 1 and s["continued_edited"]
+    code, s, _ = send("in.csv", "--config", cfg, cwd=tmp_path)  # and its resume sends nothing more
+    assert code == 0 and s["accepted_earlier"] == 60 and s["accepted"] == 0
     counts = assert_once(emu)
     assert set(counts) == set(phones) | {extra}
 
