@@ -58,3 +58,27 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
     _pu._set_italian_leading_zeros_for_phone_number(national, num)
     num.national_number = int(national)
     return num
+
+
+def is_valid(num: phonenumbers.PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number without its second look: for a country code shared by
+    several regions (+1, +7, +44...) it finds the region by checking the number against each
+    region's patterns, then checks it against the region found, which repeats the check that
+    found it. Here the first check's answer is kept; the rest is phonenumbers' own code."""
+    regions = _REGIONS.get(num.country_code)
+    if regions is None or len(regions) == 1:
+        return phonenumbers.is_valid_number(num)
+    nsn = _pu.national_significant_number(num)
+    for region in regions:
+        md = _pu.PhoneMetadata.metadata_for_region(region.upper(), None)
+        if md is None:
+            continue
+        if md.leading_digits is not None:
+            if _pu.re_compile(md.leading_digits).match(nsn):
+                return phonenumbers.is_valid_number_for_region(num, region)
+        elif _pu._number_type_helper(nsn, md) != _UNKNOWN:
+            return True  # what is_valid_number_for_region(num, region) would compute again
+    return False
+
+
+_UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN

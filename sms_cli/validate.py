@@ -15,7 +15,7 @@ import phonenumbers
 
 from . import segments
 from .config import Template
-from .e164 import parse_plus_digits
+from .e164 import is_valid, parse_plus_digits
 from .errors import SmsCliError
 from .model import Message
 from .rows import RawRow, canonical
@@ -224,7 +224,7 @@ def parse_phone(raw: str, region: str | None) -> tuple[str, int, str] | str:
             num = phonenumbers.parse(text, None if text.startswith("+") else region)
         except phonenumbers.NumberParseException as exc:
             return f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
-    if not phonenumbers.is_valid_number(num):
+    if not is_valid(num):
         return "not a valid phone number"
     national = str(num.national_number)
     if num.italian_leading_zero:

@@ -7,7 +7,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType as T
 
-from sms_cli.e164 import parse_plus_digits
+from sms_cli.e164 import is_valid, parse_plus_digits
 
 TYPES = (T.MOBILE, T.FIXED_LINE, T.TOLL_FREE, T.PREMIUM_RATE, T.VOIP, T.PERSONAL_NUMBER, T.UAN, T.PAGER,
          T.SHARED_COST, T.VOICEMAIL)
@@ -29,7 +29,7 @@ def same(text: str) -> None:
     assert (fast.country_code, fast.national_number, fast.italian_leading_zero,
             fast.number_of_leading_zeros) == (ref.country_code, ref.national_number, ref.italian_leading_zero,
                                               ref.number_of_leading_zeros), text
-    assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(ref), text
+    assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(ref) == is_valid(ref), text
 
 
 def test_every_regions_example_numbers():
@@ -61,3 +61,12 @@ def test_only_plus_and_ascii_digits_take_the_fast_path():
                  "+", "+1", ""):
         assert parse_plus_digits(text) is None
     assert parse_plus_digits("+85255311111").national_number == 55311111
+
+
+@pytest.mark.parametrize("cc", [1, 7, 44, 47, 61, 262, 290, 358, 590, 599])
+def test_is_valid_on_shared_country_codes(cc):
+    """Country codes several regions share, where is_valid takes its shortcut."""
+    rng = random.Random(cc)
+    for _ in range(4000):
+        num = phonenumbers.PhoneNumber(country_code=cc, national_number=rng.randrange(10 ** rng.randint(4, 11)))
+        assert is_valid(num) == phonenumbers.is_valid_number(num), num
