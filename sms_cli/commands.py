@@ -167,8 +167,9 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
                            "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
+        prefix = None
         if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
-            summary.previous = journal.counts(choice.ws.id)
+            summary.previous, *prefix = journal.resume_view(choice.ws.id)
             summary.resumed = bool(summary.previous)
         summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
         summary.journal_path = str(jpath)
@@ -181,7 +182,8 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         if on_start:
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
-                resend=choice.resend, taken=choice.taken, guards=guards, progress=progress)
+                resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
+                prefix=tuple(prefix) if prefix else None)
         summary.notes = [ledger.opt_out_error] if ledger.opt_out_error else []
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)

@@ -268,25 +268,35 @@ class Journal:
             with self._lock, self._guard("journal read failed"):
                 chunk = cur.fetchmany(5000)
 
-    def accepted_prefix(self, set_id: int) -> tuple[int, dict[str, int]]:
-        """(n, rows per template) where rows 0..n-1 of a set are all recorded and accepted: what
-        a resume counts from here instead of reading them (a run killed at 90% resumes at once)."""
-        bad, top = self._read("SELECT (SELECT min(seq) FROM rows WHERE set_id=?1 AND state<>?2), "
-                              "(SELECT max(seq) FROM rows WHERE set_id=?1)", (set_id, ACCEPTED))[0]
+    def resume_view(self, set_id: int) -> tuple[dict[str, int], int, dict[str, int]]:
+        """(rows per state, n, accepted rows per template below n) where rows 0..n-1 of a set
+        are all recorded and accepted: what a resume counts instead of reading them (a run
+        killed at 90% resumes at once). One pass over the set's rows; the rows above n, a few
+        batches at most after a kill, are read again by their key."""
+        groups = self._read("SELECT state, coalesce(template, '-'), count(*), min(seq), max(seq) FROM rows "
+                            "WHERE set_id=? GROUP BY 1, 2", (set_id,))
+        counts: dict[str, int] = {}
+        accepted: dict[str, int] = {}
+        bad = top = None
+        for state, template, n, low, high in groups:
+            counts[state] = counts.get(state, 0) + n
+            top = high if top is None else max(top, high)
+            if state == ACCEPTED:
+                accepted[template] = n
+            else:
+                bad = low if bad is None else min(bad, low)
         gap = bad if bad is not None else (top + 1 if top is not None else 0)
-        # one pass over the rows below it: per template, and in all (every seq below it present?)
-        per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
-                              "GROUP BY 1", (set_id, gap)))
+        above = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
+                                "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
+        per = {t: n - above.get(t, 0) for t, n in accepted.items() if n - above.get(t, 0)}
         if sum(per.values()) != gap:  # a row below it was never sent: stop at the first such hole
             has_zero = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
             gap = 0 if not has_zero else self._read(
                 "SELECT min(seq) + 1 FROM rows r WHERE set_id=?1 AND seq<?2 AND NOT EXISTS "
                 "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0]
             per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
-                                  "GROUP BY 1", (set_id, gap)))
-        if not gap:
-            return 0, {}
-        return gap, per
+                                  "GROUP BY 1", (set_id, gap))) if gap else {}
+        return counts, gap, per
 
     def prefix_messages(self, set_id: int, n: int) -> set[int]:
         """Message keys of rows 0..n-1 (for --dedupe when a resume counts them unread)."""

@@ -119,9 +119,11 @@ class Signals:
 
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
-            guards=None, estimator: Estimator | None = None, progress=lambda tally: None) -> Summary:
+            guards=None, estimator: Estimator | None = None, progress=lambda tally: None,
+            prefix: tuple[int, dict[str, int]] | None = None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
-    a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3)."""
+    a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3).
+    `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it."""
     started = time.monotonic()
     stop = Stop()
     sig = Signals(stop)
@@ -145,7 +147,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     # reading them one by one: a run killed at 90% sends its first request at once
     start, seen = 0, None
     if ident.journal is not None and not resend:
-        start, per_template = ident.journal.accepted_prefix(ident.own_set)
+        start, per_template = prefix if prefix is not None else ident.journal.resume_view(ident.own_set)[1:]
         if start:
             ledger.settle_counted(Fate.ACCEPTED_EARLIER, per_template)
             seen = ident.journal.prefix_messages(ident.own_set, start) if options.dedupe else None
