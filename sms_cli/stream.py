@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .ledger import Row
-from .model import Message, message_key
+from .model import Message
 from .outcomes import ACCEPTED, FAILED, INFLIGHT, UNDELIVERED, UNKNOWN, Fate
 from .rows import RawRow
 from .validate import Rejected, Validator
@@ -68,8 +68,11 @@ class Identity:
         set_id = self._by_prefix[prefix]
         return None if set_id is None else (set_id, int(seq))
 
+    def prefix(self, set_id: int) -> str:
+        return self.prefixes.get(set_id, self.own_prefix)
+
     def ref(self, set_id: int, seq: int) -> str:
-        return f"{self.prefixes.get(set_id, self.own_prefix)}:{seq}"
+        return f"{self.prefix(set_id)}:{seq}"
 
     def ref_of(self, msg: Message) -> str:
         return self.ref(msg.set_id, msg.seq)
@@ -159,8 +162,8 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
             continue
         msg.set_id, msg.seq = set_id, seq
         if set_id != own_set or raw.seq != seq:
-            msg.key = f"{ident.prefixes.get(set_id, ident.own_prefix)[:12]}-{seq}"
-        key = msg.digest = message_key(msg.phone, msg.template_id, msg.params)
+            msg.key = f"{ident.prefix(set_id)[:12]}-{seq}"
+        key = msg.digest  # computed by the validator, before the adapter reshaped the params
         if taken is not None and key in taken:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.ACCEPTED_EARLIER)
             continue

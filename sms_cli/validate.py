@@ -17,7 +17,7 @@ from . import segments
 from .config import Template
 from .e164 import is_valid, parse_plus_digits
 from .errors import SmsCliError
-from .model import Message
+from .model import Message, message_key
 from .rows import RawRow, canonical
 from .textsafe import printable
 
@@ -365,6 +365,9 @@ class Validator:
         msg = Message(raw.seq, raw.line, phone[0], phone[1], phone[2], f.template_id, params,
                       f.sender_id or None, f.extend_code or None, f.user_id or None,
                       key=f"{self.key_prefix}{raw.seq}", record=raw.record)
+        # what the message is, before an adapter reshapes its params (Aliyun names positional
+        # ones): --dedupe and --continue-edited must not depend on the provider chosen
+        msg.digest = message_key(msg.phone, msg.template_id, params)
         if self.provider is not None:
             problem = self.provider.prepare(msg)
             if problem:

@@ -184,3 +184,21 @@ def test_an_answer_the_journal_cannot_record_still_settles_its_rows():
     t = ledger.tally
     assert stop.reason == "fatal" and "disk is full" in stop.detail
     assert t.counts[Fate.ACCEPTED] == 8 and t.counts[Fate.NOT_SENT] == 8  # none lost
+
+
+def test_a_messages_key_does_not_depend_on_the_provider():
+    """Aliyun turns positional params into named ones; the message is the same message, so
+    --dedupe and --continue-edited must see one key whichever provider validated it."""
+    from sms_cli.config import Template
+    from sms_cli.providers.aliyun import Aliyun
+
+    templates = {"T": Template("T", names=("code",), count=1)}
+    raw = RawRow(0, 2, {"phone": "+6591234500", "template_id": "T", "params": ["1234"]})
+    aliyun = Aliyun(ProviderSettings(name="ali", type="aliyun", endpoint="http://x", rate_limit=0,
+                                     connect_timeout=1, read_timeout=1, max_attempts=1,
+                                     options={"access_key_id": "k", "access_key_secret": "s", "sign_name": "ACME"}),
+                    templates)
+    named = Validator(templates, None, Defaults(), aliyun).validate(raw)
+    plain = Validator(templates, None, Defaults()).validate(raw)
+    assert named.params == {"code": "1234"} and plain.params == ["1234"]
+    assert named.digest == plain.digest != 0
