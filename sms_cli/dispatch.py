@@ -24,6 +24,7 @@ from .ratelimit import RateLimiter
 
 log = logging.getLogger("sms_cli.dispatch")
 UNREACHABLE_AFTER = 3  # requests in a row that could not connect, retries included: stop the run
+JOURNAL_FAILED = "the journal could not be written"
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,7 @@ class Dispatcher:
         while work:
             pending, attempt, split = work.pop()
             if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
-                for rows, _, _ in [(pending, attempt, split), *work]:
-                    self._not_sent(rows)
+                self._abandon([pending, *(rows for rows, _, _ in work)])
                 return
             token = id(pending)
             with self._lock:
@@ -163,9 +163,7 @@ class Dispatcher:
             except BaseException:
                 with self._lock:
                     self.inflight.pop(token, None)
-                self.ledger.stopped(pending, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
-                for rows, _, _ in work:
-                    self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
+                self._abandon([pending, *(rows for rows, _, _ in work)], JOURNAL_FAILED)
                 raise
             outcomes = self.provider.send(pending)
             with self._lock:
@@ -192,11 +190,9 @@ class Dispatcher:
                         final.append(True)
             try:
                 self.ledger.answered(pending, outcomes, final, attempt)
-            except BaseException:
-                for rows, _, _ in work:
-                    self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", "not sent: the journal could not be written")
-                self.ledger.stopped([m for m, f in zip(pending, final) if not f], Fate.NOT_SENT, "NotSent",
-                                    "not sent: the journal could not be written")
+            except BaseException:  # the rows whose answer was final are settled all the same
+                self._abandon([[m for m, f in zip(pending, final) if not f], *(rows for rows, _, _ in work)],
+                              JOURNAL_FAILED)
                 raise
             self.progress()
             if self._unreachable(outcomes, final):
@@ -204,8 +200,7 @@ class Dispatcher:
                                 f"({UNREACHABLE_AFTER} requests in a row, each after {attempt} attempts)")
             if fatal is not None:
                 self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
-                for rows, _, _ in work:
-                    self._not_sent(rows)
+                self._abandon(rows for rows, _, _ in work)
                 return
             if halves is not None:
                 log.info("request of %d refused for one of its numbers (%s): splitting it in two",
@@ -219,12 +214,19 @@ class Dispatcher:
                          next(o.code for o in outcomes if o.kind is Kind.RETRYABLE), attempt + 1,
                          self.policy.max_attempts, pause)
                 if self.stop.event.wait(pause):
-                    self._not_sent(retry)
-                    for rows, _, _ in work:
-                        self._not_sent(rows)
+                    self._abandon([retry, *(rows for rows, _, _ in work)])
                     return
                 work.append((retry, attempt + 1, False))
 
+    def _abandon(self, groups, why: str | None = None) -> None:
+        """Settle rows that will not be sent: for `why`, or for the reason the run stopped."""
+        for rows in groups:
+            if not rows:
+                continue
+            if why:
+                self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", f"not sent: {why}")
+            else:
+                self._not_sent(rows)
 
     def _unreachable(self, outcomes: list[Outcome], final: list[bool]) -> bool:
         """Count requests that never reached the provider after all their retries; any answer
