@@ -23,7 +23,6 @@ from .ratelimit import RateLimiter
 
 
 log = logging.getLogger("sms_cli.dispatch")
-UNREACHABLE_AFTER = 3  # requests in a row that could not connect, retries included: stop the run
 JOURNAL_FAILED = "the journal could not be written"
 
 
@@ -69,7 +68,6 @@ class Dispatcher:
         self.progress = progress
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
         self.inflight: dict[int, list[Message]] = {}
-        self.unreachable = 0  # requests in a row whose every attempt failed to connect
         self._lock = threading.Lock()
         self.workers = [threading.Thread(target=self._worker, daemon=True, name=f"send-{i}")
                         for i in range(max(1, concurrency))]
@@ -168,7 +166,16 @@ class Dispatcher:
             outcomes = self.provider.send(pending)
             with self._lock:
                 if self.inflight.pop(token, None) is None:
-                    return  # the grace period ran out: close() settled these rows as unknown
+                    # the grace period ran out: close() settled these rows as unknown; the rest
+                    # of this batch (a split's other halves) was not sent
+                    self._abandon(rows for rows, _, _ in work)
+                    return
+            if attempt >= self.policy.max_attempts and outcomes and \
+                    all(o.code == "ConnectionFailed" for o in outcomes):
+                # every attempt was refused a connection: the provider is unreachable, whatever
+                # the run's size; nothing was sent, so the rows stay pending for the next run
+                outcomes = [Outcome(Kind.FATAL, "Unreachable", f"could not connect to {self.provider.endpoint} "
+                                    f"({attempt} attempts)")] * len(pending)
             retry, final, fatal, wait = [], [], None, 0.0
             halves = None
             if len(pending) > 1 and all(o.per_number for o in outcomes):
@@ -195,12 +202,11 @@ class Dispatcher:
                               JOURNAL_FAILED)
                 raise
             self.progress()
-            if self._unreachable(outcomes, final):
-                fatal = Outcome(Kind.FATAL, "Unreachable", f"could not connect to {self.provider.endpoint} "
-                                f"({UNREACHABLE_AFTER} requests in a row, each after {attempt} attempts)")
             if fatal is not None:
                 self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
-                self._abandon(rows for rows, _, _ in work)
+                # every row not settled by this answer ends here, once: the ones to retry and
+                # the rest of a split (each other half is still on the stack)
+                self._abandon([retry, *(rows for rows, _, _ in work)])
                 return
             if halves is not None:
                 log.info("request of %d refused for one of its numbers (%s): splitting it in two",
@@ -227,16 +233,6 @@ class Dispatcher:
                 self.ledger.stopped(rows, Fate.NOT_SENT, "NotSent", f"not sent: {why}")
             else:
                 self._not_sent(rows)
-
-    def _unreachable(self, outcomes: list[Outcome], final: list[bool]) -> bool:
-        """Count requests that never reached the provider after all their retries; any answer
-        from the provider starts the count again."""
-        if not outcomes or not all(final):
-            return False
-        never = all(o.code == "ConnectionFailed" for o in outcomes)
-        with self._lock:
-            self.unreachable = self.unreachable + 1 if never else 0
-            return self.unreachable >= UNREACHABLE_AFTER
 
 
 class DryDispatcher:

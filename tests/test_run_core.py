@@ -97,20 +97,47 @@ def test_retries_only_the_numbers_that_failed_then_gives_up():
     assert ledger.tally.counts[Fate.ACCEPTED] == 3 and ledger.tally.counts[Fate.FAILED] == 3
 
 
-def test_unreachable_provider_stops_the_run():
-    from sms_cli.dispatch import UNREACHABLE_AFTER
-
-    p = Fake(lambda b: [Outcome(Kind.RETRYABLE, "ConnectionFailed", "could not connect")] * len(b))
-    ledger = Ledger()
-    stop = Stop()
-    d = Dispatcher(p, ledger, FAST, stop, concurrency=1, rng=random.Random(1))
-    for b in [msgs(8) for _ in range(10)]:
+def run_batches(p, batches, concurrency=1) -> tuple[Ledger, Stop]:
+    ledger, stop = Ledger(), Stop()
+    d = Dispatcher(p, ledger, FAST, stop, concurrency=concurrency, rng=random.Random(1))
+    for b in batches:
         d.submit(b)
     d.close()
+    return ledger, stop
+
+
+def test_unreachable_provider_stops_the_run():
+    p = Fake(lambda b: [Outcome(Kind.RETRYABLE, "ConnectionFailed", "could not connect")] * len(b))
+    ledger, stop = run_batches(p, [msgs(8) for _ in range(10)])
     assert stop.reason == "fatal" and "could not connect" in stop.detail
-    assert len(p.requests) == UNREACHABLE_AFTER * FAST.max_attempts
+    assert len(p.requests) == FAST.max_attempts  # the first request's attempts, no more
+    t = ledger.tally  # nothing was sent: every row pending for the next run
+    assert t.counts[Fate.NOT_SENT] == 80 and sum(t.counts.values()) == 80
+
+
+def test_unreachable_is_fatal_whatever_the_size_of_the_run():
+    # issue 19: two rows met a dead endpoint and the run ended exit 1 (failed rows), while 3,500
+    # rows ended exit 3: one request whose every attempt was refused a connection is enough
+    p = Fake(lambda b: [Outcome(Kind.RETRYABLE, "ConnectionFailed", "could not connect")] * len(b))
+    ledger, stop = run_batches(p, [msgs(2)])
+    assert stop.reason == "fatal" and "could not connect" in stop.detail
+    assert ledger.tally.counts[Fate.NOT_SENT] == 2 and ledger.tally.counts[Fate.FAILED] == 0
+    assert exit_code(ledger.tally.counts, stop.reason) == ExitCode.FATAL
+
+
+def test_a_fatal_answer_in_the_middle_of_a_split_settles_every_row_once():
+    # a request refused for one of its numbers is split; a half then meets the account's limit
+    # for one row while the others are throttled: no row may be dropped or counted twice
+    def answer(batch):
+        if len(batch) == 8:
+            return [Outcome(Kind.PERMANENT, "isv.MOBILE_NUMBER_ILLEGAL", "bad", per_number=True)] * 8
+        return [Outcome(Kind.FATAL, "LimitExceeded.DailyLimit", "daily limit") if i == 0 else
+                Outcome(Kind.RETRYABLE, "RequestLimitExceeded", "throttled") for i in range(len(batch))]
+
+    ledger, stop = run_batches(Fake(answer), [msgs(8)])
     t = ledger.tally
-    assert t.counts[Fate.FAILED] + t.counts[Fate.NOT_SENT] == 80
+    assert stop.reason == "fatal" and "LimitExceeded.DailyLimit" in stop.detail
+    assert t.counts[Fate.NOT_SENT] == 8 and sum(t.counts.values()) == 8
 
 
 # --- row stream -------------------------------------------------------------------------------

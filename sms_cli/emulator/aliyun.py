@@ -74,6 +74,9 @@ class AliyunDialect(Dialect):
     def malformed(self, req: Request, message: str) -> Reply:
         return _error(400, "InvalidParameter", message, self.emu.new_id().upper())
 
+    def server_error(self, req: Request) -> Reply:
+        return _error(200, "isp.SYSTEM_ERROR", "System error.", self.emu.new_id().upper())
+
     def handle(self, req: Request) -> Reply:
         rid = self.emu.new_id().upper()
         req.form  # a body that is not a readable form is a 400 (raises BadRequest)
@@ -193,8 +196,13 @@ class AliyunDialect(Dialect):
         if not all(numbers):
             bad = next(p for p, n in zip(phones, numbers) if not n)
             return _error(200, "isv.MOBILE_NUMBER_ILLEGAL", f"invalid mobile number {bad}", rid)
-        if any(self.emu.is_blacklisted(n[1:]) for n in numbers):  # all or nothing
-            return _error(200, "isv.BLACK_KEY_CONTROL_LIMIT", "a number of the request is in the black list", rid)
+        # an opted-out (--blacklist) number is not refused: it is taken and its receipt fails
+        if any(self.emu.blocked(v) for v in values):  # content control: the whole request, all or nothing
+            return _error(200, "isv.BLACK_KEY_CONTROL_LIMIT", "template variable content is on the black key list",
+                          rid)
+        room = self.emu.room(self.name)
+        if room is not None and room < len(numbers):
+            return _error(200, "isv.DAY_LIMIT_CONTROL", "the daily limit of the account was reached", rid)
         with self.emu.lock:  # the seeded rng is shared with the fault injection
             biz_id = f"{self.emu.rng.randrange(10**17, 10**18)}^0"
         accepted = [{"phone": n, "template_id": template, "params": v, "sender_id": s,

@@ -129,6 +129,7 @@ def load_undeliverable(values) -> dict[str, str]:
 DELIVERED_CODE = "DELIVRD"
 UNDELIVERABLE_CODE = "UNDELIV"  # --undeliverable without a code
 UNDELIVERED_RATE_CODE = "EXPIRED"  # --undelivered-rate
+OPTED_OUT_CODE = "BLACKLIST"  # a --blacklist number an API took anyway (Aliyun): its receipt fails
 CODE_TEXT = {DELIVERED_CODE: "delivered", UNDELIVERABLE_CODE: "undeliverable: the handset could not be reached",
              UNDELIVERED_RATE_CODE: "expired: not delivered within the validity period",
              "REJECTD": "rejected by the operator: the number is barred"}
@@ -263,6 +264,10 @@ class Dialect(ABC):
         """HTTP 400 for a request that cannot be read, in this API's error shape."""
         return Reply.json(400, {"Message": message})
 
+    def server_error(self, req: Request) -> Reply:
+        """The provider's own server error (given after the request was processed)."""
+        return Reply.json(500, {"Message": "internal error"})
+
 
 @dataclass
 class Options:
@@ -286,6 +291,12 @@ class Options:
     undelivered_rate: float = 0.0  # share of accepted messages whose delivery fails (EXPIRED)
     receipt_delay_ms: float = 1000.0  # a message's delivery report exists this long after it was taken
     undeliverable: dict[str, str] = field(default_factory=dict)  # number digits -> operator code
+    # the provider answer classes of README "Provider answers", one switch each:
+    account_limit: int | None = None  # after this many messages taken, the account refuses (fatal class)
+    server_error_rate: float = 0.0  # process, then answer the provider's server error (unknown class)
+    blocked_words: set[str] = field(default_factory=set)  # a template variable holding one: content control
+    partial_retcode: int | None = None  # uSpeedo: a partly refused request answers this RetCode, SessionNo kept
+    bare_fail_content: bool = False  # uSpeedo: FailContent targets without UserId/ExtendCode (may be ambiguous)
 
 
 class Emulator:
@@ -337,6 +348,23 @@ class Emulator:
     def set_blacklist(self, phones) -> None:
         with self.lock:
             self.blacklist = {digits(p) for p in phones}
+
+    def blocked(self, params) -> bool:
+        """Does a template variable hold one of --blocked-words (case-insensitive)?"""
+        words = self.options.blocked_words
+        if not words:
+            return False
+        values = params.values() if isinstance(params, dict) else (params or [])
+        return any(w.lower() in str(v).lower() for v in values for w in words)
+
+    def room(self, dialect: str) -> int | None:
+        """Messages `dialect` may still take before --account-limit refuses; None: no limit."""
+        limit = self.options.account_limit
+        if limit is None:
+            return None
+        with self.lock:
+            taken = sum(1 for e in self.accepted if e["provider"] == dialect)
+        return max(0, limit - taken)
 
     def chance(self, rate: float) -> bool:
         if rate <= 0:
@@ -418,6 +446,8 @@ class Emulator:
         opts = self.options
         phone = entry["phone"]
         code = self.undeliverable.get(phone[1:])
+        if code is None and phone[1:] in self.blacklist:  # taken by an API that does not refuse it (Aliyun)
+            code = OPTED_OUT_CODE
         if code is None and opts.undelivered_rate > 0:
             seed = f"{opts.seed}|{entry.get('ref')}|{phone}|{entry.get('user_id')}|{entry.get('ts')}"
             draw = int.from_bytes(hashlib.blake2b(seed.encode("utf-8"), digest_size=8).digest(), "big") / 2 ** 64
@@ -603,6 +633,8 @@ def _handler(emu: Emulator):
             except BadRequest as exc:
                 reply = dialect.malformed(req, str(exc))
             emu.record(dialect.name, reply.accepted)
+            if reply.accepted and emu.chance(emu.options.server_error_rate):
+                return dialect.server_error(req)  # taken, but the answer is the provider's server error
             if reply.accepted and emu.chance(emu.options.drop_rate):
                 self.close_connection = True
                 self.connection.shutdown(2)  # taken, but the client never hears it

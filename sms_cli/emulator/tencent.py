@@ -79,6 +79,9 @@ class TencentDialect(Dialect):
     def throttled(self, req: Request) -> Reply:
         return self._error("RequestLimitExceeded", "Your current request times exceeds the limit.")
 
+    def server_error(self, req: Request) -> Reply:
+        return self._error("InternalError.Timeout", "The request to deliver an SMS message timed out.")
+
     def malformed(self, req: Request, message: str) -> Reply:
         return self._error("FailedOperation.FailResolvePacket", message, 400)
 
@@ -291,8 +294,12 @@ class TencentDialect(Dialect):
                 return self._error("UnsupportedOperation.ContainDomesticPhoneNumber",
                                    "the request contains Chinese Mainland phone numbers")
         statuses, accepted = [], []
+        room = self.emu.room(self.name)
         for item in items:
             status, entry = self._one(item)
+            if entry and room is not None and len(accepted) >= room:  # the account's daily limit, per number
+                status, entry = {**status, "Code": "LimitExceeded.DailyLimit", "Fee": 0,
+                                 "Message": "the daily limit of Global SMS was reached"}, None
             statuses.append(status)
             if entry:
                 accepted.append(entry)
@@ -321,6 +328,9 @@ class TencentDialect(Dialect):
         if self.emu.is_blacklisted(phone[1:]):
             return {**status, "Code": "FailedOperation.PhoneNumberInBlacklist",
                     "Message": "the mobile number is in the opt-out list"}, None
+        if self.emu.blocked(params):
+            return {**status, "Code": "FailedOperation.ContainSensitiveWord",
+                    "Message": "the SMS message contains sensitive words"}, None
         status.update(Code="Ok", Message="send success", Fee=self.emu.parts(template, params))
         entry = {"phone": phone, "template_id": template, "params": params,
                  "sender_id": item.get("SenderId"), "user_id": item.get("SessionContext"),

@@ -21,7 +21,7 @@ from .server import Delivery, Dialect, Reply, Request, possible_e164
 MAX_NUMBERS = 1000
 MAX_NONCE = 32
 CLOCK_SKEW = 300  # seconds
-MISSING, BAD_PARAM = 215397, 215392
+MISSING, BAD_PARAM, TOKEN, SERVER_ERROR = 215397, 215392, 215398, 215400
 _WIRE = re.compile(r"\((?:00)?([1-9]\d{0,2})\)\s*([\d\s-]+)|([\d\s-]+)")
 _OPTIONAL_STRINGS = ("SenderId", "UserId", "ExtendCode")
 
@@ -52,6 +52,9 @@ class USpeedoDialect(Dialect):
     def throttled(self, req: Request) -> Reply:
         return Reply.json(429, {"RetCode": 429, "Message": "too many requests", "ReqUuid": self.emu.new_id()},
                           headers={"Retry-After": "0"})
+
+    def server_error(self, req: Request) -> Reply:
+        return self._error(SERVER_ERROR, "server error")
 
     def malformed(self, req: Request, message: str) -> Reply:
         return Reply.json(400, {"RetCode": BAD_PARAM, "Message": message, "ReqUuid": self.emu.new_id()})
@@ -145,6 +148,9 @@ class USpeedoDialect(Dialect):
         total = sum(len(i["Target"]) for i in items)
         if total > MAX_NUMBERS:
             return self._error(BAD_PARAM, f"too many numbers in one request: {total} > {MAX_NUMBERS}", BATCH)
+        room = self.emu.room(self.name)
+        if room is not None and room < total:  # --account-limit: the account's class of refusal
+            return self._error(TOKEN, "token could not be parsed", BATCH)
         accepted, fail_content, failed_targets = [], [], []
         session = self.emu.new_id()
         for item in items:
@@ -168,17 +174,23 @@ class USpeedoDialect(Dialect):
                     reason, invalid = f"TemplateParams do not match the template: {problem[1]}", False
                 elif self.emu.is_blacklisted(phone[1:]):
                     reason, invalid = "phone in the black list", False
+                elif self.emu.blocked(params):
+                    reason, invalid = "content contains sensitive words", False
                 else:
                     accepted.append({"phone": phone, "template_id": tid, "params": params,
                                      "sender_id": t.get("SenderId") or item.get("SenderId"),
                                      "user_id": t.get("UserId"), "ref": session})
                     continue
-                failed_here.append({**t, "FailureDetails": reason, **({"Invalid": True} if invalid else {})})
+                shown = ({k: v for k, v in t.items() if k not in ("UserId", "ExtendCode")}
+                         if self.emu.options.bare_fail_content else t)
+                failed_here.append({**shown, "FailureDetails": reason, **({"Invalid": True} if invalid else {})})
                 failed_targets.append({"Phone": t["Phone"], "TemplateParams": params, "FailureReason": reason})
             if failed_here:
                 fail_content.append({"TemplateId": tid, "SenderId": item.get("SenderId", ""),
                                      "Target": failed_here})
-        answer = {"RetCode": 0, "Action": f"{BATCH}Response", "Message": "submit success",
+        partial = fail_content and accepted and self.emu.options.partial_retcode is not None
+        answer = {"RetCode": self.emu.options.partial_retcode if partial else 0,
+                  "Action": f"{BATCH}Response", "Message": "partly submitted" if partial else "submit success",
                   "SuccessCount": len(accepted), "ReqUuid": self.emu.new_id()}
         if accepted:
             answer["SessionNo"] = [session] if basic else session

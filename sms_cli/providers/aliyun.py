@@ -27,7 +27,8 @@ import phonenumbers
 
 from ..config import ConfigError
 from ..model import Kind, Message, Outcome, mask_phone
-from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
+from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, PENDING, REQUEST, RETRY, UNKNOWN, Code, CodeTable,
+                   Provider, Report, Sent, compact_json)
 from .http import RequestFailed
 
 ACTION = "SendBatchSms"
@@ -36,18 +37,49 @@ FORM = "application/x-www-form-urlencoded"
 ACS3 = "ACS3-HMAC-SHA256"
 SIGNATURES = ("rpc", "v3")
 
-RETRYABLE_CODES = {"isp.SYSTEM_ERROR", "ServiceUnavailable", "SignatureNonceUsed"}
-# InvalidTimeStamp.*: the machine's clock is off; every request would fail the same way
-FATAL_CODES = {
-    "InvalidTimeStamp.Expired", "InvalidTimeStamp.Format",
-    "isv.AMOUNT_NOT_ENOUGH", "isv.OUT_OF_SERVICE", "isv.ACCOUNT_ABNORMAL", "SignatureDoesNotMatch",
-    "IncompleteSignature", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive", "Forbidden.RAM",
-}
+# Every code the pages list, and its class. Sources: ../shared/specs/auth-and-limits.md (Alibaba
+# Cloud section; corrected there: isp.SYSTEM_ERROR / HTTP 5xx are unknown outcomes, and
+# isv.BLACK_KEY_CONTROL_LIMIT is about a template variable's content, not the number) and
+# Dysmsapi's error centre (error-center.aliyun.com/status/product/Dysmsapi). One code answers
+# the whole request, so a code caused by one row is BISECT: the request is split until that
+# row stands alone. An opted-out number is not refused here at all (its receipt fails), so no
+# code of this API touches the suppression list.
+CODES = CodeTable({
+    "Throttling*": Code(RETRY, "flow control: nothing was taken"),
+    "SignatureNonceUsed": Code(RETRY, "the nonce was seen before: refused before processing"),
+    "isp.SYSTEM_ERROR": Code(UNKNOWN, "server error: the request may have been taken"),
+    "ServiceUnavailable": Code(UNKNOWN, "server error: the request may have been taken"),
+    "InternalError": Code(UNKNOWN, "server error: the request may have been taken"),
+    "isv.MOBILE_NUMBER_ILLEGAL": Code(BISECT, "the number is not valid"),
+    "isv.TEMPLATE_MISSING_PARAMETERS": Code(BISECT, "a template variable is missing"),
+    "isv.INVALID_JSON_PARAM": Code(BISECT, "the row's parameters are not valid JSON"),
+    "isv.PARAM_LENGTH_LIMIT": Code(BISECT, "a template variable is too long"),
+    "isv.PARAM_NOT_SUPPORT_URL": Code(BISECT, "a template variable holds a URL, which is not allowed"),
+    "isv.TEMPLATE_PARAMS_ILLEGAL": Code(BISECT, "a template variable holds content the template does not allow"),
+    "isv.BLACK_KEY_CONTROL_LIMIT": Code(BISECT, "its template variables hold restricted content (a blocked keyword, "
+                                                "sensitive content or a URL); the number itself is not blocked", say=True),
+    "isv.BUSINESS_LIMIT_CONTROL": Code(BISECT, "the number's frequency cap was reached; not retried in this run"),
+    "isv.SMS_TEMPLATE_ILLEGAL": Code(REQUEST, "the template does not exist or is not approved"),
+    "isv.SMS_SIGNATURE_ILLEGAL": Code(REQUEST, "the sign name does not exist or is not approved"),
+    "isv.MOBILE_COUNT_OVER_LIMIT": Code(REQUEST, "too many numbers in one request"),
+    "isv.DAY_LIMIT_CONTROL": Code(FATAL, "the account's daily sending limit was reached"),
+    "isv.MONTH_LIMIT_CONTROL": Code(FATAL, "the account's monthly sending limit was reached"),
+    "isv.AMOUNT_NOT_ENOUGH": Code(FATAL, "the account balance is not enough"),
+    "isv.OUT_OF_SERVICE": Code(FATAL, "the account is out of service (overdue)"),
+    "isv.PRODUCT_UN_SUBSCRIPT": Code(FATAL, "the account has not subscribed to SMS"),
+    "isv.ACCOUNT_NOT_EXISTS": Code(FATAL, "the account does not exist"),
+    "isv.ACCOUNT_ABNORMAL": Code(FATAL, "the account is abnormal"),
+    "isv.DENY_IP_RANGE": Code(FATAL, "this machine's IP address is not allowed"),
+    "isp.RAM_PERMISSION_DENY": Code(FATAL, "the RAM user may not send SMS"),
+    "Forbidden.RAM": Code(FATAL, "the RAM user may not send SMS"),
+    "SignatureDoesNotMatch": Code(FATAL, "signature refused: check access_key_secret"),
+    "IncompleteSignature": Code(FATAL, "signature refused: check access_key_secret"),
+    "InvalidAccessKeyId.NotFound": Code(FATAL, "access key not found: check access_key_id"),
+    "InvalidAccessKeyId.Inactive": Code(FATAL, "access key disabled"),
+    "InvalidTimeStamp.Expired": Code(FATAL, "this machine's clock is off: every request would be refused"),
+    "InvalidTimeStamp.Format": Code(FATAL, "this machine's clock is off: every request would be refused"),
+}, default=Code(REQUEST, "refused"))
 SIGNATURE_CODES = {"SignatureDoesNotMatch", "IncompleteSignature"}
-# Acceptance is all or nothing, so one blacklisted or malformed number (or one over its daily
-# cap) refuses the whole request: these make the dispatcher split the request to find it.
-PER_NUMBER_CODES = {"isv.BLACK_KEY_CONTROL_LIMIT", "isv.MOBILE_NUMBER_ILLEGAL", "isv.DAY_LIMIT_CONTROL",
-                    "isv.BUSINESS_LIMIT_CONTROL"}
 QUERY = "QuerySendDetails"
 QUERY_PAGE = 50  # PageSize: at most 50
 RECEIPT_LOOKBACK = 30 * 86400  # SendDate: the last 30 days
@@ -123,13 +155,7 @@ def acs3_authorization(key_id: str, secret: str, method: str, path: str, query: 
 def classify(code: str) -> Kind:
     if code == "OK":
         return Kind.ACCEPTED
-    if code in RETRYABLE_CODES or code == "Throttling" or code.startswith("Throttling."):
-        return Kind.RETRYABLE
-    if code in FATAL_CODES:
-        return Kind.FATAL
-    # everything else, including isv.BUSINESS_LIMIT_CONTROL / isv.DAY_LIMIT_CONTROL (caps that
-    # will not lift during this run)
-    return Kind.PERMANENT
+    return CLASS_KIND[CODES.lookup(code).cls]
 
 
 def safe_message(code: str, message: str) -> str:
@@ -152,8 +178,7 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
     except (ValueError, KeyError, TypeError):
         raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "unreadable response body")) from None
     if code != "OK":
-        message = safe_message(code, str(answer.get("Message") or ""))
-        raise RequestFailed(Outcome(classify(code), code, message, per_number=code in PER_NUMBER_CODES))
+        raise RequestFailed(CODES.outcome(code, safe_message(code, str(answer.get("Message") or "")), request=True))
     return [Outcome(Kind.ACCEPTED, ref=str(answer.get("BizId") or ""))] * len(batch)
 
 
@@ -177,7 +202,7 @@ def read_details(body: bytes) -> tuple[int, list[dict]]:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise RequestFailed(Outcome(Kind.RETRYABLE, "BadResponse", "unreadable receipt answer")) from None
     if code != "OK":
-        raise RequestFailed(Outcome(classify(code), code, safe_message(code, str(answer.get("Message") or ""))))
+        raise RequestFailed(CODES.outcome(code, safe_message(code, str(answer.get("Message") or ""))))
     dtos = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
     try:
         total = int(answer.get("TotalCount") or 0)
@@ -227,7 +252,7 @@ class Aliyun(Provider):
     default_endpoint = "https://dysmsapi.aliyuncs.com"
     default_rate_limit = 20.0
     max_batch = 100
-    opt_out_codes = frozenset({"isv.BLACK_KEY_CONTROL_LIMIT"})  # the number is on the black list
+    codes = CODES
     has_receipts = True
     finds_lost_answers = True  # a number's records of a day can be read without the BizId
     receipt_lookback = RECEIPT_LOOKBACK
@@ -257,9 +282,18 @@ class Aliyun(Provider):
         return msg.template_id  # TemplateCode is one per request
 
     def prepare(self, msg: Message) -> str | None:
+        if msg.country_code == 1:
+            # SendBatchSms.md: international numbers go as country code + number without "+", so
+            # every +1 number is 11 digits starting with 1, the shape of a mainland mobile
+            wire = wire_phone(msg)
+            mainland = mainland_reading(wire)
+            reading = f"Aliyun would read it as the mainland China number {mainland}" if mainland else \
+                "Aliyun refuses it as an invalid mainland number"
+            return (f"Aliyun cannot take {msg.phone}: on its wire a +1 (US/Canada) number is {wire}, 11 digits "
+                    f"starting with 1, the shape of a mainland China mobile ({reading}); send +1 numbers "
+                    "through a uspeedo or tencent provider")
         if msg.country_code != 86:
-            # Aliyun reads 11 digits starting with 1 as a mainland number: a +1 number's wire
-            # form (13105551234) would go to +86 131 0555 1234, someone else's phone
+            # any other number whose wire form has that shape is read the same way
             wire = wire_phone(msg)
             mainland = mainland_reading(wire)
             if mainland:

@@ -13,12 +13,10 @@ from dataclasses import dataclass, replace
 from collections.abc import Hashable, Iterator
 from typing import ClassVar
 
-import requests
-
 from ..config import ConfigError, ProviderSettings, Template
 from ..model import Kind, Message, Outcome
 from ..ratelimit import RateLimiter
-from .http import Http, RequestFailed, classify_exception, classify_status
+from .http import Http, RequestFailed
 
 # --- delivery receipts: one vocabulary for every provider -------------------------------------
 DELIVERED, FAILED, PENDING = "delivered", "failed", "pending"  # what a provider's report says
@@ -53,6 +51,61 @@ class Report:
     raw: str = ""  # the provider's own status value (Success, FAIL, 3, ...)
 
 
+# --- how a provider's error code is handled: one table of these per adapter -------------------
+# The classes, and what the run does with a row that gets one (README "Provider answers"):
+ROW = "per row"  # this row refused for good: failures file, never resent by a re-run of the input
+BISECT = "bisect"  # the whole request refused for one row in it: split until it stands alone
+REQUEST = "request"  # the whole request refused for a reason every row of it shares: failures file
+RETRY = "retry"  # nothing was taken: sent again after a backoff, up to max_attempts
+FATAL = "fatal"  # the account or credentials: stop the run (exit 3), unsent rows stay pending
+UNKNOWN = "unknown"  # may have been taken: unknown (exit 4), settled by receipts, never resent blindly
+OPT_OUT = "opt-out"  # the number opted out: failures file and the suppression list (the only class that is)
+CLASS_KIND = {ROW: Kind.PERMANENT, BISECT: Kind.PERMANENT, REQUEST: Kind.PERMANENT, RETRY: Kind.RETRYABLE,
+              FATAL: Kind.FATAL, UNKNOWN: Kind.UNKNOWN, OPT_OUT: Kind.PERMANENT}
+
+
+@dataclass(frozen=True)
+class Code:
+    """One documented error code: its class and, for the failures file, what it means."""
+    cls: str
+    meaning: str = ""
+    say: bool = False  # the reason always carries the meaning (the provider's own text misleads)
+
+
+class CodeTable:
+    """A provider's documented codes -> Code. A key ending in "*" is a dotted family: "Auth*"
+    matches Auth and Auth.Anything (the longest wins); a code no page lists gets `default`."""
+
+    def __init__(self, codes: dict[str, Code], default: Code):
+        self.exact = {k: v for k, v in codes.items() if not k.endswith("*")}
+        self.prefixes = sorted(((k[:-1], v) for k, v in codes.items() if k.endswith("*")),
+                               key=lambda kv: -len(kv[0]))
+        self.default = default
+
+    def __iter__(self):
+        yield from self.exact.items()
+        yield from ((k + "*", v) for k, v in self.prefixes)
+
+    def lookup(self, code: str) -> Code:
+        found = self.exact.get(code)
+        if found is not None:
+            return found
+        return next((v for k, v in self.prefixes if code == k or code.startswith(k + ".")), self.default)
+
+    def outcome(self, code: str, message: str, *, ref: str = "", request: bool = False) -> Outcome:
+        """The Outcome of a row (or, `request`, a whole request) that got `code`; the failures
+        file's reason is the provider's message, with what the code means where the page says
+        more. A whole request refused with an opt-out code is split like a BISECT one: only the
+        row it is about may touch the suppression list."""
+        entry = self.lookup(code)
+        text = message or entry.meaning
+        if entry.meaning and message and (entry.say or entry.cls in (FATAL, UNKNOWN)):
+            text = f"{message} ({entry.meaning})"
+        return Outcome(CLASS_KIND[entry.cls], code, text, ref=ref,
+                       per_number=entry.cls == BISECT or (request and entry.cls == OPT_OUT),
+                       opt_out=entry.cls == OPT_OUT)
+
+
 class ReceiptsUnsupported(Exception):
     """The provider has no receipt API (the outbox): its rows never get a receipt."""
 
@@ -73,23 +126,26 @@ class Provider(ABC):
     default_rate_limit: ClassVar[float | None] = None  # requests per second; None = unlimited
     max_batch: ClassVar[int] = 100  # numbers per request
     uses_http: ClassVar[bool] = True
-    opt_out_codes: ClassVar[frozenset[str]] = frozenset()  # codes that mean "opted out / blacklisted"
+    codes: ClassVar[CodeTable | None] = None  # every documented error code and its class (one table)
     # delivery receipts (sms-cli receipts): whether a message whose answer was lost can be found
     # without its submission id, how far back the receipt API can look, and its documented rate
     has_receipts: ClassVar[bool] = False  # it has a receipt API (receipt_pages)
     finds_lost_answers: ClassVar[bool] = False
     receipt_lookback: ClassVar[float | None] = None  # seconds; None: no documented limit
     default_receipt_rate: ClassVar[float | None] = None  # requests per second; None: the send's rate_limit
+    # how long after sending the provider may still be without a report of a message it took:
+    # before that, "no record" does not mean "not taken" (config key report_delay overrides it)
+    report_delay: ClassVar[float] = 0.0
 
     def __init__(self, settings: ProviderSettings, templates: dict[str, Template] | None = None,
-                 *, concurrency: int = 4):
+                 *, concurrency: int = 4, transport=None):
         self.settings = settings
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
         # one limiter per provider: the workers reserve slots with it, and Http paces the wire
         self.limiter = RateLimiter(self.rate_limit)
-        self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace)
-                     if self.uses_http else None)
+        self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace,
+                          transport=transport) if self.uses_http else None)
         self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for
         self._receipt_requests = 0
 
@@ -164,7 +220,7 @@ class Provider(ABC):
             outcomes = self._send(batch)
         except RequestFailed as exc:
             o = exc.outcome
-            return [replace(o, opt_out=True) if o.kind is Kind.PERMANENT and self.is_opt_out(o) else o] * len(batch)
+            return [replace(o, opt_out=self.is_opt_out(o)) if o.kind is Kind.PERMANENT else o] * len(batch)
         except Exception as exc:  # a row the request could not be built from, or an adapter bug
             if self.http is not None and self.http.local.left:
                 return [Outcome(Kind.UNKNOWN, "Unknown", f"error after the request was sent: "
@@ -174,12 +230,24 @@ class Provider(ABC):
                             f"({type(exc).__name__})", per_number=True)] * len(batch)
         if len(outcomes) != len(batch):  # a provider bug must not lose rows
             return [Outcome(Kind.UNKNOWN, "BadResponse", "answer did not cover every number")] * len(batch)
-        return [replace(o, opt_out=True) if o.kind is Kind.PERMANENT and self.is_opt_out(o) else o
-                for o in outcomes]
+        return [replace(o, opt_out=self.is_opt_out(o)) if o.kind is Kind.PERMANENT else o for o in outcomes]
 
     def is_opt_out(self, outcome: Outcome) -> bool:
-        """Does this refusal mean the number opted out or is on the provider's black list?"""
-        return outcome.code in self.opt_out_codes
+        """Does this refusal mean the number opted out? Only the table's opt-out codes say so:
+        nothing else may touch the suppression list."""
+        return self.codes is not None and self.codes.lookup(outcome.code).cls == OPT_OUT
+
+    def receipt_report_delay(self) -> float:
+        """Seconds after sending before a missing report may mean "not taken" (config
+        `report_delay` overrides the provider's documented delay)."""
+        value = self.settings.get("report_delay")
+        if value is None:
+            return self.report_delay
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            raise ConfigError(f"provider {self.settings.name!r}: report_delay must be a number of seconds "
+                              f"(got {value!r})") from None
 
     @abstractmethod
     def _send(self, batch: list[Message]) -> list[Outcome]:
@@ -232,20 +300,12 @@ class Provider(ABC):
         raise ReceiptsUnsupported(f"{self.type} has no delivery receipts")
 
     def _receipt_request(self, method: str, url: str, *, body: bytes | None = None,
-                         headers: dict[str, str] | None = None, action: str) -> requests.Response:
+                         headers: dict[str, str] | None = None, action: str):
         """One receipt query: the receipt API's own rate limit, the send's timeouts, and the same
         reading of failures as a send (a query is safe to repeat, so the caller retries)."""
         self.receipt_limiter.acquire()
         self._receipt_requests += 1
-        try:
-            resp = self.http.session.request(method, url, data=body, headers=headers or {},
-                                             timeout=self.http.timeout)
-            _ = resp.content
-        except requests.RequestException as exc:
-            raise RequestFailed(classify_exception(exc)) from None
-        outcome = classify_status(resp.status_code, resp.headers)
-        if outcome is not None:
-            raise RequestFailed(outcome)
+        resp = self.http.request(method, url, body, headers or {}, action=action, count=0, receipts=True)
         if resp.status_code in (401, 403):
             raise RequestFailed(Outcome(Kind.FATAL, f"HTTP{resp.status_code}", "credentials refused"))
         return resp

@@ -2,8 +2,16 @@
 failed request may have reached the provider.
 
 The rule that keeps sms-cli from sending twice: an error before the request left (connection
-refused, connect timeout, DNS) is RETRYABLE; anything after it may have left (read timeout,
-connection dropped mid-response, HTTP 504) is UNKNOWN and is never resent automatically.
+refused, connect timeout, DNS) is RETRYABLE, and so is HTTP 429 (the providers document it as
+"nothing taken"); anything after it may have left (read timeout, connection dropped
+mid-response, any HTTP 5xx) is UNKNOWN and is never resent automatically. auth-and-limits.md
+(corrected): "A server error (215400, HTTP 5xx) or a lost answer after the request was sent does
+NOT say whether the messages were taken"; Aliyun: "isp.SYSTEM_ERROR, HTTP 5xx ... outcome unknown".
+
+The wire itself is a `transport`: a callable (method, url, body, headers, timeout) -> an answer
+with `status_code`, `headers` and `content` (a requests.Response), raising a
+requests.RequestException when the exchange fails. The default is a pooled requests session;
+tests pass a scripted one to run the dispatcher in-process without a server or a sleep.
 """
 from __future__ import annotations
 
@@ -70,38 +78,60 @@ def classify_exception(exc: requests.RequestException) -> Outcome:
 
 def classify_status(status: int, headers) -> Outcome | None:
     """Outcome for HTTP statuses that mean the same for every provider, else None."""
-    if status == 504:
-        return Outcome(Kind.UNKNOWN, "Unknown", "HTTP 504 gateway timeout: the request may have been taken")
-    if status == 429 or status >= 500:
+    if status == 429:  # throttled before anything was taken
         return Outcome(Kind.RETRYABLE, f"HTTP{status}", f"HTTP {status}",
                        retry_after=retry_after(headers.get("Retry-After")))
+    if status == 504:
+        return Outcome(Kind.UNKNOWN, "Unknown", "HTTP 504 gateway timeout: the request may have been taken")
+    if status >= 500:  # a server error after the request arrived: it may have taken the messages
+        return Outcome(Kind.UNKNOWN, f"HTTP{status}", f"HTTP {status} server error after the request was "
+                       "sent: the provider may have taken it (settle with sms-cli receipts)")
     return None
 
 
-class Http:
-    def __init__(self, settings, *, pool_size: int = 4, secrets=frozenset(), pace=None):
-        self.timeout = (settings.connect_timeout, settings.read_timeout)
-        self.provider = settings.name
+class SessionTransport:
+    """The default transport: one pooled requests session per adapter."""
+
+    def __init__(self, pool_size: int):
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size + 1),
                                                 max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.trust_env = False  # proxies from the environment must not see message bodies
+
+    def __call__(self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout):
+        resp = self.session.request(method, url, data=body, headers=headers, timeout=timeout)
+        _ = resp.content  # read the whole body here: a drop while reading is the caller's UNKNOWN
+        return resp
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class Http:
+    def __init__(self, settings, *, pool_size: int = 4, secrets=frozenset(), pace=None, transport=None):
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self.provider = settings.name
+        self.transport = transport if transport is not None else SessionTransport(pool_size)
         self.pace = pace  # the rate limiter's last word before a request leaves
         self.local = threading.local()  # .left: this thread's request went on the wire
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], *, action: str, count: int
-             ) -> requests.Response:
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, action: str, count: int):
         """POST; return the response for statuses the adapter should read, else raise
         RequestFailed with the classified outcome."""
         if self.pace is not None:
             self.pace()
+        return self.request("POST", url, body, headers, action=action, count=count)
+
+    def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str], *, action: str,
+                count: int, receipts: bool = False):
+        """One exchange through the transport (a receipt query is paced by its own limiter)."""
         started = time.monotonic()
-        self.local.left = True
+        if not receipts:
+            self.local.left = True
         try:
-            resp = self.session.post(url, data=body, headers=headers, timeout=self.timeout)
-            _ = resp.content  # read the whole body inside the try: a drop here is UNKNOWN
+            resp = self.transport(method, url, body, headers, self.timeout)
         except requests.RequestException as exc:
             outcome = classify_exception(exc)
             log.info("%s %s n=%d -> %s in %.0fms", self.provider, action, count, outcome.code,
@@ -115,4 +145,6 @@ class Http:
         return resp
 
     def close(self) -> None:
-        self.session.close()
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()

@@ -16,12 +16,14 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ..config import ConfigError
 from ..model import Kind, Message, Outcome
-from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
+from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, RETRY, ROW, UNKNOWN, Code,
+                   CodeTable, Provider, Report, Sent, compact_json)
 from .http import RequestFailed
 
 ACTION = "SendMultiGlobalSms"
@@ -39,17 +41,50 @@ RECEIPT_LOOKBACK = 7 * 86400  # PullSmsSendStatusByPhoneNumber: BeginTime within
 CLOCK_SLACK = 300  # seconds: a report's time may be a little before our idea of the send time
 REPORT_STATUS = {"SUCCESS": DELIVERED, "FAIL": FAILED}  # ReportStatus -> sms-cli's status
 
-RETRYABLE_CODES = {"InternalError.Timeout", "InternalError.SendAndRecvFail"}
-# balance, app id, or a clock off by minutes (RequestTimeException): every request would fail
-# the same way, so stop the run
-FATAL_CODES = {"FailedOperation.InsufficientBalanceInSmsPackage", "InvalidParameterValue.SdkAppIdNotExist",
-               "InternalError.RequestTimeException"}
-FATAL_PREFIXES = ("AuthFailure", "UnauthorizedOperation")  # credentials or account: every row would fail
-# Codes about one number; when one refuses a whole request, splitting the request isolates it.
-PER_NUMBER_CODES = {"FailedOperation.PhoneNumberInBlacklist", "InvalidParameterValue.IncorrectPhoneNumber",
-                    "UnsupportedOperation.ContainDomesticPhoneNumber", "LimitExceeded.PhoneNumberDailyLimit",
-                    "LimitExceeded.PhoneNumberOneHourLimit", "LimitExceeded.PhoneNumberSameContentDailyLimit",
-                    "LimitExceeded.PhoneNumberThirtySecondLimit"}
+# Every code the pages list, and its class. Sources: ../shared/specs/auth-and-limits.md (Tencent
+# section; corrected there: InternalError* is an unknown outcome, InternalError.Timeout included)
+# and tencent-SendMultiGlobalSms.md (its error code table). Per-number codes come in the status
+# of their own number; when one refuses a whole request, the request is split (BISECT).
+_ONE_NUMBER = "caps or refuses this one number"
+CODES = CodeTable({
+    "RequestLimitExceeded*": Code(RETRY, "request rate limit: nothing was taken"),
+    "InternalError*": Code(UNKNOWN, "server error: the message may have been taken"),
+    # the clock differs from Tencent's by over 10 minutes: refused before processing, every time
+    "InternalError.RequestTimeException": Code(FATAL, "this machine's clock is off by more than 10 minutes"),
+    "LimitExceeded.AppDailyLimit": Code(FATAL, "the application's daily limit was reached"),
+    "LimitExceeded.DailyLimit": Code(FATAL, "the account's daily Global SMS limit was reached"),
+    "LimitExceeded.AppGlobalDailyLimit": Code(FATAL, "the application's daily Global SMS limit was reached"),
+    "LimitExceeded.AppMainlandChinaDailyLimit": Code(FATAL, "the application's daily mainland limit was reached"),
+    "FailedOperation.InsufficientBalanceInSmsPackage": Code(FATAL, "the SMS package balance is not enough"),
+    "AuthFailure*": Code(FATAL, "credentials refused: check secret_id / secret_key"),
+    "UnauthorizedOperation*": Code(FATAL, "the account may not send this (permissions, arrears, app disabled)"),
+    "InvalidParameterValue.SdkAppIdNotExist": Code(FATAL, "sms_sdk_app_id does not exist"),
+    "FailedOperation.PhoneNumberInBlacklist": Code(OPT_OUT, "the number is in the opt-out list"),
+    "InvalidParameterValue.IncorrectPhoneNumber": Code(BISECT, "incorrect mobile number format"),
+    "UnsupportedOperation.ContainDomesticPhoneNumber": Code(BISECT, "a mainland China number in the request"),
+    "LimitExceeded.PhoneNumberDailyLimit": Code(BISECT, _ONE_NUMBER),
+    "LimitExceeded.PhoneNumberOneHourLimit": Code(BISECT, _ONE_NUMBER),
+    "LimitExceeded.PhoneNumberSameContentDailyLimit": Code(BISECT, _ONE_NUMBER),
+    "LimitExceeded.PhoneNumberThirtySecondLimit": Code(BISECT, _ONE_NUMBER),
+    "FailedOperation.ContainSensitiveWord": Code(ROW, "the message contains sensitive words"),
+    "FailedOperation.MarketingSendTimeConstraint": Code(ROW, "marketing messages only 8:00-22:00"),
+    "FailedOperation.SignatureIncorrectOrUnapproved": Code(ROW, "sender id not approved"),
+    "FailedOperation.TemplateIncorrectOrUnapproved": Code(ROW, "template not approved or content does not match"),
+    "FailedOperation.TemplateParamSetNotMatchApprovedTemplate": Code(ROW, "parameters do not match the template"),
+    "FailedOperation.TemplateUnapprovedOrNotExist": Code(ROW, "template not approved or does not exist"),
+    "InvalidParameterValue.ContentLengthLimit": Code(ROW, "message too long"),
+    "InvalidParameterValue.ProhibitedUseUrlInTemplateParameter": Code(ROW, "a URL in a template variable"),
+    "InvalidParameterValue.TemplateParameterFormatError": Code(ROW, "verification code variable: 0-6 digits only"),
+    "InvalidParameterValue.TemplateParameterLengthLimit": Code(ROW, "a template variable over 12 characters"),
+    "LimitExceeded.AppCountryOrRegionDailyLimit": Code(ROW, "the daily limit of this country was reached"),
+    "LimitExceeded.AppCountryOrRegionInBlacklist": Code(ROW, "this country is not in the application's list"),
+    "LimitExceeded.DeliveryFrequencyLimit": Code(ROW, "the delivery rate limit policy was hit"),
+    "UnsupportedOperation*": Code(ROW, "operation not supported for this number or template"),
+    "FailedOperation.FailResolvePacket": Code(REQUEST, "the request could not be parsed"),
+    "InvalidParameterValue.MultiSmsInfoSetEmpty": Code(REQUEST, "empty request"),
+    "LimitExceeded.PhoneNumberCountLimit": Code(REQUEST, "more than 200 numbers in one request"),
+    "MissingParameter*": Code(REQUEST, "a required parameter is missing"),
+}, default=Code(ROW, "refused"))
 
 
 # --- signing (pure, tested against the published example) ------------------------------------
@@ -91,11 +126,7 @@ def classify(code: str) -> Kind:
     """How a Tencent error code (request-level or per number) is handled."""
     if code == "Ok":
         return Kind.ACCEPTED
-    if code.startswith("RequestLimitExceeded") or code in RETRYABLE_CODES:
-        return Kind.RETRYABLE
-    if code in FATAL_CODES or any(code == p or code.startswith(p + ".") for p in FATAL_PREFIXES):
-        return Kind.FATAL
-    return Kind.PERMANENT  # includes LimitExceeded.*: per-number caps that will not lift this run
+    return CLASS_KIND[CODES.lookup(code).cls]
 
 
 def report_status(value: str) -> str:
@@ -114,7 +145,7 @@ def read_receipts(body: bytes) -> list[Report]:
     if error:
         code = str(error.get("Code") or "Error") if isinstance(error, dict) else "Error"
         message = str(error.get("Message") or "") if isinstance(error, dict) else str(error)
-        raise RequestFailed(Outcome(classify(code), code, message))
+        raise RequestFailed(CODES.outcome(code, message))
     out = []
     for s in answer.get("PullSmsSendStatusSet") or []:
         if not isinstance(s, dict):
@@ -152,7 +183,7 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
     if error:
         code = str(error.get("Code") or "Error") if isinstance(error, dict) else "Error"
         message = str(error.get("Message") or "") if isinstance(error, dict) else str(error)
-        raise RequestFailed(Outcome(classify(code), code, message, per_number=code in PER_NUMBER_CODES))
+        raise RequestFailed(CODES.outcome(code, message, request=True))
     statuses = answer.get("SendMultiStatusSet")
     if not isinstance(statuses, list):
         raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse", "no SendMultiStatusSet in the answer"))
@@ -175,7 +206,8 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
         if code == "Ok":
             out.append(Outcome(Kind.ACCEPTED, ref=str(hit.get("SerialNo") or "")))
         else:
-            out.append(Outcome(classify(code), code or "NoCode", str(hit.get("Message") or "")))
+            # its own number's status: nothing to split, whatever the class
+            out.append(replace(CODES.outcome(code or "NoCode", str(hit.get("Message") or "")), per_number=False))
     return out
 
 
@@ -190,7 +222,7 @@ class Tencent(Provider):
     default_endpoint = "https://sms.intl.tencentcloudapi.com"
     default_rate_limit = 10.0
     max_batch = 200
-    opt_out_codes = frozenset({"FailedOperation.PhoneNumberInBlacklist"})
+    codes = CODES
     has_receipts = True
     finds_lost_answers = True  # a number's reports can be read without the SerialNo
     receipt_lookback = RECEIPT_LOOKBACK

@@ -17,13 +17,26 @@ from urllib.parse import urlencode
 
 from ..config import ConfigError
 from ..model import ACCEPTED, Kind, Message, Outcome
-from .base import DELIVERED, FAILED, PENDING, Provider, Report, Sent, compact_json
+from .base import (DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, ROW, UNKNOWN, Code, CodeTable, Provider,
+                   Report, Sent, compact_json)
 from .http import RequestFailed
 
 BATCH, SINGLE = "SendBatchUSMSMessage", "SendUSMSMessage"
-PERMANENT_CODES = {215392: "bad parameter", 215397: "missing parameter"}
-RETRYABLE_CODES = {215400}
-FATAL_CODES = {171, 172, 173, 174}  # signature / access key refused (UCloud-family RetCodes)
+# Every RetCode the pages list, and its class. Sources: ../shared/specs/auth-and-limits.md
+# (uSpeedo section, corrected: 215400 is an unknown outcome, not retryable) and
+# uspeedo-SendBatchUSMSMessage.md (FailContent: "Details of unsent messages"). HTTP 429 (nothing
+# taken) and HTTP 5xx (unknown) are read by providers/http.py for every provider.
+CODES = CodeTable({
+    "215392": Code(REQUEST, "bad parameter"),
+    "215397": Code(REQUEST, "missing parameter"),
+    "215398": Code(FATAL, "the token could not be parsed: check access_key_id / access_key_secret"),
+    "171": Code(FATAL, "signature refused: check access_key_secret and the clock"),
+    "172": Code(FATAL, "access key not found: check access_key_id"),
+    "215400": Code(UNKNOWN, "server error after the request was sent: it may have been taken"),
+    "FailContent": Code(ROW, "the target was not sent (FailContent)"),
+    # FailContent whose FailureDetails is the documented "phone in the black list"
+    "FailContent/black list": Code(OPT_OUT, "phone in the black list"),
+}, default=Code(REQUEST, "refused"))
 RECEIPT, RECEIPT_BASIC = "GetUSMSSendReceipt", "USMSSendReceipt"  # signed action / Basic auth path
 RECEIPT_MAX_SESSIONS = 100  # SessionNo per GetUSMSSendReceipt request
 # ReceiptResult -> sms-cli's status; "Unknow" is the API's own spelling
@@ -37,13 +50,7 @@ def receipt_status(result: str) -> str:
 
 def retcode_outcome(code: int, message: str) -> Outcome:
     """A non-zero RetCode, for a send or a receipt query."""
-    if code in FATAL_CODES:
-        kind = Kind.FATAL
-    elif code in RETRYABLE_CODES:
-        kind = Kind.RETRYABLE
-    else:
-        kind = Kind.PERMANENT
-    return Outcome(kind, str(code), message or PERMANENT_CODES.get(code, ""))
+    return CODES.outcome(str(code), message, request=True)
 
 
 def encode_value(value: Any) -> str:
@@ -120,10 +127,23 @@ class USpeedo(Provider):
     default_rate_limit = 50.0
     has_receipts = True
     max_batch = 1000
+    codes = CODES
+    # receipts.md: "query again 5-10 min after sending; after 12 h with no status, contact support"
+    report_delay = 12 * 3600.0
 
     def is_opt_out(self, outcome) -> bool:
         # FailContent carries text only; the documented opt-out reason is "phone in the black list"
-        return "black" in outcome.message.lower()
+        if outcome.code == "FailContent":
+            return "black list" in outcome.message.lower()
+        return super().is_opt_out(outcome)
+
+    def missing_settings(self) -> list[str]:
+        # SendBatchUSMSMessage.md: AccountId is required with the signed /api endpoint (Basic auth
+        # carries the account in its credentials)
+        missing = super().missing_settings()
+        if not self.basic and not self.account_id:
+            missing.append("account_id (the AccountId of the uSpeedo project)")
+        return missing
 
     @classmethod
     def check_settings(cls, settings, where):
@@ -266,8 +286,10 @@ class USpeedo(Provider):
             raise RequestFailed(Outcome(Kind.UNKNOWN, "BadResponse",
                                         f"HTTP {resp.status_code} with an unreadable body")) from None
         message = str(answer.get("Message") or "")
-        if code != 0:
+        if code != 0 and not took_some(answer):
             raise RequestFailed(retcode_outcome(code, message))
+        # auth-and-limits.md: "an answer with a SessionNo or SuccessCount > 0 took every target not
+        # named in FailContent, whatever its RetCode"
         return self._read_success(batch, answer)
 
     def _read_success(self, batch: list[Message], answer: dict) -> list[Outcome]:
@@ -275,26 +297,23 @@ class USpeedo(Provider):
         if isinstance(session, list):
             session = ",".join(map(str, session))
         accepted = Outcome(Kind.ACCEPTED, ref=str(session)) if session else ACCEPTED
-        failed: dict[str, list[tuple[str | None, str]]] = {}  # phone digits -> [(template, reason)]
-        for item in answer.get("FailContent") or []:
-            for t in item.get("Target") or []:
-                reason = t.get("FailureDetails") or item.get("FailureDetails") or "rejected"
-                failed.setdefault(phone_digits(str(t.get("Phone", ""))), []).append(
-                    (item.get("TemplateId"), reason))
-        for t in answer.get("FailedTargetPhones") or []:
-            failed.setdefault(phone_digits(str(t.get("Phone", ""))), []).append(
-                (None, t.get("FailureReason") or "rejected"))
-        if not failed:
+        entries = fail_entries(answer)
+        if not entries:
             return [accepted] * len(batch)
+        if self._action == SINGLE:  # one content for every number: a phone is the whole target
+            entries = [{"phone": e["phone"], "reason": e["reason"]} for e in entries]
+        fates = match_failures(batch, entries, self._sender, lambda m: (m.user_id or m.key)[:32]
+                               if self._action == BATCH else m.user_id)
         out = []
-        for m in batch:
-            entries = failed.get(f"{m.country_code}{m.national}")
-            hit = None
-            if entries:
-                hit = next((e for e in entries if e[0] in (None, m.template_id)), None)
-                if hit is not None:
-                    entries.remove(hit)
-            out.append(accepted if hit is None else Outcome(Kind.PERMANENT, "FailContent", str(hit[1])))
+        for m, fate in zip(batch, fates):
+            if fate is None:
+                out.append(accepted)
+            elif fate is AMBIGUOUS:
+                out.append(Outcome(Kind.UNKNOWN, "FailContentAmbiguous",
+                                   "the answer's FailContent does not say which of the rows it names failed: "
+                                   "this row may have been taken (settle with sms-cli receipts)", ref=accepted.ref))
+            else:
+                out.append(Outcome(Kind.PERMANENT, "FailContent", fate))
         return out
 
     # --- delivery receipts -------------------------------------------------------------------
@@ -329,6 +348,84 @@ class USpeedo(Provider):
             resp = self._receipt_request("POST", self.endpoint, body=compact_json(body).encode("utf-8"),
                                          headers=headers, action=RECEIPT)
         return read_receipts(resp.content)
+
+
+AMBIGUOUS = object()  # match_failures: a row a FailContent entry may or may not name
+
+
+def took_some(answer: dict) -> bool:
+    """Did this answer take messages (a SessionNo, or SuccessCount > 0), whatever its RetCode?"""
+    try:
+        count = int(answer.get("SuccessCount") or 0)
+    except (TypeError, ValueError):
+        count = 0
+    return bool(answer.get("SessionNo")) or count > 0
+
+
+def fail_entries(answer: dict) -> list[dict]:
+    """Every failed Target of an answer, with the fields it names (a FailContent entry is a whole
+    Target under its TemplateId and SenderId; FailedTargetPhones, of Basic auth, has no template)."""
+    out = []
+    for item in answer.get("FailContent") or []:
+        if not isinstance(item, dict):
+            continue
+        for t in item.get("Target") or []:
+            if not isinstance(t, dict):
+                continue
+            e = {"phone": phone_digits(str(t.get("Phone", ""))), "template": item.get("TemplateId"),
+                 "reason": str(t.get("FailureDetails") or item.get("FailureDetails") or "rejected")}
+            if item.get("SenderId"):
+                e["sender"] = item["SenderId"]
+            for key, name in (("params", "TemplateParams"), ("user", "UserId"), ("extend", "ExtendCode")):
+                if name in t:
+                    e[key] = t[name]
+            out.append(e)
+    for t in answer.get("FailedTargetPhones") or []:
+        if isinstance(t, dict):
+            e = {"phone": phone_digits(str(t.get("Phone", ""))), "reason": str(t.get("FailureReason") or "rejected")}
+            if "TemplateParams" in t:
+                e["params"] = t["TemplateParams"]
+            out.append(e)
+    return out
+
+
+def match_failures(batch: list[Message], entries: list[dict], sender_of, user_of) -> list:
+    """Each row's fate from the failed Targets: None (taken), a reason (refused) or AMBIGUOUS.
+
+    An entry is matched on every field it carries (phone, template, sender, params, UserId,
+    ExtendCode). Entries naming the same rows are counted together: as many entries as rows
+    means each of those rows failed; fewer (or more), or an entry that names no row, means
+    the answer does not say which row failed, and those rows are unknown, never a guess."""
+    def fits(m: Message, e: dict) -> bool:
+        return (e["phone"] == f"{m.country_code}{m.national}"
+                and ("template" not in e or e["template"] == m.template_id)
+                and ("sender" not in e or e["sender"] == (sender_of(m) or ""))
+                and ("params" not in e or [str(p) for p in e["params"] or []] == [str(p) for p in m.params or []])
+                and ("user" not in e or (e["user"] or None) == (user_of(m) or None))
+                and ("extend" not in e or (e["extend"] or None) == (m.extend_code or None)))
+
+    groups: dict[tuple[int, ...], list[dict]] = {}
+    for e in entries:
+        rows = tuple(i for i, m in enumerate(batch) if fits(m, e))
+        if not rows:  # names no row of this request: every row it could be about is unknown
+            rows = tuple(i for i, m in enumerate(batch) if e["phone"] == f"{m.country_code}{m.national}") \
+                or tuple(range(len(batch)))
+            groups.setdefault(("none",) + rows, []).append(e)  # never "as many as rows"
+            continue
+        groups.setdefault(rows, []).append(e)
+    fates: list = [None] * len(batch)
+    unsure: set[int] = set()
+    for key, found in groups.items():
+        rows = [i for i in key if i != "none"]
+        if key[0] != "none" and len(found) == len(rows):
+            for i, e in zip(rows, found):
+                fates[i] = e["reason"]  # the rows are alike in all the entries say: each failed
+        else:
+            unsure.update(rows)
+    for i in unsure:
+        if fates[i] is None:
+            fates[i] = AMBIGUOUS
+    return fates
 
 
 def read_receipts(body: bytes) -> list[Report]:
