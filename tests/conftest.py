@@ -47,8 +47,10 @@ def emulator(tmp_path):
 @pytest.fixture(scope="module")
 def module_emulator():
     """One emulator for a whole test module (starting one per test is slow for adapter tests).
-    It blacklists +60111111111 and +85255311101; use `emu` for a clean accepted log per test."""
-    emu = Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"})).start()
+    It blacklists +60111111111 and +85255311101 and blocks the word "casino" in template
+    variables; use `emu` for a clean accepted log per test."""
+    emu = Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
+                           blocked_words={"casino"})).start()
     yield emu
     emu.stop()
 

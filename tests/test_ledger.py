@@ -115,14 +115,14 @@ def test_limit_is_per_invocation_and_says_what_remains(tmp_path, emulator, write
 
 # --- 5. a failures file and its input share one ledger, in either order -----------------------
 def test_failures_file_and_input_share_the_ledger(tmp_path, emulator, write_config):
-    emu = emulator(fail_rate=1.0)
+    emu = emulator(throttle_rate=1.0)  # throttled: nothing taken, retryable
     cfg = write_config(emu, max_attempts=1)
     phones = make_rows(tmp_path / "in.csv", 30)
     code, s, _ = send("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1 and s["failed"] == 30
     rows = read_csv(tmp_path / "in.failed.csv")
     assert {r["retryable"] for r in rows} == {"yes"} and all(r["sms_ref"] for r in rows)
-    emu.options.fail_rate = 0.0
+    emu.options.throttle_rate = 0.0
     code, s, _ = send("in.failed.csv", "--config", cfg, cwd=tmp_path)  # resend the failures file
     assert code == 0 and s["accepted"] == 30
     assert not (tmp_path / "in.failed.csv").exists()  # every row accepted: nothing left to resend
@@ -132,12 +132,12 @@ def test_failures_file_and_input_share_the_ledger(tmp_path, emulator, write_conf
 
 
 def test_input_first_then_an_old_failures_file(tmp_path, emulator, write_config):
-    emu = emulator(fail_rate=1.0)
+    emu = emulator(throttle_rate=1.0)  # throttled: nothing taken, retryable
     cfg = write_config(emu, max_attempts=1)
     make_rows(tmp_path / "in.csv", 20)
     send("in.csv", "--config", cfg, cwd=tmp_path)
     shutil.copy(tmp_path / "in.failed.csv", tmp_path / "saved.csv")
-    emu.options.fail_rate = 0.0
+    emu.options.throttle_rate = 0.0
     code, s, _ = send("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 0 and s["accepted"] == 20
     code, s, _ = send("saved.csv", "--config", cfg, "--journal", "in.journal.sqlite", cwd=tmp_path)
@@ -146,7 +146,7 @@ def test_input_first_then_an_old_failures_file(tmp_path, emulator, write_config)
 
 
 def test_resending_a_failures_file_of_an_unknown_journal_is_refused(tmp_path, emulator, write_config):
-    emu = emulator(fail_rate=1.0)
+    emu = emulator(throttle_rate=1.0)  # throttled: nothing taken, retryable
     cfg = write_config(emu, max_attempts=1)
     make_rows(tmp_path / "in.csv", 3)
     send("in.csv", "--config", cfg, cwd=tmp_path)
@@ -159,15 +159,16 @@ def test_resending_a_failures_file_of_an_unknown_journal_is_refused(tmp_path, em
 
 
 # --- 6. bisection of whole-request refusals -------------------------------------------------
-def test_aliyun_blacklist_bisects_to_the_culprits(tmp_path, emulator, write_config):
+def test_aliyun_blocked_content_bisects_to_the_culprits(tmp_path, emulator, write_config):
+    # isv.BLACK_KEY_CONTROL_LIMIT: a template variable holds restricted content (auth-and-limits.md)
     phones = phone_numbers(500)
     culprits = {phones[i] for i in (3, 150, 151, 377, 499)}
-    emu = emulator(blacklist=culprits)
+    emu = emulator(blocked_words={"casino"})
     cfg = write_config(emu, "aliyun", rate_limit=400)
     with open(tmp_path / "in.csv", "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["phone", "template_id", "param1"])
-        w.writerows([p, "OTP_LOGIN", "1"] for p in phones)
+        w.writerows([p, "OTP_LOGIN", "casino" if p in culprits else "1"] for p in phones)
     code, s, _ = send("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1 and s["accepted"] == 495 and s["failed"] == 5
     failed = read_csv(tmp_path / "in.failed.csv")

@@ -104,7 +104,8 @@ def test_limit_and_dedupe(tmp_path, emulator, write_config):
 
 def test_config_check_names_missing_variable_never_secrets(tmp_path):
     (tmp_path / "c.yaml").write_text(
-        "providers:\n  u:\n    type: uspeedo\n    access_key_id: ${MY_KEY_ID}\n    access_key_secret: ${MY_SECRET}\n")
+        "providers:\n  u:\n    type: uspeedo\n    account_id: '10001'\n    access_key_id: ${MY_KEY_ID}\n"
+        "    access_key_secret: ${MY_SECRET}\n")
     r = invoke("config", "check", "--config", "c.yaml", cwd=tmp_path, env={"MY_SECRET": "topsecret-123"})
     assert r.returncode == 2
     assert "MY_KEY_ID" in r.stdout and "topsecret-123" not in r.stdout + r.stderr
