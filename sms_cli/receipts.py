@@ -256,8 +256,10 @@ def track_of(r: ReceiptRow, ws: WorkingSet, provider: str) -> Track:
     key = f"{ws.digest[:12]}-{r.seq}"
     lost = r.state in (UNKNOWN, INFLIGHT)
     current = r.status is not None and r.receipt_sent == r.sent
-    sent = Sent((r.set_id, r.seq), r.phone, "" if lost else (r.ref or ""), r.corr or key, key, r.template or "",
-                r.sent or 0.0)
+    # a row whose answer was lost has no submission id; an unknown row whose answer carried one
+    # (a FailContent entry that named it ambiguously) is looked up by it
+    sent = Sent((r.set_id, r.seq), r.phone, (r.ref or "") if not lost or r.state == UNKNOWN else "",
+                r.corr or key, key, r.template or "", r.sent or 0.0)
     t = Track((r.set_id, r.seq), sent, provider, r.state, r.status if current else None, ref_prefix=ws.ref_prefix,
               template=r.template or "-")
     if current:
@@ -359,7 +361,14 @@ class Collector:
         self.tracks: list[Track] = []
         for r in journal.receipt_rows(list(by_id)):
             run = runs.get(r.run) if r.run is not None else None
-            section = req.provider or (run.provider if run is not None else None) or cfg.default_provider or "outbox"
+            sent_through = run.provider if run is not None else None
+            if req.provider and sent_through and req.provider != sent_through and sent_through in cfg.providers:
+                # another provider has no record of these messages: every lost answer would be
+                # "not taken" and --retry-unknown would send it twice
+                raise SmsCliError(f"--provider {req.provider}: rows of this journal were sent through provider "
+                                  f"{sent_through!r}; only that provider can say what became of them (--provider "
+                                  "is for a section renamed since the send)")
+            section = req.provider or sent_through or cfg.default_provider or "outbox"
             self.tracks.append(track_of(r, by_id[r.set_id], section))
         self.by_id = {t.id: t for t in self.tracks}
         for section in dict.fromkeys(t.provider for t in self.tracks):  # named in the summary
@@ -529,7 +538,10 @@ class Collector:
         updates.append(ReceiptUpdate(*t.id, t.sent.sent, status, code, message, checked=now))
 
     def _give_up(self, t: Track, updates: list, now: float, why: str) -> None:
-        if t.lost:
+        if t.lost and not t.sent.ref and not self.provider(t.provider).finds_lost_answers:
+            self._final(t, UNSETTLEABLE, "Unknown", f"{self.provider(t.provider).type} finds a message only by the "
+                        "submission id its lost answer carried", updates, now)
+        elif t.lost:
             self._final(t, NOT_FOUND, "NotFound", f"the provider had no record of it {why}; "
                         "send --retry-unknown resends it", updates, now)
         else:
@@ -541,6 +553,12 @@ class Collector:
         for t in self.askable():
             p = self.provider(t.provider)
             window = self.req.give_up_after
+            if t.lost and _digits(t.sent.phone) in p.incomplete:
+                continue  # its number's reports could not all be read: never "not found" on that
+            if t.lost:
+                # "not taken" only once the provider could have reported it: never before its
+                # report delay, whatever --give-up-after says (the row stays unknown, searched for)
+                window = max(window, p.receipt_report_delay())
             if p.receipt_lookback is not None:
                 window = min(window, p.receipt_lookback)
             if now - t.sent.sent >= window:

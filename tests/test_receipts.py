@@ -139,6 +139,11 @@ def test_a_lost_answer_not_found_becomes_resendable(tmp_path, emulator, write_co
     db.close()
     code, d, _ = receipts("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 4 and d["unknown_searching"] == 1 and d["delivered"] == 2  # within the window: looked for
+    # issue 19: --give-up-after shorter than the provider's report delay (no documented bound for
+    # Tencent: 72h) must not say "not taken": the row stays unknown and searched for
+    code, d, r = receipts("in.csv", "--config", cfg, "--give-up-after", "30s", cwd=tmp_path)
+    assert code == 4 and d["unknown_not_found"] == 0 and d["unknown_searching"] == 1
+    cfg = write_config(emu, "tencent", receipt_rate_limit=0, report_delay=30)  # reports come within 30s here
     code, d, r = receipts("in.csv", "--config", cfg, "--give-up-after", "30s", cwd=tmp_path)
     assert code == 4 and d["unknown_not_found"] == 1 and d["not_found_refs"][0].endswith(":2")
     text = invoke("receipts", "in.csv", "--config", cfg, cwd=tmp_path).stderr

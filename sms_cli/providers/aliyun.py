@@ -244,7 +244,8 @@ def mainland_reading(wire: str) -> str | None:
 class Aliyun(Provider):
     type = "aliyun"
     description = "Alibaba Cloud SendBatchSms, RPC HMAC-SHA1 or ACS3-HMAC-SHA256 signed"
-    config_keys = ("access_key_id", "access_key_secret", "sign_name", "signature", "receipt_rate_limit")
+    config_keys = ("access_key_id", "access_key_secret", "sign_name", "signature", "receipt_rate_limit",
+                   "report_delay")
     secret_keys = ("access_key_secret",)
     env_defaults = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
                     "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET"}
@@ -256,6 +257,9 @@ class Aliyun(Provider):
     has_receipts = True
     finds_lost_answers = True  # a number's records of a day can be read without the BizId
     receipt_lookback = RECEIPT_LOOKBACK
+    # no documented bound on how late a report may come: the --give-up-after default (receipts.md:
+    # three days, as GOV.UK Notify times out pending messages); config report_delay overrides it
+    report_delay = 72 * 3600.0
     default_receipt_rate = 5000.0  # QuerySendDetails' documented QPS
 
     @classmethod

@@ -148,6 +148,7 @@ class Provider(ABC):
                           transport=transport) if self.uses_http else None)
         self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for
         self._receipt_requests = 0
+        self.incomplete: set[str] = set()  # numbers (digits) whose reports could not all be read
 
     # --- configuration -------------------------------------------------------------------
     @classmethod

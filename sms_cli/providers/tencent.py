@@ -215,7 +215,7 @@ class Tencent(Provider):
     type = "tencent"
     description = "Tencent Cloud SendMultiGlobalSms (international numbers), TC3-HMAC-SHA256 signed"
     config_keys = ("region", "sms_sdk_app_id", "secret_id", "secret_key", "sender_id", "receipt_source",
-                   "receipt_rate_limit")
+                   "receipt_rate_limit", "report_delay")
     secret_keys = ("secret_key",)
     env_defaults = {"secret_id": "TENCENTCLOUD_SECRET_ID", "secret_key": "TENCENTCLOUD_SECRET_KEY"}
     required_keys = ("secret_id", "secret_key", "sms_sdk_app_id")
@@ -226,6 +226,9 @@ class Tencent(Provider):
     has_receipts = True
     finds_lost_answers = True  # a number's reports can be read without the SerialNo
     receipt_lookback = RECEIPT_LOOKBACK
+    # no documented bound on how late a report may come: the --give-up-after default (receipts.md:
+    # three days, as GOV.UK Notify times out pending messages); config report_delay overrides it
+    report_delay = 72 * 3600.0
 
     @classmethod
     def check_settings(cls, settings, where):
@@ -316,8 +319,32 @@ class Tencent(Provider):
         oldest = now - RECEIPT_LOOKBACK + 60
         for phone, group in by_phone.items():
             begin = int(max(min(r.sent for r in group) - CLOCK_SLACK, oldest))
-            yield group, self._receipts(PULL_BY_PHONE, {"SmsSdkAppId": self.app_id, "PhoneNumber": phone,
-                                                        "BeginTime": begin, "Offset": 0, "Limit": RECEIPT_LIMIT})
+            yield group, self._reports_between(phone, begin, int(now) + 1)
+
+    def _reports_between(self, phone: str, begin: int, end: int) -> list[Report]:
+        """Every report of `phone` from `begin` to `end`. The API returns at most 100 a request
+        and its Offset must be 0 (receipts.md), so a full answer may hide more: the window is
+        halved until each part comes back short. A one-second window still full cannot be read
+        whole: its number goes in `incomplete`, and none of its rows is declared not found."""
+        out: list[Report] = []
+        seen: set[tuple] = set()
+        windows = [(begin, end)]
+        while windows:
+            b, e = windows.pop()
+            page = self._receipts(PULL_BY_PHONE, {"SmsSdkAppId": self.app_id, "PhoneNumber": phone, "BeginTime": b,
+                                                  "EndTime": e, "Offset": 0, "Limit": RECEIPT_LIMIT})
+            if len(page) >= RECEIPT_LIMIT:
+                if e > b:
+                    mid = (b + e) // 2
+                    windows += [(mid + 1, e), (b, mid)]  # the earlier half first
+                    continue
+                self.incomplete.add(_digits(phone))
+            for r in page:  # adjacent windows may both hold a report on their edge
+                key = (r.ref, r.phone, r.status, r.received, r.corr)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(r)
+        return out
 
     def _receipts(self, action: str, body: dict) -> list[Report]:
         payload = compact_json(body).encode("utf-8")

@@ -119,7 +119,7 @@ class USpeedo(Provider):
     type = "uspeedo"
     description = "uSpeedo SendBatchUSMSMessage / SendUSMSMessage, SHA-1 signed or Basic auth"
     config_keys = ("account_id", "access_key_id", "access_key_secret", "sender_id", "auth", "action",
-                   "receipt_rate_limit")
+                   "receipt_rate_limit", "report_delay")
     secret_keys = ("access_key_secret",)
     env_defaults = {"access_key_id": "USPEEDO_ACCESS_KEY_ID", "access_key_secret": "USPEEDO_ACCESS_KEY_SECRET"}
     required_keys = ("access_key_id", "access_key_secret")
