@@ -200,8 +200,7 @@ class AliyunDialect(Dialect):
         if any(self.emu.blocked(v) for v in values):  # content control: the whole request, all or nothing
             return _error(200, "isv.BLACK_KEY_CONTROL_LIMIT", "template variable content is on the black key list",
                           rid)
-        room = self.emu.room(self.name)
-        if room is not None and room < len(numbers):
+        if self.emu.reserve(self.name, len(numbers), whole=True) < len(numbers):
             return _error(200, "isv.DAY_LIMIT_CONTROL", "the daily limit of the account was reached", rid)
         with self.emu.lock:  # the seeded rng is shared with the fault injection
             biz_id = f"{self.emu.rng.randrange(10**17, 10**18)}^0"

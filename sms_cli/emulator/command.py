@@ -36,6 +36,24 @@ def emulator(
                                            help="Share of the other accepted messages not delivered (EXPIRED)."),
     receipt_delay_ms: float = typer.Option(1000.0, "--receipt-delay-ms", min=0, metavar="MS",
                                            help="How long after a message is taken its delivery receipt exists."),
+    account_limit: Optional[int] = typer.Option(None, "--account-limit", min=0, metavar="N",
+                                                help="After N messages taken the account refuses (Aliyun "
+                                                     "isv.DAY_LIMIT_CONTROL, Tencent LimitExceeded.DailyLimit, "
+                                                     "uSpeedo 215398)."),
+    server_error_rate: float = typer.Option(0.0, "--server-error-rate", min=0, max=1, metavar="SHARE",
+                                            help="Share taken, then answered with the provider's server error "
+                                                 "(uSpeedo 215400 at HTTP 200, Tencent InternalError.Timeout, "
+                                                 "Aliyun isp.SYSTEM_ERROR)."),
+    blocked_word: List[str] = typer.Option([], "--blocked-word", metavar="WORD",
+                                           help="A template variable holding WORD is refused as content (Aliyun "
+                                                "isv.BLACK_KEY_CONTROL_LIMIT, Tencent FailedOperation."
+                                                "ContainSensitiveWord, uSpeedo FailContent). Repeat."),
+    partial_retcode: Optional[int] = typer.Option(None, "--partial-retcode", metavar="CODE",
+                                                  help="uSpeedo: a request partly refused answers this RetCode "
+                                                       "(its SessionNo and SuccessCount kept)."),
+    fail_content_fields: Optional[str] = typer.Option(None, "--fail-content-fields", metavar="F1,F2",
+                                                      help="uSpeedo: the Target fields FailContent echoes "
+                                                           "(default all; Phone alone makes ambiguous entries)."),
 ):
     """Run a local server speaking the uSpeedo, Tencent and Aliyun APIs (send and delivery receipts).
 
@@ -53,7 +71,11 @@ def emulator(
                       key_id=key_id or DEFAULT_KEY_ID, key_secret=key_secret or DEFAULT_KEY_SECRET, seed=seed,
                       templates=load_templates(templates) if templates else None,
                       undeliverable=load_undeliverable(undeliverable), undelivered_rate=undelivered_rate,
-                      receipt_delay_ms=receipt_delay_ms)
+                      receipt_delay_ms=receipt_delay_ms, account_limit=account_limit,
+                      server_error_rate=server_error_rate, blocked_words=set(blocked_word),
+                      partial_retcode=partial_retcode,
+                      fail_content_fields=tuple(f.strip() for f in fail_content_fields.split(",") if f.strip())
+                      if fail_content_fields is not None else None)
     emu = Emulator(opts)
     known = f"; {len(opts.templates)} templates" if opts.templates else ""
     print(f"sms-cli emulator listening on {emu.url} (uSpeedo: {emu.url}/api, Tencent and Aliyun: {emu.url}/); "

@@ -296,7 +296,9 @@ class Options:
     server_error_rate: float = 0.0  # process, then answer the provider's server error (unknown class)
     blocked_words: set[str] = field(default_factory=set)  # a template variable holding one: content control
     partial_retcode: int | None = None  # uSpeedo: a partly refused request answers this RetCode, SessionNo kept
-    bare_fail_content: bool = False  # uSpeedo: FailContent targets without UserId/ExtendCode (may be ambiguous)
+    # uSpeedo: the Target fields a FailContent entry echoes (None: all); ("Phone",) makes entries
+    # that may name two rows (ambiguous)
+    fail_content_fields: tuple[str, ...] | None = None
 
 
 class Emulator:
@@ -313,6 +315,7 @@ class Emulator:
         self.accepted: list[dict[str, Any]] = []
         self.request_times: list[tuple[str, float]] = []  # (dialect, monotonic time)
         self.receipt_requests = 0  # requests to the receipt APIs (also in request_times)
+        self.reserved: dict[str, int] = {}  # dialect -> messages counted against --account-limit
         self.undeliverable = {digits(p): c for p, c in options.undeliverable.items()}
         # indexes of `accepted` for the receipt APIs, built when one is first asked (a send-only
         # run pays nothing): (dialect, ref) and (dialect, number digits) -> positions
@@ -357,14 +360,20 @@ class Emulator:
         values = params.values() if isinstance(params, dict) else (params or [])
         return any(w.lower() in str(v).lower() for v in values for w in words)
 
-    def room(self, dialect: str) -> int | None:
-        """Messages `dialect` may still take before --account-limit refuses; None: no limit."""
+    def reserve(self, dialect: str, wanted: int, *, whole: bool) -> int:
+        """How many of `wanted` messages --account-limit lets `dialect` take now (all of them
+        without a limit), counted at once so concurrent requests cannot both take the last
+        room; `whole`: all or none (an API with one answer for the whole request)."""
         limit = self.options.account_limit
         if limit is None:
-            return None
+            return wanted
         with self.lock:
-            taken = sum(1 for e in self.accepted if e["provider"] == dialect)
-        return max(0, limit - taken)
+            used = self.reserved.get(dialect, 0)
+            granted = min(wanted, max(0, limit - used))
+            if whole and granted < wanted:
+                granted = 0
+            self.reserved[dialect] = used + granted
+        return granted
 
     def chance(self, rate: float) -> bool:
         if rate <= 0:

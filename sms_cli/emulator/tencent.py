@@ -294,10 +294,9 @@ class TencentDialect(Dialect):
                 return self._error("UnsupportedOperation.ContainDomesticPhoneNumber",
                                    "the request contains Chinese Mainland phone numbers")
         statuses, accepted = [], []
-        room = self.emu.room(self.name)
         for item in items:
             status, entry = self._one(item)
-            if entry and room is not None and len(accepted) >= room:  # the account's daily limit, per number
+            if entry and not self.emu.reserve(self.name, 1, whole=True):  # the account's daily limit, per number
                 status, entry = {**status, "Code": "LimitExceeded.DailyLimit", "Fee": 0,
                                  "Message": "the daily limit of Global SMS was reached"}, None
             statuses.append(status)

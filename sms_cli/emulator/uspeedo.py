@@ -148,8 +148,7 @@ class USpeedoDialect(Dialect):
         total = sum(len(i["Target"]) for i in items)
         if total > MAX_NUMBERS:
             return self._error(BAD_PARAM, f"too many numbers in one request: {total} > {MAX_NUMBERS}", BATCH)
-        room = self.emu.room(self.name)
-        if room is not None and room < total:  # --account-limit: the account's class of refusal
+        if self.emu.reserve(self.name, total, whole=True) < total:  # --account-limit: the account's refusal
             return self._error(TOKEN, "token could not be parsed", BATCH)
         accepted, fail_content, failed_targets = [], [], []
         session = self.emu.new_id()
@@ -181,8 +180,8 @@ class USpeedoDialect(Dialect):
                                      "sender_id": t.get("SenderId") or item.get("SenderId"),
                                      "user_id": t.get("UserId"), "ref": session})
                     continue
-                shown = ({k: v for k, v in t.items() if k not in ("UserId", "ExtendCode")}
-                         if self.emu.options.bare_fail_content else t)
+                fields = self.emu.options.fail_content_fields
+                shown = t if fields is None else {k: v for k, v in t.items() if k in fields}
                 failed_here.append({**shown, "FailureDetails": reason, **({"Invalid": True} if invalid else {})})
                 failed_targets.append({"Phone": t["Phone"], "TemplateParams": params, "FailureReason": reason})
             if failed_here:

@@ -268,8 +268,8 @@ class Aliyun(Provider):
             raise ConfigError(f"{where}.signature: must be 'rpc' (HMAC-SHA1, the default) or 'v3' "
                               f"(ACS3-HMAC-SHA256) (got {settings.get('signature')!r})")
 
-    def __init__(self, settings, templates=None, *, concurrency=4):
-        super().__init__(settings, templates, concurrency=concurrency)
+    def __init__(self, settings, templates=None, *, concurrency=4, transport=None):
+        super().__init__(settings, templates, concurrency=concurrency, transport=transport)
         self.check_settings(settings, f"provider {settings.name!r}")  # settings built without config.py too
         self.key_id = settings.get("access_key_id")
         self.secret = settings.get("access_key_secret")

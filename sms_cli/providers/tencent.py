@@ -240,8 +240,8 @@ class Tencent(Provider):
             raise ConfigError(f"{where}.receipt_source: must be 'phone' (PullSmsSendStatusByPhoneNumber) or "
                               f"'pull' (the PullSmsSendStatus queue, activated in SMS Helper) (got {source!r})")
 
-    def __init__(self, settings, templates=None, *, concurrency=4):
-        super().__init__(settings, templates, concurrency=concurrency)
+    def __init__(self, settings, templates=None, *, concurrency=4, transport=None):
+        super().__init__(settings, templates, concurrency=concurrency, transport=transport)
         self.check_settings(settings, f"provider {settings.name!r}")  # settings built without config.py too
         self.region = settings.get("region", DEFAULT_REGION)
         self.app_id = settings.get("sms_sdk_app_id")

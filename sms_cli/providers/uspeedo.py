@@ -155,8 +155,8 @@ class USpeedo(Provider):
         if account and not account.isdigit():
             raise ConfigError(f"{where}.account_id: must be a whole number")
 
-    def __init__(self, settings, templates=None, *, concurrency=4):
-        super().__init__(settings, templates, concurrency=concurrency)
+    def __init__(self, settings, templates=None, *, concurrency=4, transport=None):
+        super().__init__(settings, templates, concurrency=concurrency, transport=transport)
         self.basic = settings.get("auth", "signature") == "basic"
         self._action = settings.get("action", BATCH)
         account = settings.get("account_id")
