@@ -138,6 +138,15 @@ def test_read_answer_missing_number_is_unknown_and_a_per_number_server_error_too
     assert out[1].kind is Kind.UNKNOWN
 
 
+def test_read_answer_never_guesses_which_of_two_rows_to_one_number_a_status_is():
+    batch = [msg(0), msg(1)]  # one number twice; the statuses carry no SessionContext
+    out = read_answer(batch, answer({"PhoneNumber": "+60198765432", "Code": "Ok", "SerialNo": "a"},
+                                    {"PhoneNumber": "+60198765432", "Code": "FailedOperation.ContainSensitiveWord"}))
+    assert [o.kind for o in out] == [Kind.UNKNOWN, Kind.UNKNOWN]
+    one = read_answer([msg(0)], answer({"PhoneNumber": "+60198765432", "Code": "Ok", "SerialNo": "a"}))
+    assert one[0].kind is Kind.ACCEPTED  # one row, one status: it is that row's
+
+
 @pytest.mark.parametrize("body", [b"not json", b"{}", b'{"Response": []}', b'{"Response": {}}', b"\xff"])
 def test_read_answer_unreadable_is_unknown(body):
     with pytest.raises(RequestFailed) as exc:

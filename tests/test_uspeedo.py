@@ -142,3 +142,44 @@ def test_drop_after_processing_is_unknown():
         assert out[0].kind is Kind.UNKNOWN and len(e.accepted) == 1
     finally:
         e.stop()
+
+
+# --- answers through a scripted transport (auth-and-limits.md, corrected) -----------------------
+def scripted(*answers):
+    """A transport handing out (status, body) answers in turn, and the bodies it was sent."""
+    import requests
+
+    sent = []
+
+    def transport(method, url, body, headers, timeout):
+        sent.append(json.loads(body))
+        resp = requests.models.Response()
+        resp.status_code, body = answers[len(sent) - 1]
+        resp._content = json.dumps(body).encode()
+        return resp
+
+    return transport, sent
+
+
+@pytest.mark.parametrize("answer,kinds", [
+    # a server error after the request was sent: may have been taken
+    ({"RetCode": 215400, "Message": "server error"}, [Kind.UNKNOWN] * 3),
+    # partial success: a SessionNo took every target not in FailContent, whatever the RetCode
+    ({"RetCode": 215400, "SessionNo": "sn", "SuccessCount": 2, "FailContent": [
+        {"TemplateId": "T1", "SenderId": "", "Target": [{"Phone": "(852)55311101", "TemplateParams": ["1"],
+                                                         "UserId": "k-1", "FailureDetails": "phone in the black list"}]}]},
+     [Kind.ACCEPTED, Kind.PERMANENT, Kind.ACCEPTED]),
+    ({"RetCode": 215398, "Message": "token"}, [Kind.FATAL] * 3),  # the credentials: stop the run
+])
+def test_retcodes_as_documented(answer, kinds):
+    transport, _ = scripted((200, answer))
+    p = USpeedo(settings(), transport=transport)
+    out = p.send([msg(0), msg(1, "+85255311101"), msg(2, "+85255311102")])
+    assert [o.kind for o in out] == kinds
+    if Kind.PERMANENT in kinds:
+        assert out[1].opt_out and out[0].ref == "sn"  # the documented opt-out text, and the session
+
+
+def test_account_id_is_required_with_the_signed_endpoint():
+    assert "account_id" in " ".join(USpeedo(settings(account_id="")).missing_settings())
+    assert USpeedo(settings(account_id="", auth="basic")).missing_settings() == []

@@ -2,10 +2,13 @@
 
 Each API is a `Dialect` (one module each); this module owns what they share: reading HTTP,
 routing, the blacklist, the templates it was told, phone number readings, fault injection,
-the accepted-messages log and request statistics. Faults that happen before processing (5xx,
-throttling) leave nothing logged, so a retry is safe; faults after processing (stall past the
-client's timeout, dropped connection) log the messages, which is exactly the case sms-cli must
-report as unknown rather than resend (so is an HTTP 504 after processing).
+the accepted-messages log and request statistics. Faults that happen before processing (503,
+throttling) leave nothing logged; faults after processing (stall past the client's timeout,
+dropped connection, HTTP 504, the provider's own server error) log the messages, which is
+exactly the case sms-cli must report as unknown rather than resend. A client cannot tell the
+two 5xx apart, so sms-cli reads every 5xx as unknown; only throttling is safe to retry.
+One switch per class of provider answer (README "Provider answers"): --account-limit,
+--server-error-rate, --blocked-word, --partial-retcode, --fail-content-fields.
 
 Whatever arrives, the answer is an HTTP response, never a traceback: a request that cannot be
 read (bad framing, a body that is not what the API takes) gets a 400 in the API's error shape.

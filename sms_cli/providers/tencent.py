@@ -191,15 +191,19 @@ def read_answer(batch: list[Message], body: bytes) -> list[Outcome]:
     for status in statuses:
         if isinstance(status, dict):
             by_phone.setdefault(_digits(str(status.get("PhoneNumber", ""))), []).append(status)
+    rows_of: dict[str, int] = {}
+    for m in batch:
+        rows_of[_digits(m.phone)] = rows_of.get(_digits(m.phone), 0) + 1
     out = []
     for m in batch:
         entries = by_phone.get(_digits(m.phone)) or []
-        # the same number may appear twice in one request: SessionContext tells them apart
+        # the same number may appear twice in one request: SessionContext tells them apart; a
+        # status that does not say which of them it is settles neither (never a guess)
         hit = next((s for s in entries if s.get("SessionContext") == m.correlation), None)
-        if hit is None and entries:
+        if hit is None and len(entries) == 1 and rows_of[_digits(m.phone)] == 1:
             hit = entries[0]
         if hit is None:
-            out.append(Outcome(Kind.UNKNOWN, "NoStatus", "the answer has no status for this number"))
+            out.append(Outcome(Kind.UNKNOWN, "NoStatus", "the answer has no status that is this row's"))
             continue
         entries.remove(hit)
         code = str(hit.get("Code") or "")
