@@ -166,10 +166,7 @@ class Dispatcher:
             outcomes = self.provider.send(pending)
             with self._lock:
                 if self.inflight.pop(token, None) is None:
-                    # the grace period ran out: close() settled these rows as unknown; the rest
-                    # of this batch (a split's other halves) was not sent
-                    self._abandon(rows for rows, _, _ in work)
-                    return
+                    return  # the grace period ran out: close() settled these rows as unknown
             if attempt >= self.policy.max_attempts and outcomes and \
                     all(o.code == "ConnectionFailed" for o in outcomes):
                 # every attempt was refused a connection: the provider is unreachable, whatever
