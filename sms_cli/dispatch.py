@@ -61,13 +61,16 @@ class Stop:
 class Dispatcher:
     def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 4,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None,
-                 progress: Callable[[], None] = lambda: None):
+                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
         self.provider, self.ledger, self.policy, self.stop = provider, ledger, policy, stop
         self.limiter = limiter or RateLimiter(None)
         self.rng = rng or random.Random()
         self.progress = progress
+        self.clock = clock  # measures the grace period (a test hands in a fake one)
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
-        self.inflight: dict[int, list[Message]] = {}
+        # worker thread -> (the rows of its request on the wire, the rest of its work): a worker
+        # holds rows outside this only while it settles an answer or a stop, which takes no time
+        self.inflight: dict[int, tuple[list[Message], list]] = {}
         self._lock = threading.Lock()
         self.workers = [threading.Thread(target=self._worker, daemon=True, name=f"send-{i}")
                         for i in range(max(1, concurrency))]
@@ -87,44 +90,61 @@ class Dispatcher:
 
     def close(self, poll: Callable[[], None] = lambda: None) -> None:
         """No more batches: wait for the workers (at most the grace period once stopped), then
-        settle whatever is left: queued batches not sent, requests still in flight unknown."""
-        for _ in self.workers:
-            while True:
-                try:
-                    self.queue.put(None, timeout=0.05)
-                    break
-                except queue.Full:
-                    poll()
-                    if self.stop.is_set():
-                        self._drain()
+        settle whatever is left before returning, so the summary counts every row once: queued
+        batches not sent, requests still on the wire unknown, and the rest of those workers'
+        work (the other halves of a split, the rows to retry) not sent."""
+        ends = 0
+        while ends < len(self.workers):  # one end-of-work mark per worker, none lost to a drain
+            try:
+                self.queue.put(None, timeout=0.05)
+                ends += 1
+            except queue.Full:
+                poll()
+                if self.stop.is_set():
+                    ends -= self._drain()
         deadline = None
-        while any(t.is_alive() for t in self.workers):
+        stuck: list[tuple[list[Message], list]] = []
+        while True:
             poll()
-            if self.stop.is_set() and self.stop.reason in ("SIGINT", "SIGTERM"):
-                deadline = deadline or time.monotonic() + self.policy.grace
-                if time.monotonic() > deadline:
+            if self.stop.is_set() and self.stop.reason in ("SIGINT", "SIGTERM") and deadline is None:
+                deadline = self.clock() + self.policy.grace
+            with self._lock:
+                alive = [t for t in self.workers if t.is_alive()]
+                # past the grace period, give up on the workers whose request is still on the wire,
+                # and only on those: any other settles what it holds in a moment (and must have
+                # done so before the summary is read)
+                if not alive or (deadline is not None and self.clock() > deadline
+                                 and all(t.ident in self.inflight for t in alive)):
+                    stuck = list(self.inflight.values())  # (a dead worker's: a bug in an adapter)
+                    self.inflight.clear()
                     break
-            for t in self.workers:
+            for t in alive:
                 t.join(timeout=0.05)
         self._drain()
-        with self._lock:  # requests that outlived the grace period: their outcome is unknown
-            stuck = [m for batch in self.inflight.values() for m in batch]
-            self.inflight.clear()
-        if stuck:
-            why = "still in flight when the run stopped"
-            try:
-                self.ledger.stopped(stuck, Fate.UNKNOWN, "Unknown", why, journal=True)
-            except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
-                self.ledger.stopped(stuck, Fate.UNKNOWN, "Unknown", why)
-                self.stop.set("fatal", str(exc), local=True)
+        if not stuck:
+            return
+        # a worker coming back from the wire finds its entry gone and settles nothing more
+        why = "still in flight when the run stopped"
+        on_wire = [m for rows, _ in stuck for m in rows]
+        try:
+            self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why, journal=True)
+        except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
+            self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why)
+            self.stop.set("fatal", str(exc), local=True)
+        for _, work in stuck:  # never sent: the journal keeps them pending for the next run
+            self._abandon([rows for rows, _, _ in work])
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Settle the queued batches as not sent; the number of end-of-work marks removed."""
+        ends = 0
         while True:
             try:
                 batch = self.queue.get_nowait()
             except queue.Empty:
-                return
-            if batch is not None:
+                return ends
+            if batch is None:
+                ends += 1
+            else:
                 self._not_sent(batch)
 
     def _not_sent(self, batch: list[Message]) -> None:
@@ -153,20 +173,20 @@ class Dispatcher:
             if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
                 self._abandon([pending, *(rows for rows, _, _ in work)])
                 return
-            token = id(pending)
-            with self._lock:
-                self.inflight[token] = pending
             try:
                 self.ledger.sending(pending, attempt, split=split)
             except BaseException:
-                with self._lock:
-                    self.inflight.pop(token, None)
                 self._abandon([pending, *(rows for rows, _, _ in work)], JOURNAL_FAILED)
                 raise
+            me = threading.get_ident()
+            with self._lock:
+                self.inflight[me] = (pending, work)
             outcomes = self.provider.send(pending)
             with self._lock:
-                if self.inflight.pop(token, None) is None:
-                    return  # the grace period ran out: close() settled these rows as unknown
+                if self.inflight.pop(me, None) is None:
+                    # the grace period ran out: close() settled these rows as unknown and the
+                    # rest of this work as not sent
+                    return
             if attempt >= self.policy.max_attempts and outcomes and \
                     all(o.code == "ConnectionFailed" for o in outcomes):
                 # every attempt was refused a connection: the provider is unreachable, whatever

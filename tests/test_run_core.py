@@ -68,8 +68,18 @@ def test_bisection_isolates_the_numbers_a_whole_request_was_refused_for():
     t = ledger.tally
     assert t.counts[Fate.ACCEPTED] == 6 and t.counts[Fate.REJECTED] == 2
     assert t.splits == len(p.requests) - 1 and t.requests == len(p.requests)
-    assert all(len(r) == 1 for r in p.requests if set(r) & bad and len(r) == 1)
-    assert sum(1 for r in p.requests for ph in r if ph in bad and len(r) == 1) == 2
+    # every request a bad number was in, and only those, was split into its two halves
+    refused = [r for r in p.requests if set(r) & bad]
+    for r in refused:
+        if len(r) > 1:
+            mid = len(r) // 2
+            assert r[:mid] in p.requests and r[mid:] in p.requests
+    assert all(len(r) == 8 or any(r == q[:len(q) // 2] or r == q[len(q) // 2:] for q in refused if len(q) > 1)
+               for r in p.requests)
+    # each bad number ends alone, once; each other number goes in exactly one request, untouched by one
+    assert sorted(r[0] for r in refused if len(r) == 1) == sorted(bad)
+    good = [ph for r in p.requests if not set(r) & bad for ph in r]
+    assert sorted(good) == sorted({m.phone for m in msgs(8)} - bad)
 
 
 def test_a_request_that_cannot_be_built_leaves_its_row_not_sent_and_the_others_go():
