@@ -61,12 +61,16 @@ class Stop:
 class Dispatcher:
     def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 4,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None,
-                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
+                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[float], bool] | None = None):
         self.provider, self.ledger, self.policy, self.stop = provider, ledger, policy, stop
         self.limiter = limiter or RateLimiter(None)
         self.rng = rng or random.Random()
         self.progress = progress
-        self.clock = clock  # measures the grace period (a test hands in a fake one)
+        # the grace period's clock, and the pause before a retry (True: the run stopped meanwhile);
+        # a test hands in a fake clock whose pauses take no time
+        self.clock = clock
+        self.wait = wait or stop.event.wait
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
         # worker thread -> (the rows of its request on the wire, the rest of its work): a worker
         # holds rows outside this only while it settles an answer or a stop, which takes no time
@@ -120,7 +124,8 @@ class Dispatcher:
                     break
             for t in alive:
                 t.join(timeout=0.05)
-        self._drain()
+        for _ in range(self._drain()):  # a worker still on the wire ends when it comes back
+            self.queue.put_nowait(None)
         if not stuck:
             return
         # a worker coming back from the wire finds its entry gone and settles nothing more
@@ -236,7 +241,7 @@ class Dispatcher:
                 log.info("%d of %d numbers to retry (%s), attempt %d of %d, waiting %.2fs", len(retry), len(pending),
                          next(o.code for o in outcomes if o.kind is Kind.RETRYABLE), attempt + 1,
                          self.policy.max_attempts, pause)
-                if self.stop.event.wait(pause):
+                if self.wait(pause):
                     self._abandon([retry, *(rows for rows, _, _ in work)])
                     return
                 work.append((retry, attempt + 1, False))
