@@ -178,3 +178,9 @@ class Ledger:
         except SmsCliError as exc:  # a full disk: count on, write no more; the run stops
             self.write_failures = False
             self.local_error = exc
+
+    # --- delivery receipts (sms-cli receipts) -------------------------------------------------
+    def learn_receipts(self, updates) -> None:
+        """What receipt queries found (journal.ReceiptUpdate): each row's receipt and, where it
+        changes, its state (unknown -> accepted when found, accepted -> undelivered)."""
+        self.journal.record_receipts(updates)

@@ -38,13 +38,14 @@ from pathlib import Path
 
 import phonenumbers
 
-from . import paths
+from . import guards, paths
 from .config import Config, builtin_config, load_config
-from .errors import ExitCode, InputError, SmsCliError
+from .dispatch import Policy
+from .errors import ConfigError, ExitCode, InputError, SmsCliError
 from .failures import FailuresWriter
 from .guards import region_of
 from .journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
-from .ledger import reason_key
+from .ledger import Ledger, reason_key
 from .logs import register_secrets
 from .model import Kind, Message
 from .outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
@@ -70,8 +71,6 @@ UNDELIVERED_SUFFIX = ".undelivered"
 # later resend (retryable: yes).
 _PERMANENT = re.compile(r"REJECT|BLACK|BARRED|INVALID|ILLEGAL|NOT_?EXIST|UNKNOWN_?SUBSCRIBER|DELETED|"
                         r"NUMBER_?ERROR|EMPTY_?NUMBER|OPT_?OUT", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def retryable(code: str) -> str:
@@ -80,11 +79,19 @@ def retryable(code: str) -> str:
 
 
 def parse_duration(text: str, where: str) -> float:
-    """'250ms', '90s', '30m', '2h', '3d' or plain seconds -> seconds (0 allowed)."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise SmsCliError(f"{where}: expected a duration such as 30s, 10m, 2h or 3d, got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    """'250ms', '90s', '30m', '2h', '3d' or plain seconds -> seconds (0 allowed): the guards'
+    durations (guards.parse_duration), plus what receipts' options have always taken beyond them
+    (milliseconds for tests and quick retries, a bare number of seconds, and 0: give up at once)."""
+    value, scale = str(text).strip(), 1.0
+    if value.endswith("ms"):
+        value, scale = value[:-2].rstrip() + "s", 0.001
+    elif value[-1:].isdigit():
+        value += "s"
+    try:  # the guards' grammar (every digit a 1: their refusal of 0 does not apply here)
+        guards.parse_duration("".join("1" if ch.isdecimal() else ch for ch in value), where)
+    except ConfigError:
+        raise SmsCliError(f"{where}: expected a duration such as 30s, 10m, 2h or 3d, got {text!r}") from None
+    return 0.0 if float(value[:-1]) == 0 else guards.parse_duration(value, where) * scale
 
 
 def undelivered_path(input_name: str, fmt: str, digest: str) -> Path:
@@ -350,6 +357,7 @@ class Collector:
                  *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, progress: Callable[[Result, int, float], None] | None = None):
         self.req, self.cfg, self.journal, self.result = req, cfg, journal, result
+        self.ledger = Ledger(journal)  # the only writer of a row's state: it records what receipts learn
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self.progress = progress or (lambda result, open_rows, next_in: None)
         self.rng = random.Random()
@@ -421,7 +429,7 @@ class Collector:
                                 updates, now)
             elif p.receipt_lookback is not None and now - t.sent.sent > p.receipt_lookback:
                 self._give_up(t, updates, now, f"sent before {p.type}'s receipts reach back")
-        self.journal.record_receipts(updates)
+        self.ledger.learn_receipts(updates)
 
     def askable(self) -> list[Track]:
         return [t for t in self.tracks if t.open]
@@ -470,10 +478,10 @@ class Collector:
                 if o.kind is Kind.FATAL:
                     raise _Stop("fatal", f"provider {section!r} refused the receipt query: {o.code}: {o.message}")
                 attempt += 1
-                if o.kind in (Kind.RETRYABLE, Kind.UNKNOWN) and attempt < p.settings.max_attempts:
-                    s = p.settings
-                    wait = o.retry_after if o.retry_after is not None else self.rng.uniform(
-                        0, min(s.backoff_cap, s.backoff_base * 2 ** (attempt - 1)))
+                # the send's retry policy (a query is safe to repeat, so a lost answer is retried too)
+                policy = Policy(p.settings.max_attempts, p.settings.backoff_base, p.settings.backoff_cap)
+                if o.kind in (Kind.RETRYABLE, Kind.UNKNOWN) and attempt < policy.max_attempts:
+                    wait = o.retry_after if o.retry_after is not None else policy.backoff(attempt, self.rng)
                     log.info("%s: receipt query failed (%s), retry %d in %.2fs", section, o.code, attempt, wait)
                     self.sleep(wait)
                     continue
@@ -507,7 +515,7 @@ class Collector:
                 self.journal.drop_from_inbox(section, [(r.ref, r.phone) for r in reports if id(r) in taken])
             else:
                 self.journal.keep_in_inbox(section, [(r.ref, r.phone, json.dumps(asdict(r))) for r in spare])
-        self.journal.record_receipts(updates)
+        self.ledger.learn_receipts(updates)
         log.info("%s: %d rows asked about, %d reports, %d joined", section, len(rows), len(reports), len(matched))
         self.open_rows -= was_open - sum(1 for t in candidates if t.open)
         self.progress(self.result, self.open_rows, 0.0)
@@ -563,7 +571,7 @@ class Collector:
                 window = min(window, p.receipt_lookback)
             if now - t.sent.sent >= window:
                 self._give_up(t, updates, now, f"within {_span(window)} of sending")
-        self.journal.record_receipts(updates)
+        self.ledger.learn_receipts(updates)
 
     def read_input(self, source, validator: Validator | None, writer: FailuresWriter | None,
                    own: WorkingSet | None) -> None:

@@ -4,7 +4,6 @@ Result: a rich table on a terminal, plain text otherwise (stderr), JSON on stdou
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -146,9 +145,9 @@ class Progress:
 
 
 def _console():
-    from rich.console import Console
+    from .output import stderr_console  # the run's console: stderr, NO_COLOR honoured
 
-    return Console(stderr=True, no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
 # --- the summary ---------------------------------------------------------------------------------
