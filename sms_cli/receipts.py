@@ -355,8 +355,10 @@ class Collector:
 
     def __init__(self, req: ReceiptsRequest, cfg: Config, journal: Journal, sets: list[WorkingSet], result: Result,
                  *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, progress: Callable[[Result, int, float], None] | None = None):
+                 sleep: Callable[[float], None] = time.sleep, progress: Callable[[Result, int, float], None] | None = None,
+                 transport=None):
         self.req, self.cfg, self.journal, self.result = req, cfg, journal, result
+        self.transport = transport  # None: the providers' own HTTP sessions (a test scripts one)
         self.ledger = Ledger(journal)  # the only writer of a row's state: it records what receipts learn
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self.progress = progress or (lambda result, open_rows, next_in: None)
@@ -399,7 +401,8 @@ class Collector:
                 raise SmsCliError(f"rows were sent through provider {section!r}, which "
                                   f"{self.cfg.path or 'the config'} does not have; pass the send's --config, "
                                   "or --provider NAME to ask another section of the same account")
-            p = self._providers[section] = make_provider(settings, self.cfg.templates, concurrency=1)
+            p = self._providers[section] = make_provider(settings, self.cfg.templates, concurrency=1,
+                                                         transport=self.transport)
             if p.has_receipts:
                 p.require_settings()
         return p

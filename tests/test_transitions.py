@@ -457,3 +457,61 @@ def test_the_grace_period_ends_in_the_middle_of_a_split(tmp_path, stuck_at):
         filed = [json.loads(line) for line in fh]
     assert sorted(r["phone"] for r in filed) == sorted(phone(i) for i in set(range(8)) - done)
     assert {r["retryable"] for r in filed if int(r["phone"][-6:]) in stuck} == {"unknown"}
+
+
+# --- receipts: what they learn, the ledger writes ------------------------------------------------
+def test_receipts_settle_rows_through_the_ledger(tmp_path):
+    """After a run (rows 0-3 accepted, 4-5 unknown: the answer timed out), receipts in-process
+    with a scripted receipt API: a delivered row stays accepted, an undelivered one becomes
+    undelivered, a lost answer found becomes accepted, one not found stays unknown; a throttled
+    query is retried after the send's backoff, paused on a fake clock."""
+    from sms_cli.config import Config
+    from sms_cli.receipts import Collector, ReceiptsRequest, Result
+
+    run(tmp_path, lambda phones, n: requests.ReadTimeout("read timed out") if n == 3 else (200, statuses),
+        n=6, batch=2)
+    now = __import__("time").time()
+    reports = {phone(0): ("SUCCESS", f"sn-{phone(0)}"), phone(1): ("FAIL", f"sn-{phone(1)}"),
+               phone(4): ("SUCCESS", "sn-found")}
+    asked: list[str] = []
+
+    def receipt_api(method, url, body, headers, timeout):
+        number = json.loads(body)["PhoneNumber"]
+        asked.append(number)
+        resp = requests.models.Response()
+        resp.status_code = 200
+        if len(asked) == 1:
+            resp._content = json.dumps(refused(THROTTLED)).encode()
+            return resp
+        status = reports.get(number)
+        found = [] if status is None else [{"PhoneNumber": number, "SerialNo": status[1], "ReportStatus": status[0],
+                                            "Description": "DELIVRD" if status[0] == "SUCCESS" else "UNDELIV",
+                                            "UserReceiveTime": int(now)}]
+        resp._content = json.dumps({"Response": {"RequestId": "r", "PullSmsSendStatusSet": found}}).encode()
+        return resp
+
+    opts = {"secret_id": "id", "secret_key": "key", "sms_sdk_app_id": "1400006666", "receipt_rate_limit": "0"}
+    settings = ProviderSettings(name="tc", type="tencent", endpoint="https://sms.invalid", rate_limit=0,
+                                connect_timeout=1, read_timeout=1, max_attempts=3, options=opts,
+                                backoff_base=2.0, backoff_cap=30.0)
+    cfg = Config(None, "tc", None, {"tc": settings}, {})
+    journal = Journal(tmp_path / "in.journal.sqlite")
+    pauses: list[float] = []
+    try:
+        sets = journal.all_sets()
+        result = Result(str(tmp_path / "in.journal.sqlite"), None)
+        col = Collector(ReceiptsRequest(None), cfg, journal, sets, result, sleep=pauses.append,
+                        transport=receipt_api)
+        col.settle_the_unaskable()
+        col.round()
+        col.give_up()
+        col.close()
+        col.summarise()
+        states = {s.seq: s.state for s in journal.states(sets[0].id)}
+    finally:
+        journal.close()
+    assert states == {0: "accepted", 1: "undelivered", 2: "accepted", 3: "accepted", 4: "accepted", 5: "unknown"}
+    assert result.found == 1 and result.searching == 1
+    assert (result.total.delivered, result.total.failed, result.total.pending) == (2, 1, 2)
+    assert len(pauses) == 1 and 0 <= pauses[0] <= 2.0  # the first query was throttled: one backoff
+    assert sorted(set(asked)) == sorted(phone(i) for i in range(6))

@@ -20,6 +20,8 @@ def provider_class(type_name: str | None):
     return getattr(import_module(module), cls)
 
 
-def make_provider(settings, templates=None, *, concurrency: int = 4):
+def make_provider(settings, templates=None, *, concurrency: int = 4, transport=None):
     cls = provider_class(settings.type)
+    if transport is not None:  # a scripted wire (providers/http.py); the outbox has no wire
+        return cls(settings, templates, concurrency=concurrency, transport=transport)
     return cls(settings, templates, concurrency=concurrency)
