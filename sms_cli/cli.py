@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 import logging
-import signal
+import re
 import sys
 from contextlib import nullcontext
 from functools import wraps
@@ -76,20 +76,30 @@ def err(text: str) -> None:
     sys.stderr.flush()
 
 
+def fail(message: str, exit_code: int, code: str, json_out: bool) -> None:
+    """An error's one line on stderr; with --json, its object on stdout too (README: JSON output)."""
+    err(message)
+    if json_out:
+        from .output import json_error
+
+        json_error(code, re.sub(r"^sms-cli: (error: )?", "", message), exit_code)
+
+
 def guarded(fn):
     """User errors become one line on stderr and their exit code; never a traceback."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        json_out = bool(kwargs.get("json_out"))
         try:
             return fn(*args, **kwargs)
         except SmsCliError as exc:
-            err(f"sms-cli: error: {exc}")
+            fail(f"sms-cli: error: {exc}", int(exc.exit_code), type(exc).__name__, json_out)
             raise typer.Exit(int(exc.exit_code)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line, and the journal holds what was sent
-            err(f"sms-cli: internal error: {type(exc).__name__}: {exc} (please report it; "
-                "the journal holds what was sent)")
+            fail(f"sms-cli: internal error: {type(exc).__name__}: {exc} (please report it; "
+                 "the journal holds what was sent)", int(ExitCode.FATAL), "InternalError", json_out)
             raise typer.Exit(int(ExitCode.FATAL)) from None
     return wrapper
 
@@ -409,9 +419,7 @@ def validate(
       sms-cli validate recipients.jsonl --json
       cat numbers.txt | sms-cli validate - --format lines --template OTP_LOGIN --param 0
     """
-    import json as _json
-
-    from . import commands
+    from . import commands, output
     from .report import SCHEMA_VERSION, shown
 
     problems = 0
@@ -419,19 +427,40 @@ def validate(
     gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region,
                                      encoding, delimiter,
                                      guards=_guards(suppress, None, allow_countries, block_countries)))
+
+    # --json streams ONE object, {"schema_version", "problems": [...], "rows", ..., "exit_code"}:
+    # the problems are written as they are found (memory stays flat), the counts close it, and
+    # an error or a signal half-way closes it with "error" instead
+    def close(tail: dict) -> None:
+        output.streaming(None)
+        sys.stdout.write("\n], " + output.json_text(tail)[1:] + "\n")
+        sys.stdout.flush()
+
     try:
         while True:
             raw, bad = next(gen)
             problems += 1
             if json_out:
-                print(_json.dumps({"schema_version": SCHEMA_VERSION, "line": bad.line, "error_code": bad.code,
-                                   "error_message": bad.reason, "row": raw.record}, ensure_ascii=True))
+                if problems == 1:
+                    sys.stdout.write(f'{{"schema_version": {SCHEMA_VERSION}, "problems": [\n')
+                    output.streaming(lambda error: close({"error": error, "exit_code": error["exit_code"]}))
+                else:
+                    sys.stdout.write(",\n")
+                sys.stdout.write(output.json_text({"line": bad.line, "error_code": bad.code,
+                                                   "error_message": bad.reason, "row": raw.record}))
             else:
                 print(f"{shown(input)}:{bad.line}: {shown(bad.code)}: {shown(bad.reason)}")
     except StopIteration as done:
         rows = done.value
     err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
-    raise typer.Exit(1 if problems else 0)
+    code = 1 if problems else 0
+    if json_out:
+        counts = {"rows": rows, "valid": rows - problems, "invalid": problems, "exit_code": code}
+        if problems:
+            close(counts)
+        else:
+            output.emit({"schema_version": SCHEMA_VERSION, "problems": [], **counts})
+    raise typer.Exit(code)
 
 
 @command(cls=Command)
@@ -457,9 +486,7 @@ def status(
       sms-cli status recipients.csv --json
       sms-cli status today.csv --journal /var/lib/sms/today.journal.sqlite
     """
-    import json as _json
-
-    from . import commands
+    from . import commands, output
     from .report import status_dict, status_text
 
     if input == "-":
@@ -468,7 +495,7 @@ def status(
     st = commands.status(_request(input, config, provider, fmt, template, param, sender_id, default_region,
                                   encoding, delimiter, journal=journal))
     if json_out:
-        print(_json.dumps(status_dict(st), ensure_ascii=False))
+        output.emit(status_dict(st))
     else:
         print(status_text(st))
     raise typer.Exit(st.exit_code)
@@ -688,15 +715,42 @@ def config_init(
         f"placeholders, then run: sms-cli config check{where}")
 
 
+JSON_COMMANDS = ("send", "plan", "status", "validate", "receipts")
+
+
+def wants_json(argv: list[str]) -> bool:
+    """`--json` given to a command that answers in JSON (before any `--`)."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    return "--json" in args and command in JSON_COMMANDS
+
+
 def main() -> None:
-    # A signal before a run installs its own handlers (while the input is read and hashed, say)
-    # still exits 130/143 without a traceback; nothing has been sent yet at that point.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(ExitCode.SIGTERM)))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(int(ExitCode.SIGINT)))
+    """The entry point's second half (sms_cli/__main__.py installed the signal handling). Runs
+    the app without click's standalone mode, so a usage error (an unknown option, a missing
+    argument) is answered here: click's lines on stderr, and with --json the error object on
+    stdout, exit 2."""
     try:
-        app()
+        from typer._click.exceptions import ClickException  # typer 0.2x vendors click
+    except ImportError:  # older typer: click itself
+        from click.exceptions import ClickException
+    from .output import protect_streams
+
+    protect_streams()
+    json_out = wants_json(sys.argv[1:])
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        exc.show()
+        if json_out:
+            from .output import json_error
+
+            json_error(type(exc).__name__, exc.format_message(), exc.exit_code)
+        code = exc.exit_code
+    except typer.Abort:
+        err("Aborted!")
+        code = 1
     except SmsCliError as exc:  # raised outside a command (should not happen, but never a traceback)
-        err(f"sms-cli: error: {exc}")
-        sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:  # a Ctrl-C that slipped between handlers
-        sys.exit(int(ExitCode.SIGINT))
+        fail(f"sms-cli: error: {exc}", int(exc.exit_code), type(exc).__name__, json_out)
+        code = int(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

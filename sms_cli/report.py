@@ -81,10 +81,6 @@ def summary_dict(s: Summary) -> dict:
     }
 
 
-def summary_json(s: Summary) -> str:
-    return json.dumps(summary_dict(s), ensure_ascii=False)
-
-
 def summary_text(s: Summary, *, short: bool = False) -> str:
     """`short`: --quiet, for a cron mail: the counts, the stop, the failures file."""
     t = s.tally

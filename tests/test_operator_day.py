@@ -166,13 +166,13 @@ def test_json_outputs_share_one_vocabulary(tmp_path, emulator, write_config):
     plan = invoke("plan", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
     sent = invoke("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
     status = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
-    checked = [json.loads(x) for x in invoke("validate", "in.csv", "--config", cfg, "--json",
-                                              cwd=tmp_path).stdout.splitlines()]
+    validated = invoke("validate", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    v = json.loads(validated.stdout)  # one object, streamed
     p, s, st = plan.json(), sent.json(), status.json()
-    for d, r in ((p, plan), (s, sent), (st, status)):
+    for d, r in ((p, plan), (s, sent), (st, status), (v, validated)):
         assert d["schema_version"] == 1 and d["exit_code"] == r.returncode
-    assert all(c["schema_version"] == 1 and {"line", "error_code", "error_message", "row"} <= set(c)
-               for c in checked)
+    assert (v["rows"], v["valid"], v["invalid"]) == (5, 4, 1)
+    assert all({"line", "error_code", "error_message", "row"} <= set(c) for c in v["problems"])
     assert p["rows"] == s["rows"] == st["rerun"]["rows"] == 5
     assert p["provider"] == s["provider"] == st["runs"][0]["provider"] == "emu"
     for reasons in (p["top_failures"], s["top_failures"]):
