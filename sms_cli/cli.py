@@ -14,7 +14,8 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ExitCode, SmsCliError
-from .rows import FORMATS
+from .cliopts import FORMAT, Format
+from .cliopts import value as _value
 
 
 class Command(TyperCommand):
@@ -175,12 +176,7 @@ def _complete_delimiter(incomplete: str) -> list[str]:
     return [d for d in DELIMITERS if d.startswith(incomplete)]
 
 
-Format = enum.Enum("Format", {f: f for f in FORMATS}, type=str)  # rows.FORMATS: the readers there are
 ProviderType = enum.Enum("ProviderType", {t: t for t in ("uspeedo", "tencent", "aliyun")}, type=str)
-
-
-def _value(choice) -> str | None:
-    return None if choice is None else getattr(choice, "value", choice)
 
 
 INPUT = typer.Argument(..., metavar="INPUT", help="CSV (or TSV), JSON, JSON Lines or text file of rows, or - for "
@@ -190,8 +186,6 @@ CONFIG = typer.Option(None, "--config", "-c", metavar="PATH",
                            "$XDG_CONFIG_HOME/sms-cli/config.yaml).")
 PROVIDER = typer.Option(None, "--provider", "-p", metavar="NAME", autocompletion=_complete_provider,
                         help="Provider section of the config (default: its default_provider).")
-FORMAT = typer.Option(None, "--format", "-f", metavar="[" + "|".join(FORMATS) + "]", case_sensitive=False,
-                      help="The input's format (default: from the extension, or sniffed from stdin).")
 ENCODING = typer.Option(None, "--encoding", metavar="ENCODING", autocompletion=_complete_encoding,
                         help="The input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8 with or "
                              "without BOM, or UTF-16/32 with a BOM).")
