@@ -269,7 +269,10 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
 
 
 def config_check(path: str | None) -> tuple[list[str], bool]:
-    """Load and resolve the config; report missing variables by name, never secret values."""
+    """Load and resolve the config; report missing variables and values still at the starter's
+    placeholders by name, never secret values."""
+    from .starter import placeholders_left
+
     cfg = load_config(path, strict_env=False)
     where = cfg.path or "(no config file: built-in outbox provider)"
     lines = [f"config: {where}"]
@@ -289,6 +292,10 @@ def config_check(path: str | None) -> tuple[list[str], bool]:
         if missing:
             ok = False
             lines.append(f"    not set: {', '.join(missing)}")
+        left = placeholders_left(settings.options)
+        if left:  # an untouched `config init` starter must not pass
+            ok = False
+            lines.append(f"    still the starter's placeholder: {', '.join(left)} (put your account's values there)")
     lines.append(f"templates: {len(cfg.templates)}")
     return lines, ok
 
