@@ -498,7 +498,7 @@ def status(
 suppress_app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(suppress_app, name="suppress")
 LIST = typer.Option(None, "--list", metavar="PATH", help="The list file (default: the config's suppression_list).")
-NUMBERS = typer.Argument(..., metavar="NUMBER", help="Numbers, in any spelling.")
+NUMBERS = typer.Argument(..., metavar="NUMBER", help="Numbers, in any spelling; - reads them from stdin, one a line.")
 
 
 @suppress_app.callback()
@@ -513,7 +513,9 @@ def suppress_root(ctx: typer.Context):
     _help_when_bare(ctx)
 
 
-def _suppression(config, path):
+def _suppression(config, path, default_region=None):
+    """The list, and the region for national numbers on the command line (--default-region,
+    else the config's default_region). The file's own lines are read with the config's."""
     from .config import load_config
     from .guards import GuardOptions, Suppression, suppression_path
 
@@ -521,49 +523,65 @@ def _suppression(config, path):
     where = suppression_path(cfg, GuardOptions(suppress=path))
     if where is None:
         raise SmsCliError("no suppression list: set suppression_list in config or pass --list PATH")
-    return Suppression(where, cfg.default_region), cfg.default_region
+    return Suppression(where, cfg.default_region), default_region or cfg.default_region
 
 
 def _numbers(numbers, region):
-    from .guards import normalise
+    """Every number in E.164, or one error naming the first that is not one (so nothing is
+    written for a half-good list). `-` reads numbers from stdin, one a line (# comments)."""
     from .report import shown
+    from .validate import parse_phone
 
-    out = []
+    given = []
     for n in numbers:
-        e164 = normalise(n, region)
-        if e164 is None:
-            raise SmsCliError(f"not a phone number: {shown(n)}")
-        out.append(e164)
+        if n == "-":
+            given += [x.split("#", 1)[0].strip() for x in sys.stdin.read().splitlines()]
+        else:
+            given.append(n)
+    out = []
+    for n in filter(None, given):
+        parsed = parse_phone(n.strip(), region)
+        if isinstance(parsed, str):
+            raise SmsCliError(f"not a phone number: {shown(n)}: {shown(parsed)}")
+        out.append(parsed[0])
     return out
+
+
+SUPPRESS_REGION = typer.Option(None, "--default-region", metavar="REGION",
+                               help="ISO region for national numbers, e.g. HK (default: the config's default_region).")
 
 
 @suppress_app.command("add", cls=Command)
 @guarded
 def suppress_add(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
-                 note: str = typer.Option("", "--note", metavar="TEXT", help="A comment written beside each number.")):
-    """Add numbers to the suppression list; they are never sent again.
+                 note: str = typer.Option("", "--note", metavar="TEXT", help="A comment written beside each number."),
+                 default_region: Optional[str] = SUPPRESS_REGION):
+    """Add numbers to the suppression list; they are never sent again. `-` reads numbers from
+    stdin, one a line.
 
     \b
     Examples:
       sms-cli suppress add +85255311111 "(65) 9123 4567" --note "asked by phone"
-      sms-cli suppress add +6591234567 --list opted-out.txt
+      sms-cli suppress add "5531 1111" --default-region HK --list opted-out.txt
+      cut -d, -f1 opted-out.csv | sms-cli suppress add - --list opted-out.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     for n in _numbers(numbers, region):
         print(f"{n}: {'added' if lst.add(n, note) else 'already listed'}")
 
 
 @suppress_app.command("remove", cls=Command)
 @guarded
-def suppress_remove(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
-    """Remove numbers from the suppression list.
+def suppress_remove(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                    default_region: Optional[str] = SUPPRESS_REGION):
+    """Remove numbers from the suppression list (`-`: numbers from stdin).
 
     \b
     Examples:
       sms-cli suppress remove +85255311111
       sms-cli suppress remove "(65) 9123 4567" --list opted-out.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     for n in _numbers(numbers, region):
         print(f"{n}: {'removed' if lst.remove(n) else 'not listed'}")
 
@@ -585,15 +603,18 @@ def suppress_list(config: Optional[str] = CONFIG, path: Optional[str] = LIST):
 
 @suppress_app.command("check", cls=Command)
 @guarded
-def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
-    """Say whether each number is listed; exit 1 when any is.
+def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                   default_region: Optional[str] = SUPPRESS_REGION):
+    """Say whether each number is listed; exit 1 when any is. `-` reads numbers from stdin,
+    one a line.
 
     \b
     Examples:
       sms-cli suppress check +85255311111
       sms-cli suppress check "(852) 5531 1111" --list opted-out.txt
+      sms-cli suppress check - --list opted-out.txt < numbers.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     listed = 0
     for n in _numbers(numbers, region):
         hit = n in lst

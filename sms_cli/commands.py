@@ -184,7 +184,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
                 prefix=tuple(prefix) if prefix else None)
-        summary.notes = [ledger.opt_out_error] if ledger.opt_out_error else []
+        summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
             writer.abort()

@@ -205,6 +205,9 @@ class RunView:
 
     def finish(self, s: Summary) -> None:
         self.close()
+        if self.json_out:  # the JSON carries them too; the person at stderr reads them there
+            for note in s.notes:
+                self.console.print(f"sms-cli: warning: {report.shown(note)}", markup=False)
         if self.dry_run:
             if self.json_out:
                 emit(report.plan_dict(s))
