@@ -85,3 +85,18 @@ def test_suppress_add_takes_a_default_region_and_numbers_on_stdin(tmp_path):
     bad = invoke("suppress", "add", "-", "--list", "out.txt", cwd=tmp_path, input="+6591234569\nnot-a-number\n")
     assert bad.returncode == 2 and "not-a-number" in bad.stderr
     assert "+6591234569" not in (tmp_path / "out.txt").read_text()  # a half-good list adds nothing
+
+
+def test_errors_in_a_json_array_name_the_item_as_well_as_the_line(tmp_path):
+    (tmp_path / "rows.json").write_text('[{"phone": "+6591234500", "template_id": "T"}, 5, '
+                                        '{"phone": "+6591234501", "phone": "x", "template_id": "T"}]')
+    r = invoke("validate", "rows.json", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout.splitlines() == [
+        "rows.json:1: BadRow: item [1]: a row must be a JSON object",
+        "rows.json:1: BadRow: item [2]: the key 'phone' appears twice in one object"]
+    (tmp_path / "broken.json").write_text('[\n{"phone": "+6591234500"},\n{"phone": }\n]')
+    broken = invoke("validate", "broken.json", cwd=tmp_path)
+    assert broken.returncode == 2 and "broken.json:3: not valid JSON in item [1]: Expecting value" in broken.stderr
+    (tmp_path / "comma.json").write_text('[{"phone": "+6591234500"} {"phone": "+6591234501"}]')
+    comma = invoke("validate", "comma.json", cwd=tmp_path)
+    assert comma.returncode == 2 and "not valid JSON after item [0]: expecting ',' or ']'" in comma.stderr
