@@ -38,6 +38,18 @@ class Command(TyperCommand):
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
 
+    @staticmethod
+    def _with_default(param, text: str) -> str:
+        """Every option says its default: the help's own "(default: ...)", typer's
+        "[default: 4]", or here: off for a flag, not set for an option without a value."""
+        if "default" in text or getattr(param, "is_eager", False) and param.name == "help":
+            return text
+        if getattr(param, "is_flag", False):
+            return f"{text}  [default: off]"
+        if param.default in (None, (), [], ""):
+            return f"{text}  [default: not set]"
+        return text
+
     def format_options(self, ctx, formatter) -> None:
         args, opts = [], []
         for param in self.get_params(ctx):
@@ -47,7 +59,7 @@ class Command(TyperCommand):
             if param.param_type_name == "argument":
                 args.append((self._arg(param), record[1]))
             else:
-                opts.append(record)
+                opts.append((record[0], self._with_default(param, record[1])))
         for title, rows in (("Arguments", args), ("Options", opts)):
             if rows:
                 with formatter.section(title):
@@ -643,6 +655,22 @@ def _name_metavars(fn, names: dict[str, str]) -> None:
 
 
 _name_metavars(_emulator_command, EMULATOR_METAVARS)
+
+
+def _emulator_defaults() -> None:
+    """The emulator's options whose None means a built-in value say which (help shows defaults)."""
+    import inspect
+
+    from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
+
+    said = {"key_id": DEFAULT_KEY_ID, "key_secret": DEFAULT_KEY_SECRET, "seed": "unseeded"}
+    for name, param in inspect.signature(_emulator_command).parameters.items():
+        info = param.default
+        if name in said and "default" not in (info.help or ""):
+            info.help = f"{info.help} (default: {said[name]})"
+
+
+_emulator_defaults()
 command("emulator", cls=Command, help="""Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
 
 \b
