@@ -304,9 +304,21 @@ def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None
         return True
     err(confirm_text(est))
     try:
-        return bool((confirm or typer.confirm)("Send them?", default=False, err=True))
+        return bool((confirm or ask)("Send them?", default=False, err=True))
     except (typer.Abort, EOFError):
         return False
+
+
+def ask(question: str, default: bool = False, err: bool = True) -> bool:
+    """A y/N question on stderr, the answer from stdin. (typer.confirm writes the prompt's last
+    character with input(), which lands on stdout: a stray space before --json's object.)"""
+    sys.stderr.write(f"{question} [{'Y/n' if default else 'y/N'}]: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        raise EOFError
+    answer = answer.strip().lower()
+    return default if not answer else answer in ("y", "yes")
 
 
 @command(cls=Command)
@@ -361,7 +373,7 @@ def send(
     _logging(verbose)
     _stdin_hint(input)
     if not confirm_send(req, yes=yes, dry_run=dry_run, terminal=_terminal(sys.stdin) and _terminal(sys.stderr)):
-        err("sms-cli: nothing sent")
+        fail("sms-cli: nothing sent (not confirmed)", int(ExitCode.USAGE), "NotConfirmed", json_out)
         raise typer.Exit(int(ExitCode.USAGE))
     reading = commands.leaving_journal_as_found(req) if dry_run else nullcontext()
     with output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run) as view, reading:

@@ -95,3 +95,19 @@ def test_format_is_spelt_one_way_in_every_command(tmp_path):
     assert invoke("validate", tsv, "--format", "tsv", cwd=tmp_path).returncode == 0
     bad = invoke("receipts", "in.txt", "--format", "text", cwd=tmp_path)
     assert bad.returncode == 2 and "'text' is not one of" in bad.stderr
+
+
+def test_the_confirmation_asks_on_stderr_and_leaves_stdout_alone(monkeypatch, capsys):
+    import io
+
+    from sms_cli.cli import ask
+
+    for typed, default, want in (("y\n", False, True), ("YES\n", False, True), ("n\n", False, False),
+                                 ("\n", False, False), ("\n", True, True), ("maybe\n", False, False)):
+        monkeypatch.setattr("sys.stdin", io.StringIO(typed))
+        assert ask("Send them?", default=default) is want
+        out, errs = capsys.readouterr()
+        assert out == "" and errs.startswith("Send them? [")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(EOFError):  # stdin closed: no answer, which confirm_send takes as no
+        ask("Send them?")
