@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 import re
 import sys
 from contextlib import nullcontext

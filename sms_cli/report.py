@@ -4,7 +4,6 @@ The text line, the table and the JSON all count from the same `COLUMNS`, so they
 """
 from __future__ import annotations
 
-import json
 
 from .outcomes import Fate
 from .send import Summary

@@ -111,3 +111,24 @@ def test_the_confirmation_asks_on_stderr_and_leaves_stdout_alone(monkeypatch, ca
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(EOFError):  # stdin closed: no answer, which confirm_send takes as no
         ask("Send them?")
+
+
+def test_validate_json_closes_its_object_with_the_error_that_stopped_it_half_way(tmp_path, monkeypatch):
+    """An input that fails after some problems were written (here: the reader raises on the
+    row after the first problem): the streamed object still parses, ending in `error`."""
+    from sms_cli import commands
+    from sms_cli.errors import InputError
+
+    real = commands.validate
+
+    def failing_half_way(req):
+        gen = real(req)
+        yield next(gen)
+        raise InputError("in.csv", "cannot read: disk gone", 9)
+
+    monkeypatch.setattr(commands, "validate", failing_half_way)
+    (tmp_path / "in.csv").write_text("phone,template_id\n123,T\n+6591234500,T\n")
+    r = invoke("validate", "in.csv", "--json", cwd=tmp_path)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 2 and doc["exit_code"] == 2 and len(doc["problems"]) == 1
+    assert doc["error"] == {"code": "InputError", "message": "in.csv:9: cannot read: disk gone", "exit_code": 2}
