@@ -117,3 +117,18 @@ def test_every_help_example_parses_and_runs(tmp_path, emu):
             assert r.returncode in (0, 1, 4), (line, r.returncode, r.stderr)
             ran += 1
     assert ran >= 25
+
+
+def test_the_overview_and_group_examples_parse(tmp_path):
+    root = typer.main.get_command(app)
+    groups = [root] + [sub for sub in root.commands.values() if hasattr(sub, "commands")]
+    checked = 0
+    for group in groups:
+        for line in examples(group):
+            words = _shell(line)[1]
+            cmd = root
+            while hasattr(cmd, "commands"):
+                cmd, words = cmd.commands[words[0]], words[1:]
+            cmd.make_context("sms-cli", words).close()  # a usage error would raise here
+            checked += 1
+    assert checked >= 6
