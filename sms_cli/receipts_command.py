@@ -3,7 +3,6 @@ The work is receipts.collect; this module turns arguments into a ReceiptsRequest
 Result: a rich table on a terminal, plain text otherwise (stderr), JSON on stdout with --json."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from .cliopts import FORMAT, Format, value
+from .output import emit
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +82,7 @@ def receipts(
         result = collect(req, progress=view.update)
     code = result.exit_code()
     if json_out:
-        print(json.dumps(receipts_dict(result), ensure_ascii=False), flush=True)
+        emit(receipts_dict(result))  # output.emit: file names that are not UTF-8 escaped, as send's
     elif not (quiet and code == 0):
         console = _console()
         if console.is_terminal and not quiet:
