@@ -1,16 +1,63 @@
-"""Entry point (`sms-cli` and `python -m sms_cli`). Signals are handled before anything else is
-imported: a Ctrl-C while typer and rich load still exits 130 without a traceback."""
-import signal
+"""Entry point (`sms-cli` and `python -m sms_cli`).
+
+The signal handling is installed by this module's first lines, before anything else is imported:
+`_signal` is the interpreter's built-in module (`signal` would first import `enum`, a window of
+milliseconds in which a Ctrl-C still raised KeyboardInterrupt with a traceback). From here on a
+SIGINT/SIGTERM ends the run with 130/143 and one line, whenever it lands, until a command
+installs its own handling (a send stops its workers and writes its summary)."""
+import _signal
+import os
 import sys
 
 
 def _early_exit(signum, frame):
-    sys.exit(130 if signum == signal.SIGINT else 143)
+    # once: a second signal while this one unwinds must not interrupt the unwinding
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    interrupted(signum)
+
+
+def interrupted(signum) -> None:
+    """One line on stderr (and with --json, the error object on stdout), then exit 130/143."""
+    name, code = ("SIGINT", 130) if signum == _signal.SIGINT else ("SIGTERM", 143)
+    message = f"interrupted by {name}"
+    try:
+        if "--json" in sys.argv[1:]:
+            # sms_cli.output knows what stdout holds already; before it is (fully) imported, nothing
+            json_error = getattr(sys.modules.get("sms_cli.output"), "json_error", None)
+            if json_error is not None:
+                json_error(name, message, code)
+            else:
+                sys.stdout.write('{"schema_version": 1, "error": {"code": "%s", "message": "%s", "exit_code": %d}, '
+                                 '"exit_code": %d}\n' % (name, message, code, code))
+                sys.stdout.flush()
+        sys.stderr.write(f"sms-cli: {message}\n")
+        sys.stderr.flush()
+    except Exception:  # a closed stream, say: the exit code still says it, and never a traceback
+        pass
+    raise SystemExit(code)
+
+
+def _swallowed(unraisable, _default=sys.unraisablehook):
+    """The handler's SystemExit can land in code whose exceptions Python ignores (a weakref
+    callback of the import machinery, a __del__): it would print "Exception ignored" and run on.
+    That SystemExit ends the process here instead, with the line already written."""
+    if isinstance(unraisable.exc_value, SystemExit) and unraisable.exc_value.code in (130, 143):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed stream: exiting matters more
+                pass
+        os._exit(unraisable.exc_value.code)
+    _default(unraisable)
+
+
+sys.unraisablehook = _swallowed
+_signal.signal(_signal.SIGINT, _early_exit)
+_signal.signal(_signal.SIGTERM, _early_exit)
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _early_exit)
-    signal.signal(signal.SIGTERM, _early_exit)
     from .cli import main as cli_main
 
     cli_main()

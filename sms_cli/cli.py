@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import enum
-import logging
-import signal
+import re
 import sys
 from contextlib import nullcontext
 from functools import wraps
@@ -14,7 +13,8 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ExitCode, SmsCliError
-from .rows import FORMATS
+from .cliopts import FORMAT, Format
+from .cliopts import value as _value
 
 
 class Command(TyperCommand):
@@ -37,6 +37,18 @@ class Command(TyperCommand):
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
 
+    @staticmethod
+    def _with_default(param, text: str) -> str:
+        """Every option says its default: the help's own "(default: ...)", typer's
+        "[default: 4]", or here: off for a flag, not set for an option without a value."""
+        if "default" in text or getattr(param, "is_eager", False) and param.name == "help":
+            return text
+        if getattr(param, "is_flag", False):
+            return f"{text}  [default: off]"
+        if param.default in (None, (), [], ""):
+            return f"{text}  [default: not set]"
+        return text
+
     def format_options(self, ctx, formatter) -> None:
         args, opts = [], []
         for param in self.get_params(ctx):
@@ -46,7 +58,7 @@ class Command(TyperCommand):
             if param.param_type_name == "argument":
                 args.append((self._arg(param), record[1]))
             else:
-                opts.append(record)
+                opts.append((record[0], self._with_default(param, record[1])))
         for title, rows in (("Arguments", args), ("Options", opts)):
             if rows:
                 with formatter.section(title):
@@ -76,20 +88,30 @@ def err(text: str) -> None:
     sys.stderr.flush()
 
 
+def fail(message: str, exit_code: int, code: str, json_out: bool) -> None:
+    """An error's one line on stderr; with --json, its object on stdout too (README: JSON output)."""
+    err(message)
+    if json_out:
+        from .output import json_error
+
+        json_error(code, re.sub(r"^sms-cli: (error: )?", "", message), exit_code)
+
+
 def guarded(fn):
     """User errors become one line on stderr and their exit code; never a traceback."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        json_out = bool(kwargs.get("json_out"))
         try:
             return fn(*args, **kwargs)
         except SmsCliError as exc:
-            err(f"sms-cli: error: {exc}")
+            fail(f"sms-cli: error: {exc}", int(exc.exit_code), type(exc).__name__, json_out)
             raise typer.Exit(int(exc.exit_code)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line, and the journal holds what was sent
-            err(f"sms-cli: internal error: {type(exc).__name__}: {exc} (please report it; "
-                "the journal holds what was sent)")
+            fail(f"sms-cli: internal error: {type(exc).__name__}: {exc} (please report it; "
+                 "the journal holds what was sent)", int(ExitCode.FATAL), "InternalError", json_out)
             raise typer.Exit(int(ExitCode.FATAL)) from None
     return wrapper
 
@@ -165,12 +187,7 @@ def _complete_delimiter(incomplete: str) -> list[str]:
     return [d for d in DELIMITERS if d.startswith(incomplete)]
 
 
-Format = enum.Enum("Format", {f: f for f in FORMATS}, type=str)  # rows.FORMATS: the readers there are
 ProviderType = enum.Enum("ProviderType", {t: t for t in ("uspeedo", "tencent", "aliyun")}, type=str)
-
-
-def _value(choice) -> str | None:
-    return None if choice is None else getattr(choice, "value", choice)
 
 
 INPUT = typer.Argument(..., metavar="INPUT", help="CSV (or TSV), JSON, JSON Lines or text file of rows, or - for "
@@ -180,8 +197,6 @@ CONFIG = typer.Option(None, "--config", "-c", metavar="PATH",
                            "$XDG_CONFIG_HOME/sms-cli/config.yaml).")
 PROVIDER = typer.Option(None, "--provider", "-p", metavar="NAME", autocompletion=_complete_provider,
                         help="Provider section of the config (default: its default_provider).")
-FORMAT = typer.Option(None, "--format", "-f", metavar="[" + "|".join(FORMATS) + "]", case_sensitive=False,
-                      help="The input's format (default: from the extension, or sniffed from stdin).")
 ENCODING = typer.Option(None, "--encoding", metavar="ENCODING", autocompletion=_complete_encoding,
                         help="The input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8 with or "
                              "without BOM, or UTF-16/32 with a BOM).")
@@ -288,9 +303,21 @@ def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None
         return True
     err(confirm_text(est))
     try:
-        return bool((confirm or typer.confirm)("Send them?", default=False, err=True))
+        return bool((confirm or ask)("Send them?", default=False, err=True))
     except (typer.Abort, EOFError):
         return False
+
+
+def ask(question: str, default: bool = False, err: bool = True) -> bool:
+    """A y/N question on stderr, the answer from stdin. (typer.confirm writes the prompt's last
+    character with input(), which lands on stdout: a stray space before --json's object.)"""
+    sys.stderr.write(f"{question} [{'Y/n' if default else 'y/N'}]: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        raise EOFError
+    answer = answer.strip().lower()
+    return default if not answer else answer in ("y", "yes")
 
 
 @command(cls=Command)
@@ -345,7 +372,7 @@ def send(
     _logging(verbose)
     _stdin_hint(input)
     if not confirm_send(req, yes=yes, dry_run=dry_run, terminal=_terminal(sys.stdin) and _terminal(sys.stderr)):
-        err("sms-cli: nothing sent")
+        fail("sms-cli: nothing sent (not confirmed)", int(ExitCode.USAGE), "NotConfirmed", json_out)
         raise typer.Exit(int(ExitCode.USAGE))
     reading = commands.leaving_journal_as_found(req) if dry_run else nullcontext()
     with output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run) as view, reading:
@@ -409,9 +436,7 @@ def validate(
       sms-cli validate recipients.jsonl --json
       cat numbers.txt | sms-cli validate - --format lines --template OTP_LOGIN --param 0
     """
-    import json as _json
-
-    from . import commands
+    from . import commands, output
     from .report import SCHEMA_VERSION, shown
 
     problems = 0
@@ -419,19 +444,40 @@ def validate(
     gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region,
                                      encoding, delimiter,
                                      guards=_guards(suppress, None, allow_countries, block_countries)))
+
+    # --json streams ONE object, {"schema_version", "problems": [...], "rows", ..., "exit_code"}:
+    # the problems are written as they are found (memory stays flat), the counts close it, and
+    # an error or a signal half-way closes it with "error" instead
+    def close(tail: dict) -> None:
+        output.streaming(None)
+        sys.stdout.write("\n], " + output.json_text(tail)[1:] + "\n")
+        sys.stdout.flush()
+
     try:
         while True:
             raw, bad = next(gen)
             problems += 1
             if json_out:
-                print(_json.dumps({"schema_version": SCHEMA_VERSION, "line": bad.line, "error_code": bad.code,
-                                   "error_message": bad.reason, "row": raw.record}, ensure_ascii=True))
+                if problems == 1:
+                    sys.stdout.write(f'{{"schema_version": {SCHEMA_VERSION}, "problems": [\n')
+                    output.streaming(lambda error: close({"error": error, "exit_code": error["exit_code"]}))
+                else:
+                    sys.stdout.write(",\n")
+                sys.stdout.write(output.json_text({"line": bad.line, "error_code": bad.code,
+                                                   "error_message": bad.reason, "row": raw.record}))
             else:
                 print(f"{shown(input)}:{bad.line}: {shown(bad.code)}: {shown(bad.reason)}")
     except StopIteration as done:
         rows = done.value
     err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
-    raise typer.Exit(1 if problems else 0)
+    code = 1 if problems else 0
+    if json_out:
+        counts = {"rows": rows, "valid": rows - problems, "invalid": problems, "exit_code": code}
+        if problems:
+            close(counts)
+        else:
+            output.emit({"schema_version": SCHEMA_VERSION, "problems": [], **counts})
+    raise typer.Exit(code)
 
 
 @command(cls=Command)
@@ -457,9 +503,7 @@ def status(
       sms-cli status recipients.csv --json
       sms-cli status today.csv --journal /var/lib/sms/today.journal.sqlite
     """
-    import json as _json
-
-    from . import commands
+    from . import commands, output
     from .report import status_dict, status_text
 
     if input == "-":
@@ -468,7 +512,7 @@ def status(
     st = commands.status(_request(input, config, provider, fmt, template, param, sender_id, default_region,
                                   encoding, delimiter, journal=journal))
     if json_out:
-        print(_json.dumps(status_dict(st), ensure_ascii=False))
+        output.emit(status_dict(st))
     else:
         print(status_text(st))
     raise typer.Exit(st.exit_code)
@@ -477,7 +521,7 @@ def status(
 suppress_app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(suppress_app, name="suppress")
 LIST = typer.Option(None, "--list", metavar="PATH", help="The list file (default: the config's suppression_list).")
-NUMBERS = typer.Argument(..., metavar="NUMBER", help="Numbers, in any spelling.")
+NUMBERS = typer.Argument(..., metavar="NUMBER", help="Numbers, in any spelling; - reads them from stdin, one a line.")
 
 
 @suppress_app.callback()
@@ -492,7 +536,9 @@ def suppress_root(ctx: typer.Context):
     _help_when_bare(ctx)
 
 
-def _suppression(config, path):
+def _suppression(config, path, default_region=None):
+    """The list, and the region for national numbers on the command line (--default-region,
+    else the config's default_region). The file's own lines are read with the config's."""
     from .config import load_config
     from .guards import GuardOptions, Suppression, suppression_path
 
@@ -500,49 +546,65 @@ def _suppression(config, path):
     where = suppression_path(cfg, GuardOptions(suppress=path))
     if where is None:
         raise SmsCliError("no suppression list: set suppression_list in config or pass --list PATH")
-    return Suppression(where, cfg.default_region), cfg.default_region
+    return Suppression(where, cfg.default_region), default_region or cfg.default_region
 
 
 def _numbers(numbers, region):
-    from .guards import normalise
+    """Every number in E.164, or one error naming the first that is not one (so nothing is
+    written for a half-good list). `-` reads numbers from stdin, one a line (# comments)."""
     from .report import shown
+    from .validate import parse_phone
 
-    out = []
+    given = []
     for n in numbers:
-        e164 = normalise(n, region)
-        if e164 is None:
-            raise SmsCliError(f"not a phone number: {shown(n)}")
-        out.append(e164)
+        if n == "-":
+            given += [x.split("#", 1)[0].strip() for x in sys.stdin.read().splitlines()]
+        else:
+            given.append(n)
+    out = []
+    for n in filter(None, given):
+        parsed = parse_phone(n.strip(), region)
+        if isinstance(parsed, str):
+            raise SmsCliError(f"not a phone number: {shown(n)}: {shown(parsed)}")
+        out.append(parsed[0])
     return out
+
+
+SUPPRESS_REGION = typer.Option(None, "--default-region", metavar="REGION",
+                               help="ISO region for national numbers, e.g. HK (default: the config's default_region).")
 
 
 @suppress_app.command("add", cls=Command)
 @guarded
 def suppress_add(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
-                 note: str = typer.Option("", "--note", metavar="TEXT", help="A comment written beside each number.")):
-    """Add numbers to the suppression list; they are never sent again.
+                 note: str = typer.Option("", "--note", metavar="TEXT", help="A comment written beside each number."),
+                 default_region: Optional[str] = SUPPRESS_REGION):
+    """Add numbers to the suppression list; they are never sent again. `-` reads numbers from
+    stdin, one a line.
 
     \b
     Examples:
       sms-cli suppress add +85255311111 "(65) 9123 4567" --note "asked by phone"
-      sms-cli suppress add +6591234567 --list opted-out.txt
+      sms-cli suppress add "5531 1111" --default-region HK --list opted-out.txt
+      cut -d, -f1 opted-out.csv | sms-cli suppress add - --list opted-out.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     for n in _numbers(numbers, region):
         print(f"{n}: {'added' if lst.add(n, note) else 'already listed'}")
 
 
 @suppress_app.command("remove", cls=Command)
 @guarded
-def suppress_remove(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
-    """Remove numbers from the suppression list.
+def suppress_remove(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                    default_region: Optional[str] = SUPPRESS_REGION):
+    """Remove numbers from the suppression list (`-`: numbers from stdin).
 
     \b
     Examples:
       sms-cli suppress remove +85255311111
       sms-cli suppress remove "(65) 9123 4567" --list opted-out.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     for n in _numbers(numbers, region):
         print(f"{n}: {'removed' if lst.remove(n) else 'not listed'}")
 
@@ -564,15 +626,18 @@ def suppress_list(config: Optional[str] = CONFIG, path: Optional[str] = LIST):
 
 @suppress_app.command("check", cls=Command)
 @guarded
-def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST):
-    """Say whether each number is listed; exit 1 when any is.
+def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG, path: Optional[str] = LIST,
+                   default_region: Optional[str] = SUPPRESS_REGION):
+    """Say whether each number is listed; exit 1 when any is. `-` reads numbers from stdin,
+    one a line.
 
     \b
     Examples:
       sms-cli suppress check +85255311111
       sms-cli suppress check "(852) 5531 1111" --list opted-out.txt
+      sms-cli suppress check - --list opted-out.txt < numbers.txt
     """
-    lst, region = _suppression(config, path)
+    lst, region = _suppression(config, path, default_region)
     listed = 0
     for n in _numbers(numbers, region):
         hit = n in lst
@@ -601,6 +666,22 @@ def _name_metavars(fn, names: dict[str, str]) -> None:
 
 
 _name_metavars(_emulator_command, EMULATOR_METAVARS)
+
+
+def _emulator_defaults() -> None:
+    """The emulator's options whose None means a built-in value say which (help shows defaults)."""
+    import inspect
+
+    from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
+
+    said = {"key_id": DEFAULT_KEY_ID, "key_secret": DEFAULT_KEY_SECRET, "seed": "unseeded"}
+    for name, param in inspect.signature(_emulator_command).parameters.items():
+        info = param.default
+        if name in said and "default" not in (info.help or ""):
+            info.help = f"{info.help} (default: {said[name]})"
+
+
+_emulator_defaults()
 command("emulator", cls=Command, help="""Run a local server speaking the uSpeedo, Tencent and Aliyun APIs.
 
 \b
@@ -688,15 +769,42 @@ def config_init(
         f"placeholders, then run: sms-cli config check{where}")
 
 
+JSON_COMMANDS = ("send", "plan", "status", "validate", "receipts")
+
+
+def wants_json(argv: list[str]) -> bool:
+    """`--json` given to a command that answers in JSON (before any `--`)."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    return "--json" in args and command in JSON_COMMANDS
+
+
 def main() -> None:
-    # A signal before a run installs its own handlers (while the input is read and hashed, say)
-    # still exits 130/143 without a traceback; nothing has been sent yet at that point.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(ExitCode.SIGTERM)))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(int(ExitCode.SIGINT)))
+    """The entry point's second half (sms_cli/__main__.py installed the signal handling). Runs
+    the app without click's standalone mode, so a usage error (an unknown option, a missing
+    argument) is answered here: click's lines on stderr, and with --json the error object on
+    stdout, exit 2."""
     try:
-        app()
+        from typer._click.exceptions import ClickException  # typer 0.2x vendors click
+    except ImportError:  # older typer: click itself
+        from click.exceptions import ClickException
+    from .output import protect_streams
+
+    protect_streams()
+    json_out = wants_json(sys.argv[1:])
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        exc.show()
+        if json_out:
+            from .output import json_error
+
+            json_error(type(exc).__name__, exc.format_message(), exc.exit_code)
+        code = exc.exit_code
+    except typer.Abort:
+        err("Aborted!")
+        code = 1
     except SmsCliError as exc:  # raised outside a command (should not happen, but never a traceback)
-        err(f"sms-cli: error: {exc}")
-        sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:  # a Ctrl-C that slipped between handlers
-        sys.exit(int(ExitCode.SIGINT))
+        fail(f"sms-cli: error: {exc}", int(exc.exit_code), type(exc).__name__, json_out)
+        code = int(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -184,7 +184,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
                 prefix=tuple(prefix) if prefix else None)
-        summary.notes = [ledger.opt_out_error] if ledger.opt_out_error else []
+        summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
             writer.abort()
@@ -269,7 +269,10 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
 
 
 def config_check(path: str | None) -> tuple[list[str], bool]:
-    """Load and resolve the config; report missing variables by name, never secret values."""
+    """Load and resolve the config; report missing variables and values still at the starter's
+    placeholders by name, never secret values."""
+    from .starter import placeholders_left
+
     cfg = load_config(path, strict_env=False)
     where = cfg.path or "(no config file: built-in outbox provider)"
     lines = [f"config: {where}"]
@@ -289,6 +292,10 @@ def config_check(path: str | None) -> tuple[list[str], bool]:
         if missing:
             ok = False
             lines.append(f"    not set: {', '.join(missing)}")
+        left = placeholders_left(settings.options)
+        if left:  # an untouched `config init` starter must not pass
+            ok = False
+            lines.append(f"    still the starter's placeholder: {', '.join(left)} (put your account's values there)")
     lines.append(f"templates: {len(cfg.templates)}")
     return lines, ok
 

@@ -7,7 +7,6 @@ failures file with its reason and retryable flag. Nothing else touches those thr
 """
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,10 +14,10 @@ from dataclasses import dataclass, field
 from .errors import SmsCliError
 from .model import Kind, Message, Outcome
 from .outcomes import JOURNAL_STATE, RETRY, Fate
+from .textsafe import mask_numbers
 
 MAX_REASONS = 1000  # distinct failure reasons kept for the summary
 MAX_REFS = 100  # submission ids kept for the summary
-_NUMBER = re.compile(r"\+?\d[\d ()-]{5,}\d")
 
 # how a provider's final answer ends a row (the dispatcher decides whether it is final)
 FATE_OF = {Kind.ACCEPTED: Fate.ACCEPTED, Kind.PERMANENT: Fate.REJECTED, Kind.RETRYABLE: Fate.FAILED,
@@ -26,9 +25,9 @@ FATE_OF = {Kind.ACCEPTED: Fate.ACCEPTED, Kind.PERMANENT: Fate.REJECTED, Kind.RET
 
 
 def reason_key(code: str, message: str) -> tuple[str, str]:
-    """A failure reason as the summary groups it: any phone number in it is masked out whole
+    """A failure reason as the summary groups it: each phone number in it is masked out whole
     (the number is in the failures file), so rows failing for one reason make one line."""
-    return code, _NUMBER.sub("<number>", message)[:120]
+    return code, mask_numbers(message)[:120]
 
 
 @dataclass

@@ -14,6 +14,97 @@ import time
 from . import report
 from .send import Summary
 
+SCHEMA_VERSION = report.SCHEMA_VERSION
+
+
+# --- stdout: a reader that goes away, and one JSON object per run ------------------------------
+class PipeSafe:
+    """A standard stream whose reader may go away (`sms-cli send ... | head -1`). The first
+    BrokenPipeError makes every later write a no-op, and points the descriptor at /dev/null so
+    the interpreter's own flush at exit has nothing to complain about: the run goes on (a send is
+    never stopped half-way by its reader) and ends with its own exit code, quietly, as grep does.
+    `written` counts what was handed to the stream (--json writes one object at most)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.written = 0
+        self.reader_gone = False
+
+    def write(self, text):
+        if not self.reader_gone:
+            try:
+                n = self._stream.write(text)
+                self.written += len(text)
+                return n
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self):
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self):
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor (a test's stream): the no-op writes suffice
+            pass
+
+    def __getattr__(self, name):  # isatty, encoding, fileno, buffer...
+        return getattr(self._stream, name)
+
+
+def protect_streams() -> None:
+    """Called once by the entry point, before any output."""
+    if not isinstance(sys.stdout, PipeSafe) and sys.stdout is not None:
+        sys.stdout = PipeSafe(sys.stdout)
+    if not isinstance(sys.stderr, PipeSafe) and sys.stderr is not None:
+        sys.stderr = PipeSafe(sys.stderr)
+
+
+def json_text(obj) -> str:
+    """One JSON document that any stdout can take. A file name that is not valid UTF-8 reaches
+    Python as lone surrogates (b'caf\\xe9' -> 'caf\\udce9'), which a strict UTF-8 stdout cannot
+    encode: they are written as the JSON escape `\\udce9`, which a reader decodes back to the
+    same name (os.fsencode gives the bytes). A stdout that is not UTF-8 gets ASCII escapes."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("_", "-")
+    if encoding not in ("utf-8", "utf8"):
+        return json.dumps(obj, ensure_ascii=True)
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def emit(obj) -> None:
+    """Print one JSON object on stdout, flushed."""
+    sys.stdout.write(json_text(obj) + "\n")
+    sys.stdout.flush()
+
+
+_open_object = None  # while a command streams one object (validate --json): the function closing it
+
+
+def streaming(closer) -> None:
+    """`closer(error_dict)` ends the object being streamed; None when it is complete."""
+    global _open_object
+    _open_object = closer
+
+
+def json_error(code: str, message: str, exit_code: int) -> None:
+    """The --json answer of a run that ends in an error: `{"error": {...}}`, or the error closing
+    the object being streamed; nothing when a complete object is already on stdout."""
+    error = {"code": code, "message": message, "exit_code": int(exit_code)}
+    if _open_object is not None:
+        closer = _open_object
+        streaming(None)
+        closer(error)
+    elif getattr(sys.stdout, "written", 0) == 0:
+        emit({"schema_version": SCHEMA_VERSION, "error": error, "exit_code": int(exit_code)})
+
 
 def stderr_console(force_terminal: bool | None = None):
     from rich.console import Console
@@ -114,12 +205,17 @@ class RunView:
 
     def finish(self, s: Summary) -> None:
         self.close()
+        if self.json_out:  # the JSON carries them too; the person at stderr reads them there
+            for note in s.notes:
+                self.console.print(f"sms-cli: warning: {report.shown(note)}", markup=False)
         if self.dry_run:
-            print(json.dumps(report.plan_dict(s), ensure_ascii=False) if self.json_out else report.plan_text(s),
-                  flush=True)
+            if self.json_out:
+                emit(report.plan_dict(s))
+            else:
+                print(report.plan_text(s), flush=True)
             return
         if self.json_out:
-            print(report.summary_json(s), flush=True)
+            emit(report.summary_dict(s))
             return
         code = s.exit_code()
         if self.quiet and code == 0:

@@ -3,7 +3,6 @@ The work is receipts.collect; this module turns arguments into a ReceiptsRequest
 Result: a rich table on a terminal, plain text otherwise (stderr), JSON on stdout with --json."""
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -13,6 +12,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from .cliopts import FORMAT, Format, value
+from .output import emit, stderr_console  # the run's JSON and console (stderr, NO_COLOR)
 
 SCHEMA_VERSION = 1
 
@@ -30,8 +32,7 @@ def receipts(
     journal: Optional[str] = typer.Option(None, "--journal", metavar="PATH",
                                           help="The send's journal (default: <input>.journal.sqlite beside the "
                                                "input)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="[csv|tsv|json|jsonl|lines]",
-                                      help="The input's format, as for send."),
+    fmt: Optional[Format] = FORMAT,  # the same option as send's
     template: Optional[str] = typer.Option(None, "--template", "-t", metavar="ID",
                                            help="The send's --template (rows read back as it read them)."),
     param: List[str] = typer.Option([], "--param", metavar="VALUE", help="The send's --param (repeat)."),
@@ -70,7 +71,7 @@ def receipts(
     from .receipts import ReceiptsRequest, collect, parse_duration
 
     req = ReceiptsRequest(
-        input=input, config=config, provider=provider, journal=journal, fmt=fmt, template=template,
+        input=input, config=config, provider=provider, journal=journal, fmt=value(fmt), template=template,
         params=tuple(param), sender_id=sender_id, region=default_region, failures=failures,
         wait=parse_duration(wait, "--wait") if wait else 0.0,
         give_up_after=parse_duration(give_up_after, "--give-up-after"),
@@ -80,9 +81,9 @@ def receipts(
         result = collect(req, progress=view.update)
     code = result.exit_code()
     if json_out:
-        print(json.dumps(receipts_dict(result), ensure_ascii=False), flush=True)
+        emit(receipts_dict(result))  # output.emit: file names that are not UTF-8 escaped, as send's
     elif not (quiet and code == 0):
-        console = _console()
+        console = stderr_console()
         if console.is_terminal and not quiet:
             console.print(summary_table(result))
             for line in summary_lines(result, table=True):
@@ -109,7 +110,7 @@ def _ctrl_c_stops_waiting():
 # --- progress (a terminal only) ----------------------------------------------------------------
 class Progress:
     def __init__(self, enabled: bool):
-        self.console = _console()
+        self.console = stderr_console()
         self.enabled = enabled and self.console.is_terminal
         self._bar = self._task = None
         self._total = None
@@ -142,12 +143,6 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-
-
-def _console():
-    from .output import stderr_console  # the run's console: stderr, NO_COLOR honoured
-
-    return stderr_console()
 
 
 # --- the summary ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ The text line, the table and the JSON all count from the same `COLUMNS`, so they
 """
 from __future__ import annotations
 
-import json
 
 from .outcomes import Fate
 from .send import Summary
@@ -77,12 +76,9 @@ def summary_dict(s: Summary) -> dict:
                         for tid, c in sorted(t.by_template.items())},
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
+        "notes": s.notes,  # warnings the text summary shows as note: lines (rows repeating others...)
         "exit_code": int(s.exit_code()),
     }
-
-
-def summary_json(s: Summary) -> str:
-    return json.dumps(summary_dict(s), ensure_ascii=False)
 
 
 def summary_text(s: Summary, *, short: bool = False) -> str:
@@ -162,6 +158,7 @@ def plan_dict(s: Summary) -> dict:
         # the same shape and names as the summary's: rows that would end in the failures file
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
+        "notes": s.notes,
         "exit_code": plan_exit(s),
     }
 
@@ -212,6 +209,7 @@ def plan_text(s: Summary) -> str:
         lines.append(f"  billable parts (templates with text): {d['billable_parts']}")
     for (code, message), n in s.tally.reasons.most_common(5):
         lines.append(f"  {n} not sendable x {_printable(code)}: {_printable(message)}")
+    lines += [f"  note: {_printable(n)}" for n in s.notes]
     return "\n".join(lines)
 
 

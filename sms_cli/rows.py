@@ -782,7 +782,8 @@ def _json_document(source: Source) -> list[tuple[int, Any, str | None]]:
 def _json_array(text: str, start: int, decoder: json.JSONDecoder, dups: list,
                 display: str) -> list[tuple[int, Any, str | None]]:
     """Walk a top-level array element by element: each element's line, and a key given twice
-    marks its element, not the file."""
+    marks its element, not the file. Errors name the element's index, [0] for the first, beside
+    its line (a one-line array has every element on line 1)."""
     out: list[tuple[int, Any, str | None]] = []
     line = 1 + text.count("\n", 0, start)
     idx = _WS.match(text, start + 1).end()
@@ -792,13 +793,18 @@ def _json_array(text: str, start: int, decoder: json.JSONDecoder, dups: list,
     else:
         while True:
             dups.clear()
+            item = f"item [{len(out)}]"
             try:
                 obj, end = decoder.raw_decode(text, idx)
             except json.JSONDecodeError as exc:
-                raise InputError(display, f"not valid JSON: {exc.msg}", exc.lineno) from None
+                raise InputError(display, f"not valid JSON in {item}: {exc.msg}", exc.lineno) from None
             except RecursionError:
-                raise InputError(display, "not valid JSON: nested too deeply", line) from None
-            out.append((line, obj, _dup_reason(dups[0]) if dups else None))
+                raise InputError(display, f"not valid JSON in {item}: nested too deeply", line) from None
+            if not isinstance(obj, dict):
+                error = f"{item}: a row must be a JSON object"
+            else:
+                error = f"{item}: {_dup_reason(dups[0])}" if dups else None
+            out.append((line, obj, error))
             line += text.count("\n", idx, end)
             idx = _WS.match(text, end).end()
             line += text.count("\n", end, idx)
@@ -807,7 +813,7 @@ def _json_array(text: str, start: int, decoder: json.JSONDecoder, dups: list,
                 idx += 1
                 break
             if sep != ",":
-                raise InputError(display, "not valid JSON: expecting ',' or ']'", line)
+                raise InputError(display, f"not valid JSON after {item}: expecting ',' or ']'", line)
             start = idx + 1
             idx = _WS.match(text, start).end()
             line += text.count("\n", start, idx)
@@ -820,7 +826,7 @@ def _json_array(text: str, start: int, decoder: json.JSONDecoder, dups: list,
 def _json_rows(source: Source) -> Iterator[RawRow]:
     for seq, (line, obj, error) in enumerate(_json_document(source)):
         if not isinstance(obj, dict):
-            yield RawRow(seq, line, {"value": obj}, None, "a row must be a JSON object")
+            yield RawRow(seq, line, {"value": obj}, None, error or "a row must be a JSON object")
             continue
         record, retry, ref = _strip_meta(obj)
         yield RawRow(seq, line, record, retry, error or _alias_clash(record), ref)

@@ -19,6 +19,7 @@ from .errors import ExitCode, SmsCliError
 from .ledger import Ledger, Tally
 from .outcomes import Fate, exit_code
 from .plan import Batcher, Estimator
+from .repeats import Repeats
 from .stream import Identity, Send, StreamOptions, row_stream
 from .validate import Validator
 
@@ -151,9 +152,11 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
         if start:
             ledger.settle_counted(Fate.ACCEPTED_EARLIER, per_template)
             seen = ident.journal.prefix_messages(ident.own_set, start) if options.dedupe else None
+    repeats = None if options.dedupe else Repeats()  # warns of rows sent twice
     stream = row_stream(source.rows(start), validator,
                         StreamOptions(options.limit, options.dedupe, options.only_retryable, options.retry_unknown),
-                        ident, resend=resend, taken=taken, guards=guards, start=start, seen=seen, stopping=stopping)
+                        ident, resend=resend, taken=taken, guards=guards, start=start, seen=seen,
+                        repeats=repeats, stopping=stopping)
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():
@@ -198,6 +201,8 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     summary.stopped, summary.fatal, summary.local = stop.reason, stop.detail, stop.local
     summary.elapsed = time.monotonic() - started
     summary.limit = options.limit
+    if repeats is not None and repeats.count:
+        summary.notes.append(repeats.note())
     if dry:
         summary.batch_sizes = dict(dispatcher.batch_sizes)
         summary.estimates = estimator.by_template

@@ -2,8 +2,9 @@
 config per provider type, written from the provider classes' own keys.
 
 Secrets are never written: every credential key the provider reads from a conventional
-environment variable is a `${VAR}` reference to it, so the file passes `config check` as soon
-as those variables are set.
+environment variable is a `${VAR}` reference to it. The account keys are placeholders that
+cannot pass for real values (YOUR-SENDER-ID, account 00000): `config check` fails, naming them, until
+they are edited and the variables are set.
 """
 from __future__ import annotations
 
@@ -14,25 +15,36 @@ from .errors import SmsCliError
 
 STARTER_TYPES = ("uspeedo", "tencent", "aliyun")
 
-# a placeholder and a comment for each key a starter shows (keys the provider class lists in
-# config_keys; credential keys with an environment variable become ${VAR} instead)
+# a value and a comment for each key a starter shows (keys the provider class lists in
+# config_keys; credential keys with an environment variable become ${VAR} instead). Values in
+# PLACEHOLDERS are the user's to fill in: a config still holding one fails `config check`.
 _KEY_NOTES: dict[str, dict[str, tuple[str, str]]] = {
     "uspeedo": {
-        "account_id": ('"10001"', "AccountId (project id) from the uSpeedo console"),
-        "sender_id": ("ACME", "for rows without a sender_id"),
+        "account_id": ('"00000"', "AccountId (project id) from the uSpeedo console (a number)"),
+        "sender_id": ("YOUR-SENDER-ID", "for rows without a sender_id (or remove this line)"),
         "auth": ("signature", "signature (X-Signature headers) or basic"),
         "action": ("SendBatchUSMSMessage", "or SendUSMSMessage (the same content to many numbers)"),
     },
     "tencent": {
         "region": ("ap-singapore", "ap-singapore or eu-frankfurt"),
-        "sms_sdk_app_id": ('"2400006666"', "SmsSdkAppId from the Tencent Cloud SMS console"),
-        "sender_id": ("Qsms", "for rows without a sender_id"),
+        "sms_sdk_app_id": ("YOUR-SDK-APP-ID", "SmsSdkAppId from the Tencent Cloud SMS console"),
+        "sender_id": ("YOUR-SENDER-ID", "for rows without a sender_id (or remove this line)"),
     },
     "aliyun": {
-        "sign_name": ("ACME", "for rows without a sender_id"),
+        "sign_name": ("YOUR-SIGN-NAME", "the approved signature, for rows without a sender_id"),
         "signature": ("rpc", "rpc (HMAC-SHA1) or v3 (ACS3-HMAC-SHA256)"),
     },
 }
+_ACCOUNT_KEYS = ("account_id", "sender_id", "sms_sdk_app_id", "sign_name")  # the user's own values
+PLACEHOLDERS = frozenset(value.strip('"') for notes in _KEY_NOTES.values() for key, (value, _) in notes.items()
+                         if key in _ACCOUNT_KEYS)
+
+
+def placeholders_left(options: dict) -> list[str]:
+    """The keys of one provider's settings still at a starter's placeholder."""
+    return sorted(k for k, v in options.items() if isinstance(v, str) and v in PLACEHOLDERS)
+
+
 _TITLES = {
     "uspeedo": "uSpeedo SendBatchUSMSMessage: up to 1000 numbers a request",
     "tencent": "Tencent Cloud SendMultiGlobalSms: international numbers, up to 200 a request",
@@ -71,7 +83,7 @@ def starter_text(ptype: str) -> str:
         "# sms-cli configuration, written by `sms-cli config init`.",
         "# Found via --config, $SMS_CLI_CONFIG, ./sms-cli.yaml, then $XDG_CONFIG_HOME/sms-cli/config.yaml",
         "# (~/.config/sms-cli/config.yaml). ${VAR} reads an environment variable; unknown keys are errors.",
-        f"# Set {variables}, then run `sms-cli config check`.",
+        f"# Replace the placeholders (YOUR-..., 00000), set {variables}, then run `sms-cli config check`.",
         "",
         f"default_provider: {ptype}",
         "",

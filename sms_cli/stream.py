@@ -80,14 +80,15 @@ class Identity:
 
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
                resend: bool = False, taken: set[int] | None = None, guards=None, start: int = 0,
-               seen: set[int] | None = None,
+               seen: set[int] | None = None, repeats=None,
                stopping: Callable[[], str | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
     earlier version of this input had accepted (--continue-edited). `stopping()`: None, or
     "interrupt" (settle the rest as not sent, quickly), or "fatal" (still validate the rest
     so invalid rows keep their reason). `start`: the rows begin at this seq (the ones before it
-    were counted from the journal, whose --dedupe keys come as `seen`)."""
+    were counted from the journal, whose --dedupe keys come as `seen`). `repeats`: without
+    --dedupe, a Repeats (repeats.py) told each message key, to warn of rows sent twice."""
     journal = ident.journal
     own_set = ident.own_set
     merge = journal.states(own_set, start) if journal is not None else iter(())
@@ -172,6 +173,8 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 yield Settle(row(raw, set_id, seq, msg.template_id), Fate.DUPLICATE)
                 continue
             seen.add(key)
+        elif repeats is not None:
+            repeats.add(key, raw.line)
         if check is not None:
             guarded = check(msg)
             if guarded is not None:

@@ -23,7 +23,7 @@ def test_validate_reports_each_problem_with_its_line(tmp_path):
     assert [int(x.split(":")[1]) for x in lines] == [7, 14, 22, 27]
     assert "MissingTemplate" in lines[2]
     js = invoke("validate", SAMPLES / "recipients.jsonl", "--json", cwd=tmp_path)
-    problems = [json.loads(x) for x in js.stdout.splitlines()]
+    problems = json.loads(js.stdout)["problems"]
     assert [p["line"] for p in problems] == [6, 13, 21, 26] and problems[0]["row"]["phone"] == "12345"
     ok = tmp_path / "ok.txt"
     ok.write_text("+6591234500\n")

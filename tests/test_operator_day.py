@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, cli_command, cli_env, invoke, make_rows
-from sms_cli.rows import FORMATS
+from sms_cli.cliopts import FORMAT_CHOICES
 
 SAMPLES = ROOT / "samples"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -63,8 +63,11 @@ STARTER_VARS = {"uspeedo": ("USPEEDO_ACCESS_KEY_ID", "USPEEDO_ACCESS_KEY_SECRET"
                 "aliyun": ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")}
 
 
+STARTER_KEYS = {"uspeedo": "account_id, sender_id", "tencent": "sender_id, sms_sdk_app_id", "aliyun": "sign_name"}
+
+
 @pytest.mark.parametrize("ptype", sorted(STARTER_VARS))
-def test_config_init_writes_a_private_starter_that_passes_check(tmp_path, ptype):
+def test_config_init_writes_a_private_starter_that_passes_check_once_filled_in(tmp_path, ptype):
     xdg = tmp_path / "xdg"
     env = {"XDG_CONFIG_HOME": str(xdg), **{v: None for v in STARTER_VARS[ptype]}}
     r = invoke("config", "init", "--provider-type", ptype, cwd=tmp_path, env=env)
@@ -79,12 +82,18 @@ def test_config_init_writes_a_private_starter_that_passes_check(tmp_path, ptype)
     missing = invoke("config", "check", cwd=tmp_path, env=env)
     assert missing.returncode == 2 and f"config: {path}" in missing.stdout
     assert all(v in missing.stdout for v in STARTER_VARS[ptype])
-    ok = invoke("config", "check", cwd=tmp_path, env={**env, **{v: "set-" + v for v in STARTER_VARS[ptype]}})
+    env_set = {**env, **{v: "set-" + v for v in STARTER_VARS[ptype]}}
+    # not yet either: the account's values are still the starter's placeholders, named
+    untouched = invoke("config", "check", cwd=tmp_path, env=env_set)
+    assert untouched.returncode == 2 and "still the starter's placeholder: " + STARTER_KEYS[ptype] in untouched.stdout
+    path.write_text(re.sub(r": (YOUR-[A-Z-]+|\"00000\")", ": \"12345\"", text))
+    ok = invoke("config", "check", cwd=tmp_path, env=env_set)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"* {ptype}: type={ptype}" in ok.stdout and "set-" not in ok.stdout + ok.stderr
     # never overwritten
+    edited = path.read_text()
     again = invoke("config", "init", "--provider-type", "uspeedo", cwd=tmp_path, env=env)
-    assert again.returncode == 2 and "already exists" in again.stderr and path.read_text() == text
+    assert again.returncode == 2 and "already exists" in again.stderr and path.read_text() == edited
 
 
 def test_config_init_to_a_path_and_a_bad_type(tmp_path):
@@ -166,13 +175,13 @@ def test_json_outputs_share_one_vocabulary(tmp_path, emulator, write_config):
     plan = invoke("plan", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
     sent = invoke("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
     status = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
-    checked = [json.loads(x) for x in invoke("validate", "in.csv", "--config", cfg, "--json",
-                                              cwd=tmp_path).stdout.splitlines()]
+    validated = invoke("validate", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    v = json.loads(validated.stdout)  # one object, streamed
     p, s, st = plan.json(), sent.json(), status.json()
-    for d, r in ((p, plan), (s, sent), (st, status)):
+    for d, r in ((p, plan), (s, sent), (st, status), (v, validated)):
         assert d["schema_version"] == 1 and d["exit_code"] == r.returncode
-    assert all(c["schema_version"] == 1 and {"line", "error_code", "error_message", "row"} <= set(c)
-               for c in checked)
+    assert (v["rows"], v["valid"], v["invalid"]) == (5, 4, 1)
+    assert all({"line", "error_code", "error_message", "row"} <= set(c) for c in v["problems"])
     assert p["rows"] == s["rows"] == st["rerun"]["rows"] == 5
     assert p["provider"] == s["provider"] == st["runs"][0]["provider"] == "emu"
     for reasons in (p["top_failures"], s["top_failures"]):
@@ -182,7 +191,7 @@ def test_json_outputs_share_one_vocabulary(tmp_path, emulator, write_config):
     with open(tmp_path / s["failures_file"], newline="") as fh:
         header = next(csv.reader(fh))
     assert {"error_code", "error_message", "line", "retryable", "sms_ref"} <= set(header)
-    assert checked[0]["error_code"] in {r["error_code"] for r in s["top_failures"]}
+    assert v["problems"][0]["error_code"] in {r["error_code"] for r in s["top_failures"]}
 
 
 # --- 4. a large live send asks first ---------------------------------------------------------------
@@ -214,9 +223,9 @@ def test_when_a_send_asks():
     assert decide(5000, input="-") == (True, False)  # stdin holds the rows, not an answer
 
 
-def run_on_terminal(args, cwd, env=None, answer="n"):
+def run_on_terminal(args, cwd, env=None, answer="n", out=None):
     """The CLI with stdin and stderr on a pseudo-terminal: answers the prompt with `answer`.
-    -> (exit code, what the terminal showed)."""
+    -> (exit code, what the terminal showed); `out`, a list, receives what stdout held."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(cli_command(*args), cwd=cwd, env=cli_env(env), stdin=slave, stderr=slave,
                             stdout=subprocess.PIPE)
@@ -244,6 +253,8 @@ def run_on_terminal(args, cwd, env=None, answer="n"):
         os.close(master)
         if proc.poll() is None:
             proc.kill()
+    if out is not None:
+        out.append(proc.stdout.read().decode())
     proc.stdout.close()
     return code, shown.decode("utf-8", "replace")
 
@@ -253,10 +264,12 @@ def test_declining_on_a_terminal_sends_and_writes_nothing(tmp_path, emulator, wr
     cfg = write_config(emu)
     make_rows(tmp_path / "in.csv", 1001)
     before = listing(tmp_path)
-    code, shown = run_on_terminal(["send", "in.csv", "--config", cfg], tmp_path)
+    stdout = []
+    code, shown = run_on_terminal(["send", "in.csv", "--config", cfg, "--json"], tmp_path, out=stdout)
     assert code == 2, shown
     assert "1,001 messages through emu (uspeedo, account 10001)" in shown and "1,001 parts" in shown
     assert "Send them? [y/N]" in shown and "nothing sent" in shown
+    assert json.loads(stdout[0])["error"]["code"] == "NotConfirmed", stdout  # --json: the answer is JSON too
     assert listing(tmp_path) == before and not emu.accepted  # no journal, no failures file
 
 
@@ -300,7 +313,7 @@ def test_help_names_arguments_shows_choices_and_examples(tmp_path):
         assert re.search(r"\n  Examples:\n(    sms-cli .+\n)+", out), path
     send = invoke("send", "-h", cwd=tmp_path).stdout
     assert send.startswith("Usage: root send [OPTIONS] INPUT\n") or "send [OPTIONS] INPUT" in send.splitlines()[0]
-    assert "[" + "|".join(FORMATS) + "]" in send and "--limit N" in send and "--journal PATH" in send
+    assert "[" + "|".join(FORMAT_CHOICES) + "]" in send and "--limit N" in send and "--journal PATH" in send
     assert "NUMBER..." in invoke("suppress", "add", "-h", cwd=tmp_path).stdout
     assert "[PATH]" in invoke("config", "init", "-h", cwd=tmp_path).stdout.splitlines()[0]
 
@@ -330,7 +343,7 @@ def test_completion_offers_formats_and_the_configs_providers(tmp_path, monkeypat
     for var in ("SMS_CLI_CONFIG", "XDG_CONFIG_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert complete("send", "x.csv", "--format") == list(FORMATS)
+    assert complete("send", "x.csv", "--format") == list(FORMAT_CHOICES)
     assert complete("plan", "x.csv", "--format", incomplete="js") == ["json", "jsonl"]
     two = "providers:\n  alpha:\n    type: outbox\n  beta:\n    type: outbox\n"
     private_config(tmp_path / "mine.yaml", two)

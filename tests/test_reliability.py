@@ -196,7 +196,7 @@ def test_fresh_needs_yes_when_rows_were_accepted(tmp_path, emulator, write_confi
     requests = emu.stats()["requests"]
 
     proc = invoke(*send_cmd(inp, cfg, "--fresh"), cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 2 and json.loads(proc.stdout)["error"]["exit_code"] == 2  # --json: only the error
     assert "--yes" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert emu.stats()["requests"] == requests
 
@@ -260,7 +260,7 @@ def test_second_process_on_the_same_journal_is_refused(tmp_path, emulator, write
         wait_for(lambda: emu.stats()["requests"] >= 1, what="the first run to send")
         second = run_cli(*send_cmd(inp, cfg), cwd=tmp_path)
         assert first.poll() is None, "the first run ended before the second one started"
-        assert second.returncode == 2 and second.stdout == ""
+        assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
         out, err = first.communicate(timeout=60)

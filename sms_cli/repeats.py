@@ -1,0 +1,67 @@
+"""Rows that repeat an earlier row's message (number, template and parameters) in a run without
+--dedupe: both are sent, as asked, but the operator is told how many, where, and how to drop them.
+
+Memory: one 8-byte message digest per row (Message.digest, computed anyway) in an open-addressing
+table kept at most half full: 16-32 bytes a row, never more than CHECKED_ROWS rows (32 MB at
+2,000,000 rows; rows after that are not checked, and the warning says so). A Python set of the
+same digests would cost about 100 bytes a row.
+"""
+from __future__ import annotations
+
+from array import array
+
+CHECKED_ROWS = 2_000_000
+
+
+class Repeats:
+    def __init__(self, limit: int = CHECKED_ROWS):
+        self._slots = array("q", bytes(8 * 1024))  # 0 marks an empty slot
+        self._mask = 1023
+        self._used = 0
+        self.limit = limit
+        self.count = 0  # rows whose message an earlier row had
+        self.lines: list[int] = []  # the first two of them
+        self.unchecked = False  # the table is full: later rows were not checked
+
+    def add(self, digest: int, line: int) -> None:
+        if self._used >= self.limit:
+            self.unchecked = True
+            return
+        d = digest or 1  # 0 marks an empty slot (one digest in 2**64 shares 1's slot)
+        slots, mask = self._slots, self._mask
+        i = d & mask
+        while True:
+            v = slots[i]
+            if v == 0:
+                break
+            if v == d:
+                self.count += 1
+                if len(self.lines) < 2:
+                    self.lines.append(line)
+                return
+            i = (i + 1) & mask
+        slots[i] = d
+        self._used += 1
+        if self._used * 2 > mask:
+            self._grow()
+
+    def _grow(self) -> None:
+        old = self._slots
+        self._mask = mask = len(old) * 2 - 1
+        self._slots = slots = array("q", bytes(8 * (mask + 1)))
+        for d in old:
+            if d:
+                i = d & mask
+                while slots[i]:
+                    i = (i + 1) & mask
+                slots[i] = d
+
+    def note(self) -> str | None:
+        """The summary's warning, or None when no row repeats another."""
+        if not self.count:
+            return None
+        where = " and ".join(map(str, self.lines)) + (", ..." if self.count > 2 else "")
+        rows = "1 row repeats" if self.count == 1 else f"{self.count} rows repeat"
+        tail = f" (only the first {self.limit:,} rows were checked)" if self.unchecked else ""
+        return (f"{rows} an earlier row's number, template and parameters (line{'s' if len(self.lines) > 1 else ''} "
+                f"{where}): without --dedupe each copy is sent; add --dedupe to send each message once{tail}")
