@@ -515,3 +515,47 @@ def test_receipts_settle_rows_through_the_ledger(tmp_path):
     assert (result.total.delivered, result.total.failed, result.total.pending) == (2, 1, 2)
     assert len(pauses) == 1 and 0 <= pauses[0] <= 2.0  # the first query was throttled: one backoff
     assert sorted(set(asked)) == sorted(phone(i) for i in range(6))
+
+
+def test_the_grace_period_waits_for_a_worker_off_the_wire_to_settle_its_rows(tmp_path):
+    """When the grace period runs out, one worker's request hangs on the wire and another is
+    between requests (its rows to retry in hand, its pause not yet over): close() gives up on
+    the first only, and returns once the second has settled its rows, so the summary read after
+    it counts all eight once."""
+    journal, ws, msgs, writer, ledger = journalled(tmp_path, 8)
+    hung, pausing, gate, release = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    stop, clock = Stop(), Clock()
+
+    def hold(phones):
+        if phone(0) in phones:
+            hung.set()
+            release.wait(30)
+
+    def pause(seconds: float) -> bool:  # the second worker's retry pause ends when the test says
+        pausing.set()
+        gate.wait(30)
+        return stop.is_set()
+
+    script = Script(lambda phones, n: (200, statuses) if phone(0) in phones else (200, refused(THROTTLED)),
+                    on_wire=hold)
+    d = Dispatcher(tencent(script), ledger, FAST, stop, concurrency=2, clock=clock, wait=pause)
+    d.submit(msgs[:4])
+    d.submit(msgs[4:])
+    assert hung.wait(30) and pausing.wait(30)
+    polls = []
+
+    def poll():
+        stop.set("SIGINT")
+        clock.now += FAST.grace
+        polls.append(clock.now)
+        if len(polls) == 4:  # the grace period is over (since the third): now the pause ends
+            gate.set()
+
+    d.close(poll)
+    counts = dict(ledger.tally.counts)
+    release.set()
+    for t in d.workers:
+        t.join(30)
+    writer.commit()
+    journal.close()
+    assert counts == {Fate.UNKNOWN: 4, Fate.NOT_SENT: 4} and dict(ledger.tally.counts) == counts
