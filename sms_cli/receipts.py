@@ -710,10 +710,10 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Resu
     try:
         try:
             col.settle_the_unaskable()
-            deadline = time.monotonic() + max(0.0, req.wait)
+            deadline = col.clock() + max(0.0, req.wait)
             while True:
                 col.round()
-                left = deadline - time.monotonic()
+                left = deadline - col.clock()
                 if not col.askable() or left <= 0:
                     break
                 pause = min(req.poll_interval, left)

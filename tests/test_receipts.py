@@ -16,6 +16,7 @@ import pytest
 
 from conftest import accepted_counts, invoke, make_rows
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
+from sms_cli.errors import SmsCliError
 from sms_cli.providers import aliyun, tencent, uspeedo
 from sms_cli.providers.base import DELIVERED, FAILED, PENDING, Report, Sent
 from sms_cli.receipts import Track, join, parse_duration, retryable
@@ -247,6 +248,11 @@ def test_retryable_per_operator_code_and_durations():
         "no", "no", "no", "yes", "yes", "yes"]
     assert [parse_duration(v, "x") for v in ("250ms", "90s", "30m", "2h", "3d", "5")] == [
         0.25, 90, 1800, 7200, 259200, 5]
+    # the guards' grammar, plus milliseconds, bare seconds and 0 (give up at once)
+    assert [parse_duration(v, "x") for v in ("0", "0s", " 1.5 h ", "5 ms", "0ms")] == [0, 0, 5400, 0.005, 0]
+    for bad in ("", "ms", "5.", ".5s", "-5s", "1e3s", "5mss", "5 m s", "2w"):
+        with pytest.raises(SmsCliError, match="expected a duration"):
+            parse_duration(bad, "--wait")
 
 
 def track(seq, phone, ref="", template="T", sent=1000.0, corr=None):
