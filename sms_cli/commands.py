@@ -153,6 +153,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         if req.options.dry_run:
             return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start)
         provider.require_settings()
+        provider.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
         fpath = Path(req.failures) if req.failures else paths.failures_path(req.input, source.fmt, source.digest)
         if not source.is_stdin:
             for flag, path in (("--failures", req.failures), ("--journal", req.journal)):

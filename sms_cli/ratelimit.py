@@ -18,6 +18,9 @@ class RateLimiter:
         self._last_wire = float("-inf")
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Called before a send's first request: a shared limiter checks its backend answers."""
+
     def reserve(self) -> float:
         """Claim the next slot; return how long the caller must wait for it."""
         if not self.interval:
@@ -50,3 +53,18 @@ class RateLimiter:
             self._last_wire = now + wait
         if wait > 0:
             self.sleep(wait)
+
+
+ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id", "access_key_id")  # what names the account a limit is for
+
+
+def for_provider(rate: float | None, settings) -> RateLimiter:
+    """The limiter of a provider section: shared through `rate_backend` when it has one (every
+    process sending through the same account shares one window), this process's own otherwise."""
+    backend = getattr(settings, "rate_backend", None)
+    if not backend or not rate:
+        return RateLimiter(rate)
+    from .ratebackend import SharedRateLimiter
+
+    account = next((settings.get(k) for k in ACCOUNT_KEYS if settings.get(k)), "")
+    return SharedRateLimiter(rate, backend, f"{settings.type}|{account}")

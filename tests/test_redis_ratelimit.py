@@ -1,0 +1,135 @@
+"""rate_backend: one rate limit shared through a real redis-server by every process that sends
+through an account; Redis missing at the start refuses (exit 2), lost mid-run stops the run
+(exit 3) with the journal and the failures file telling the truth."""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import invoke, make_rows, run_cli, start_cli
+from redis_server import RedisServer, free_port
+from sms_cli.config import load_config
+from sms_cli.errors import ConfigError
+from sms_cli.ratebackend import SharedRateLimiter, window
+from sms_cli.ratelimit import RateLimiter, for_provider
+
+
+@pytest.fixture
+def redis():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def most_in_window(times: list[float], width: float) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def accepted_phones(emu) -> list[str]:
+    with emu.lock:
+        return [e["phone"] for e in emu.accepted]
+
+
+def test_the_window_is_never_above_the_rate():
+    assert window(10) == (10, 1) and window(10.9) == (10, 1) and window(0.4) == (1, 3) and window(1) == (1, 1)
+
+
+def test_without_rate_backend_nothing_changes(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("providers:\n  t: {type: tencent, rate_limit: 10}\n", encoding="utf-8")
+    settings = load_config(str(cfg), strict_env=False).provider("t")
+    assert settings.rate_backend is None
+    assert type(for_provider(10, settings)) is RateLimiter
+
+
+def test_a_bad_rate_backend_is_refused_without_showing_its_password(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("providers:\n  t: {type: tencent, rate_backend: 'http://:hunter2@host:1/0'}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(cfg), strict_env=False)
+    assert "redis://HOST:PORT/DB" in str(exc.value) and "hunter2" not in str(exc.value)
+    cfg.write_text("providers:\n  t: {type: tencent, rate_backend: 'redis://:hunter2@host:1/0'}\n", encoding="utf-8")
+    assert "hunter2" in load_config(str(cfg), strict_env=False).secrets  # redacted from logs
+
+
+def test_two_limiters_on_one_account_share_one_window(redis):
+    """Two processes' limiters (two instances, two connections): ten slots a second between them."""
+    a, b = (SharedRateLimiter(10, redis.url, "tencent|1400000001") for _ in range(2))
+    threads = [threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(5)]) for lim in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # both took five: the shared window is full for either of them
+    assert b._strategy.get_window_stats(b._item, "sms-cli", b.key).remaining == 0
+    stop = threading.Event()
+    stop.set()
+    assert a.acquire(stop) is False  # a stopped run never waits for a slot
+    other = SharedRateLimiter(10, redis.url, "tencent|1400000002")
+    assert other.acquire() is True  # another account has its own window
+
+
+def one_per_request(tmp_path, emu, url: str, rate: float = 20):
+    """uSpeedo's one-content action: rows with distinct params go one request each."""
+    from conftest import write_config_file
+
+    return write_config_file(tmp_path, emu, "uspeedo", filename="c.yaml", rate_limit=rate, rate_backend=url,
+                             action="SendUSMSMessage")
+
+
+def test_two_senders_share_the_account_limit_at_the_emulator(tmp_path, emulator, redis):
+    emu = emulator()
+    cfg = one_per_request(tmp_path, emu, redis.url, rate=30)
+    phones = make_rows(tmp_path / "a.csv", 20) + make_rows(tmp_path / "b.csv", 20, start=1000)
+    procs = [start_cli("send", name, "--config", cfg, "--json", cwd=tmp_path) for name in ("a.csv", "b.csv")]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    times = emu.stats()["request_times"]
+    assert len(times) == 40  # one number per request (distinct params)
+    assert most_in_window(times, 0.95) <= 30
+    assert sorted(accepted_phones(emu)) == sorted(phones)
+
+
+def test_redis_unreachable_at_the_start_refuses_exit_2(tmp_path, emulator):
+    emu = emulator()
+    cfg = one_per_request(tmp_path, emu, f"redis://:s3cret@127.0.0.1:{free_port()}/0")
+    make_rows(tmp_path / "in.csv", 5)
+    r = invoke("send", "in.csv", "--config", cfg, cwd=tmp_path)
+    assert r.returncode == 2 and "rate_backend redis://127.0.0.1:" in r.stderr and "s3cret" not in r.stderr
+    assert emu.stats()["requests"] == 0 and not (tmp_path / "in.journal.sqlite").exists()
+    # checks that send nothing need no Redis
+    assert invoke("plan", "in.csv", "--config", cfg, cwd=tmp_path).returncode == 0
+
+
+def test_redis_lost_mid_run_stops_exit_3_and_a_rerun_finishes_exactly_once(tmp_path, emulator, redis):
+    emu = emulator()
+    cfg = one_per_request(tmp_path, emu, redis.url, rate=200)
+    phones = make_rows(tmp_path / "in.csv", 300)
+    proc = start_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while emu.stats()["requests"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    redis.stop()
+    out, errs = proc.communicate(timeout=60)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 3, errs
+    assert summary["stopped"] == "fatal" and "rate_backend" in summary["fatal"] and "lost" in summary["fatal"]
+    taken = accepted_phones(emu)
+    assert summary["accepted"] == len(taken) < 300 and summary["unknown"] == 0
+    failed = list(csv.DictReader(open(tmp_path / "in.failed.csv", encoding="utf-8")))
+    assert len(failed) == 300 - len(taken) and {r["retryable"] for r in failed} == {"yes"}
+    # Redis back (same address): the same command sends the rest, nothing twice
+    redis.start()
+    r = run_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(accepted_phones(emu)) == sorted(phones)
