@@ -152,7 +152,7 @@ class Dispatcher:
         work: list[tuple[list[Message], int, bool]] = [(batch, 1, False)]
         while work:
             pending, attempt, split = work.pop()
-            if self.stop.is_set() or not self._acquire():
+            if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
                 self._abandon([pending, *(rows for rows, _, _ in work)])
                 return
             token = id(pending)
@@ -217,13 +217,6 @@ class Dispatcher:
                     self._abandon([retry, *(rows for rows, _, _ in work)])
                     return
                 work.append((retry, attempt + 1, False))
-
-    def _acquire(self) -> bool:
-        try:
-            return self.limiter.acquire(self.stop.event)
-        except SmsCliError as exc:  # a shared rate limit's backend was lost: send nothing more
-            self.stop.set("fatal", str(exc))
-            return False
 
     def _abandon(self, groups, why: str | None = None) -> None:
         """Settle rows that will not be sent: for `why`, or for the reason the run stopped."""

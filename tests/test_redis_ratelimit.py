@@ -14,7 +14,7 @@ from conftest import invoke, make_rows, run_cli, start_cli
 from redis_server import RedisServer, free_port
 from sms_cli.config import load_config
 from sms_cli.errors import ConfigError
-from sms_cli.ratebackend import SharedRateLimiter, window
+from sms_cli.ratebackend import SharedRateLimiter
 from sms_cli.ratelimit import RateLimiter, for_provider
 
 
@@ -40,10 +40,6 @@ def accepted_phones(emu) -> list[str]:
         return [e["phone"] for e in emu.accepted]
 
 
-def test_the_window_is_never_above_the_rate():
-    assert window(10) == (10, 1) and window(10.9) == (10, 1) and window(0.4) == (1, 3) and window(1) == (1, 1)
-
-
 def test_without_rate_backend_nothing_changes(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("providers:\n  t: {type: tencent, rate_limit: 10}\n", encoding="utf-8")
@@ -62,21 +58,22 @@ def test_a_bad_rate_backend_is_refused_without_showing_its_password(tmp_path):
     assert "hunter2" in load_config(str(cfg), strict_env=False).secrets  # redacted from logs
 
 
-def test_two_limiters_on_one_account_share_one_window(redis):
-    """Two processes' limiters (two instances, two connections): ten slots a second between them."""
+def test_two_limiters_on_one_account_share_one_sequence_of_slots(redis):
+    """Two processes' limiters (two instances, two connections) take the account's slots in
+    turn: each slot one interval after the one before, whoever took it."""
     a, b = (SharedRateLimiter(10, redis.url, "tencent|1400000001") for _ in range(2))
-    threads = [threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(5)]) for lim in (a, b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # both took five: the shared window is full for either of them
-    assert b._strategy.get_window_stats(b._item, "sms-cli", b.key).remaining == 0
+    for lim in (a, b):
+        lim.start()
+    waits = [(a if i % 2 else b)._slot(take=True) for i in range(10)]
+    assert waits[0] == 0 and all(later > earlier for earlier, later in zip(waits, waits[1:]))
+    assert waits[-1] > 0.8  # ten slots 0.1 s apart, taken within milliseconds
+    assert a._slot(take=False) > 0.8 and b._slot(take=False) > 0.8
+    other = SharedRateLimiter(10, redis.url, "tencent|1400000002")
+    other.start()
+    assert other._slot(take=False) == 0  # another account has its own slots
     stop = threading.Event()
     stop.set()
     assert a.acquire(stop) is False  # a stopped run never waits for a slot
-    other = SharedRateLimiter(10, redis.url, "tencent|1400000002")
-    assert other.acquire() is True  # another account has its own window
 
 
 def one_per_request(tmp_path, emu, url: str, rate: float = 20):
