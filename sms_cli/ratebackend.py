@@ -17,10 +17,10 @@ of each other reaches the provider spread by the senders' scheduling jitter. Mea
 shards on this 2-core machine, the emulator saw 14 and 15 requests in a 0.95 s window at a
 limit of 10. Spaced slots keep every window at the limit unless jitter exceeds 1/rate.
 
-A request waits for its slot in two steps: acquire() (before the journal records the request)
-waits until the account's next slot is at most one interval away, then pace() (called by Http
-just before the request goes on the wire) takes the slot and sleeps until it: the journal's
-write never delays a counted request, and a kill rarely finds a journalled request still waiting.
+A worker takes its slot (at least LEAD ahead) in acquire() and sleeps until LEAD before it, so
+the journal's write and the request's building happen before the slot, and pace() (just before
+the wire) releases it on the slot: a killed process leaves as unknown only the requests truly in
+flight or within LEAD of leaving, never the ones still waiting for a slot.
 
 Redis unreachable at the start: `start()` raises ConfigError (exit 2, nothing sent). Lost
 mid-run: the request waiting for its slot is answered FATAL before it leaves, so the dispatcher
@@ -37,7 +37,15 @@ from .errors import ConfigError
 from .ratelimit import RateLimiter
 
 SOCKET_TIMEOUT = 2.0  # seconds: a Redis that does not answer in this is lost
-MAX_POLL = 0.25  # seconds: longest wait before acquire() looks at the account's next slot again
+# Slots are 5% further apart than 1/rate (10/s: 9.52/s at most): a provider counts requests as
+# they arrive, and two requests ten slots apart reach it up to (0.05 + 1.0 * MARGIN) s closer
+# together than they left without a 0.95 s window seeing eleven: room for the senders' jitter
+# (a busy CPU, a first connection). Without it, four shards on this 2-core machine showed 11.
+MARGIN = 0.05
+# A slot is taken at least LEAD ahead, and the worker wakes LEAD before it: the journal's write
+# and the request's building happen in that time, so the request leaves on its slot rather than
+# after them (a first request's connection and a busy CPU delayed some by 0.2 s at the start).
+LEAD = 0.25
 
 
 def shown(url: str) -> str:
@@ -50,12 +58,13 @@ def shown(url: str) -> str:
 class SharedRateLimiter(RateLimiter):
     def __init__(self, rate: float, url: str, account: str):
         super().__init__(rate)
+        self.interval *= 1 + MARGIN
         self.url = url
         # the key names the account (type and account id) without holding either in clear
         self.key = "sms-cli:next-slot:" + hashlib.blake2b(account.encode(), digest_size=12).hexdigest()
         self._redis = None
         self._lock_start = threading.Lock()
-        self._waiting = threading.local()  # .stop: the run's stop event, seen by this worker's acquire
+        self._waiting = threading.local()  # .lost: this worker's acquire() could not reach Redis
 
     def start(self) -> None:
         """Connect and check Redis answers; refuse to start otherwise (exit 2)."""
@@ -76,7 +85,7 @@ class SharedRateLimiter(RateLimiter):
             self._redis = client
 
     def _slot(self, take: bool) -> float:
-        """Seconds until the account's next free slot (0: free now). With `take`, the slot is
+        """Seconds until the account's next free slot (LEAD at least). With `take`, the slot is
         taken (next moves on by one interval) and the caller must send when the wait is over."""
         import redis
 
@@ -87,7 +96,7 @@ class SharedRateLimiter(RateLimiter):
                     sec, usec = pipe.time()
                     now = sec + usec / 1e6
                     value = pipe.get(self.key)
-                    slot = max(now, float(value) if value else 0.0)
+                    slot = max(now + LEAD, float(value) if value else 0.0)
                     if not take:
                         pipe.unwatch()
                         return slot - now
@@ -100,43 +109,38 @@ class SharedRateLimiter(RateLimiter):
                     continue
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        self._waiting.stop = stop
-        if not super().acquire(stop):  # this process's own spacing first
-            return False
-        self.start()
-        while True:
-            try:
-                ahead = self._slot(take=False)
-            except Exception:  # Redis lost: pace() answers the request FATAL before it leaves
-                return True
-            if ahead <= self.interval:
-                return True
-            if self._sleep(min(MAX_POLL, ahead - self.interval), stop):
-                return False
-
-    def _sleep(self, wait: float, stop: threading.Event | None) -> bool:
-        """True when the run was stopped meanwhile."""
-        if stop is None:
-            time.sleep(wait)
-            return False
-        return stop.wait(wait)
-
-    def pace(self) -> None:
-        """Take the account's next slot and wait for it; then the request leaves at once. Redis
-        lost: the request is refused as FATAL (not sent: the dispatcher stops the run, exit 3,
-        and the ledger files the rows as not sent, safe to send again)."""
-        from .model import Kind, Outcome
-        from .providers.http import RequestFailed
-
+        """Take the account's next slot (at least LEAD ahead) and wait until LEAD before it;
+        False: the run stopped meanwhile (the slot is left unused). Redis lost: True, and pace()
+        refuses the request before it leaves."""
         self.start()
         try:
             wait = self._slot(take=True)
         except Exception as exc:  # the driver's ConnectionError, TimeoutError...
+            self._waiting.lost = exc
+            return True
+        self._waiting.due = time.monotonic() + wait
+        if stop is None:
+            time.sleep(wait - LEAD)
+            return True
+        return not stop.wait(wait - LEAD)
+
+    def pace(self) -> None:
+        """Called by Http just before the request goes on the wire (the journal has recorded it
+        and the request is built): wait for the slot taken in acquire(), then let it go. If
+        Redis was lost there, the request is refused as FATAL (not sent: the dispatcher stops
+        the run, exit 3, and the ledger files the rows as not sent)."""
+        lost = getattr(self._waiting, "lost", None)
+        if lost is not None:
+            self._waiting.lost = None
+            from .model import Kind, Outcome
+            from .providers.http import RequestFailed
+
             raise RequestFailed(Outcome(Kind.FATAL, "RateBackendLost", (
-                f"rate_backend {shown(self.url)} was lost mid-run ({type(exc).__name__}); this process "
-                "stopped sending"))) from None
-        if wait > 0:
-            # a slot once taken is kept even when the run stops meanwhile: the provider has not
-            # seen the request, so the rows are not sent, and the slot is only left unused
-            if self._sleep(wait, getattr(self._waiting, "stop", None)):
-                raise RequestFailed(Outcome(Kind.NOT_SENT, "NotSent", "not sent: the run stopped"))
+                f"rate_backend {shown(self.url)} was lost mid-run ({type(lost).__name__}); this process "
+                "stopped sending")))
+        due = getattr(self._waiting, "due", None)
+        if due is not None:
+            self._waiting.due = None
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # at most LEAD

@@ -104,6 +104,7 @@ def receipts(req, n: int, progress=None):
     if req.journal or req.failures:
         raise SmsCliError("--shards reads <input>.shard-K-of-N.journal.sqlite and writes each shard's own "
                           "undelivered file: leave out --journal and --failures")
+    _no_pull_queue(req.config)
     source = open_source(req.input, req.fmt)
     try:
         digest, fmt = source.digest, source.fmt
@@ -124,6 +125,21 @@ def receipts(req, n: int, progress=None):
     merged = merge_results(results)
     merged.notes += [f"no journal yet for {name}: that shard has not run" for name in missing]
     return merged
+
+
+def _no_pull_queue(config: str | None) -> None:
+    """Tencent's pull queue gives each report once, to whoever asks first: the first shard's pass
+    would take (and drop) the reports of the others' rows. The per-number lookup has no such
+    problem."""
+    from .config import load_config
+    from .errors import SmsCliError
+
+    cfg = load_config(config, strict_env=False)
+    pulled = sorted(name for name, p in cfg.providers.items() if p.type == "tencent" and p.get("receipt_source") == "pull")
+    if pulled:
+        raise SmsCliError(f"receipts --shards: provider {pulled[0]!r} reads Tencent's pull queue (receipt_source: "
+                          "pull), which gives each report once: one shard's pass would drop the others' reports. "
+                          "Use receipt_source: phone, or ask one shard with --journal")
 
 
 def merge_results(parts):

@@ -65,12 +65,12 @@ def test_two_limiters_on_one_account_share_one_sequence_of_slots(redis):
     for lim in (a, b):
         lim.start()
     waits = [(a if i % 2 else b)._slot(take=True) for i in range(10)]
-    assert waits[0] == 0 and all(later > earlier for earlier, later in zip(waits, waits[1:]))
-    assert waits[-1] > 0.8  # ten slots 0.1 s apart, taken within milliseconds
-    assert a._slot(take=False) > 0.8 and b._slot(take=False) > 0.8
+    assert all(later > earlier for earlier, later in zip(waits, waits[1:]))
+    assert waits[-1] - waits[0] > 0.9  # ten slots 0.105 s apart, taken within milliseconds
+    assert a._slot(take=False) > 1 and b._slot(take=False) > 1
     other = SharedRateLimiter(10, redis.url, "tencent|1400000002")
     other.start()
-    assert other._slot(take=False) == 0  # another account has its own slots
+    assert other._slot(take=False) < 0.3  # another account has its own slots
     stop = threading.Event()
     stop.set()
     assert a.acquire(stop) is False  # a stopped run never waits for a slot
