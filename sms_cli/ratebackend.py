@@ -17,7 +17,7 @@ of each other reaches the provider spread by the senders' scheduling jitter. Mea
 shards on this 2-core machine, the emulator saw 14 and 15 requests in a 0.95 s window at a
 limit of 10. Spaced slots keep every window at the limit unless jitter exceeds 1/rate.
 
-A worker takes its slot (at least LEAD ahead) in acquire() and sleeps until LEAD before it, so
+A worker takes its slot (one interval ahead at least) in acquire() and sleeps until LEAD before it, so
 the journal's write and the request's building happen before the slot, and pace() (just before
 the wire) releases it on the slot: a killed process leaves as unknown only the requests truly in
 flight or within LEAD of leaving, never the ones still waiting for a slot.
@@ -42,10 +42,11 @@ SOCKET_TIMEOUT = 2.0  # seconds: a Redis that does not answer in this is lost
 # together than they left without a 0.95 s window seeing eleven: room for the senders' jitter
 # (a busy CPU, a first connection). Without it, four shards on this 2-core machine showed 11.
 MARGIN = 0.05
-# A slot is taken at least LEAD ahead, and the worker wakes LEAD before it: the journal's write
-# and the request's building happen in that time, so the request leaves on its slot rather than
-# after them (a first request's connection and a busy CPU delayed some by 0.2 s at the start).
+# A worker wakes LEAD before its slot (a slot is one interval ahead at least): the journal's
+# write and the request's building happen in that time, so the request leaves on its slot rather
+# than after them (a first request's connection and a busy CPU delayed some by 0.2 s at the start).
 LEAD = 0.25
+LATE = 0.04  # seconds: a request this late for its slot takes another one
 
 
 def shown(url: str) -> str:
@@ -85,7 +86,7 @@ class SharedRateLimiter(RateLimiter):
             self._redis = client
 
     def _slot(self, take: bool) -> float:
-        """Seconds until the account's next free slot (LEAD at least). With `take`, the slot is
+        """Seconds until the account's next free slot (one interval at least). With `take`, the slot is
         taken (next moves on by one interval) and the caller must send when the wait is over."""
         import redis
 
@@ -96,7 +97,9 @@ class SharedRateLimiter(RateLimiter):
                     sec, usec = pipe.time()
                     now = sec + usec / 1e6
                     value = pipe.get(self.key)
-                    slot = max(now + LEAD, float(value) if value else 0.0)
+                    # one interval ahead at least: time to prepare even the first request of an idle
+                    # account, and never more than 1/rate of delay per request
+                    slot = max(now + self.interval, float(value) if value else 0.0)
                     if not take:
                         pipe.unwatch()
                         return slot - now
@@ -109,7 +112,7 @@ class SharedRateLimiter(RateLimiter):
                     continue
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Take the account's next slot (at least LEAD ahead) and wait until LEAD before it;
+        """Take the account's next slot and wait until LEAD before it (at once when it is nearer);
         False: the run stopped meanwhile (the slot is left unused). Redis lost: True, and pace()
         refuses the request before it leaves."""
         self.start()
@@ -119,10 +122,11 @@ class SharedRateLimiter(RateLimiter):
             self._waiting.lost = exc
             return True
         self._waiting.due = time.monotonic() + wait
+        early = max(0.0, wait - LEAD)
         if stop is None:
-            time.sleep(wait - LEAD)
+            time.sleep(early)
             return True
-        return not stop.wait(wait - LEAD)
+        return not stop.wait(early)
 
     def pace(self) -> None:
         """Called by Http just before the request goes on the wire (the journal has recorded it
@@ -130,17 +134,22 @@ class SharedRateLimiter(RateLimiter):
         Redis was lost there, the request is refused as FATAL (not sent: the dispatcher stops
         the run, exit 3, and the ledger files the rows as not sent)."""
         lost = getattr(self._waiting, "lost", None)
+        due, self._waiting.due, self._waiting.lost = getattr(self._waiting, "due", None), None, None
+        if due is not None and due - time.monotonic() < -LATE:
+            # it missed its slot (a busy CPU): leaving now would bunch it with the requests of
+            # the next slots, so it takes the next free slot instead and the missed one stays unused
+            try:
+                due = time.monotonic() + self._slot(take=True)
+            except Exception as exc:
+                lost = exc
         if lost is not None:
-            self._waiting.lost = None
             from .model import Kind, Outcome
             from .providers.http import RequestFailed
 
             raise RequestFailed(Outcome(Kind.FATAL, "RateBackendLost", (
                 f"rate_backend {shown(self.url)} was lost mid-run ({type(lost).__name__}); this process "
                 "stopped sending")))
-        due = getattr(self._waiting, "due", None)
         if due is not None:
-            self._waiting.due = None
             wait = due - time.monotonic()
             if wait > 0:
-                time.sleep(wait)  # at most LEAD
+                time.sleep(wait)

@@ -15,7 +15,7 @@ from redis_server import RedisServer, free_port
 from sms_cli.config import load_config
 from sms_cli.errors import ConfigError
 from sms_cli.ratebackend import SharedRateLimiter
-from sms_cli.ratelimit import RateLimiter, for_provider
+from sms_cli.ratelimit import RateLimiter
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_without_rate_backend_nothing_changes(tmp_path):
     cfg.write_text("providers:\n  t: {type: tencent, rate_limit: 10}\n", encoding="utf-8")
     settings = load_config(str(cfg), strict_env=False).provider("t")
     assert settings.rate_backend is None
-    assert type(for_provider(10, settings)) is RateLimiter
+    assert type(RateLimiter.for_provider(10, settings)) is RateLimiter
 
 
 def test_a_bad_rate_backend_is_refused_without_showing_its_password(tmp_path):

@@ -17,7 +17,7 @@ import requests
 
 from ..config import ConfigError, ProviderSettings, Template
 from ..model import Kind, Message, Outcome
-from ..ratelimit import RateLimiter, for_provider
+from ..ratelimit import RateLimiter
 from .http import Http, RequestFailed, classify_exception, classify_status
 
 # --- delivery receipts: one vocabulary for every provider -------------------------------------
@@ -87,7 +87,7 @@ class Provider(ABC):
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
         # one limiter per provider: the workers reserve slots with it, and Http paces the wire
-        self.limiter = for_provider(self.rate_limit, settings)  # shared through rate_backend, if set
+        self.limiter = RateLimiter.for_provider(self.rate_limit, settings)  # shared through rate_backend, if set
         self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace)
                      if self.uses_http else None)
         self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for
