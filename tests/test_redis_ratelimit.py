@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import invoke, make_rows, run_cli, start_cli
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer, free_port, most_in_window
 from sms_cli.config import load_config
 from sms_cli.errors import ConfigError
 from sms_cli.ratebackend import SharedRateLimiter
@@ -23,16 +23,6 @@ def redis():
     server = RedisServer().start()
     yield server
     server.stop()
-
-
-def most_in_window(times: list[float], width: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] > width:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def accepted_phones(emu) -> list[str]:
