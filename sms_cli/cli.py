@@ -210,6 +210,11 @@ SENDER = typer.Option(None, "--sender-id", metavar="ID", help="Sender id for row
 REGION = typer.Option(None, "--default-region", metavar="REGION", help="ISO region for national numbers, e.g. HK.")
 JOURNAL = typer.Option(None, "--journal", metavar="PATH", help="Journal file (default: <input>.journal.sqlite "
                        "beside the input).")
+# shards (shards.py): one input sent by N processes, each with its own rows and journal
+SHARD = typer.Option(None, "--shard", metavar="K/N", help="Send only shard K of N (K from 0): the rows whose "
+                     "message hashes to K, with their own journal <input>.shard-K-of-N.journal.sqlite.")
+SHARDS = typer.Option(None, "--shards", min=1, metavar="N", help="With send: shard K of N, K from "
+                      "$JOB_COMPLETION_INDEX (a Kubernetes Indexed Job). With status/receipts: report all N shards.")
 LIMIT = typer.Option(None, "--limit", min=0, metavar="N", help="Send at most N messages in this invocation; the "
                      "rest are deferred and the same command run again continues.")
 DEDUPE = typer.Option(False, "--dedupe", help="Skip rows repeating an earlier row's number, template and "
@@ -244,6 +249,12 @@ def _request(input, config, provider, fmt, template, param, sender_id, default_r
     return SendRequest(input=input, config=config, provider=provider, fmt=_value(fmt), template=template,
                        params=tuple(param), sender_id=sender_id, region=default_region, encoding=encoding,
                        delimiter=delimiter, **kw)
+
+
+def _shard(shard: Optional[str], shards: Optional[int]):
+    from .shards import parse
+
+    return parse(shard, shards)
 
 
 def _stdin_hint(input: str) -> None:
@@ -343,6 +354,7 @@ def send(
     suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
     allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
     valid_for: Optional[str] = VALID_FOR, max_cost: Optional[float] = MAX_COST, max_parts: Optional[int] = MAX_PARTS,
+    shard: Optional[str] = SHARD, shards: Optional[int] = SHARDS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log the config, journal and failures file used, "
                                  "each request, retries and waits to stderr (numbers masked)."),
@@ -364,6 +376,7 @@ def send(
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
+                   shard=_shard(shard, shards),
                    guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for, max_cost,
                                   max_parts),
                    options=Options(concurrency=concurrency, limit=limit, dedupe=dedupe,
@@ -488,6 +501,7 @@ def status(
     fmt: Optional[Format] = FORMAT, template: Optional[str] = TEMPLATE, param: List[str] = PARAM,
     sender_id: Optional[str] = SENDER, default_region: Optional[str] = REGION,
     encoding: Optional[str] = ENCODING, delimiter: Optional[str] = DELIMITER, json_out: bool = JSON,
+    shards: Optional[int] = SHARDS,
 ):
     """What the journal knows about INPUT's runs: when, which provider and options, rows per
     state, the failures file, and what running the same send again would send (the dry run of
@@ -509,8 +523,14 @@ def status(
     if input == "-":
         raise SmsCliError("status reads the input to find its runs and stdin can be read only once: give the "
                           "file that was piped in, with --journal sms-stdin-<hash>.journal.sqlite")
-    st = commands.status(_request(input, config, provider, fmt, template, param, sender_id, default_region,
-                                  encoding, delimiter, journal=journal))
+    req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
+                   journal=journal)
+    if shards:  # every shard's journal, reported as one working set
+        from .shard_reports import status as sharded_status
+
+        st = sharded_status(req, shards)
+    else:
+        st = commands.status(req)
     if json_out:
         output.emit(status_dict(st))
     else:

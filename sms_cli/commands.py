@@ -13,6 +13,7 @@ import phonenumbers
 from . import failures as failures_mod
 from . import journal as journal_mod
 from . import paths
+from . import shards
 from .config import Config, ConfigError, load_config
 from .errors import SmsCliError
 from .logs import register_secrets
@@ -51,6 +52,7 @@ class SendRequest:
     guards: GuardOptions = field(default_factory=GuardOptions)
     encoding: str | None = None  # --encoding: the input's text encoding (default: detected)
     delimiter: str | None = None  # --delimiter: the CSV field separator (default: detected)
+    shard: shards.Shard | None = None  # --shard K/N: only this shard's rows, in its own journal
 
 
 def setup(req: SendRequest, *, sending: bool = True):
@@ -66,6 +68,8 @@ def setup(req: SendRequest, *, sending: bool = True):
     source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     defaults = Defaults(req.template, tuple(req.params), req.sender_id)
     validator = Validator(cfg.templates, region, defaults, provider, key_prefix=source.digest[:12] + "-")
+    if req.shard is not None:
+        source = shards.ShardSource(source, req.shard, validator)
     return cfg, provider, source, validator
 
 
@@ -149,11 +153,15 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
     summary = Summary(provider=provider.settings.name, provider_type=provider.type)
     progress = progress or (lambda tally: None)
     try:
-        jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, source.digest)
+        jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
         if req.options.dry_run:
             return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start)
         provider.require_settings()
-        fpath = Path(req.failures) if req.failures else paths.failures_path(req.input, source.fmt, source.digest)
+        provider.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
+        fpath = (Path(req.failures) if req.failures
+                 else shards.failures_path(req.input, source.fmt, source.digest, req.shard))
+        if not req.journal:  # the same shard count as the input's earlier runs
+            shards.check_layout(req.input, source.digest, req.shard, source.digest)
         if not source.is_stdin:
             for flag, path in (("--failures", req.failures), ("--journal", req.journal)):
                 if path and _same_file(Path(path), source.path):
@@ -364,7 +372,7 @@ def leaving_journal_as_found(req: SendRequest):
     does, so a dry run of stdin without --journal is not covered."""
     if req.input == "-" and not req.journal:
         return nullcontext()
-    jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, "")
+    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, "", req.shard)
     return journal_mod.Journal.leave_as_found(jpath)
 
 
@@ -413,8 +421,8 @@ def status(req: SendRequest) -> Status:
         ref = source.first_ref()
     finally:
         source.cleanup()
-    jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, digest)
-    fpath = paths.failures_path(req.input, fmt, digest)
+    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, digest, req.shard)
+    fpath = shards.failures_path(req.input, fmt, digest, req.shard)
     st = Status(display, str(jpath), jpath.exists(), failures_file=str(fpath), failures_file_exists=fpath.exists())
     if not st.journal_exists:
         return st

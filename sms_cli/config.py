@@ -25,7 +25,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
 PROVIDER_GUARD_KEYS = {"quiet_hours", "countries", "prices"}
 TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"} | GUARD_KEYS
-COMMON_PROVIDER_KEYS = {"type", "endpoint", "rate_limit", "timeout", "max_attempts", "backoff"} | PROVIDER_GUARD_KEYS
+COMMON_PROVIDER_KEYS = ({"type", "endpoint", "rate_limit", "rate_backend", "timeout", "max_attempts", "backoff"}
+                        | PROVIDER_GUARD_KEYS)
 TEMPLATE_KEYS = {"params", "text"}
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -109,6 +110,7 @@ class ProviderSettings:
     backoff_cap: float = DEFAULT_BACKOFF[1]
     guards: dict[str, Any] = field(default_factory=dict)  # quiet_hours, countries, prices as written
     secrets: frozenset[str] = frozenset()  # resolved secret values, for redaction
+    rate_backend: str | None = None  # redis://HOST:PORT/DB: the rate limit shared by every process
 
     def get(self, key: str, default: str | None = None) -> str | None:
         value = self.options.get(key)
@@ -376,6 +378,24 @@ def _endpoint(value: Any, where: str) -> str:
     return text
 
 
+def _rate_backend(value: Any, where: str) -> str:
+    """redis://[:PASSWORD@]HOST:PORT/DB: the Redis every process sending through this account
+    shares its rate limit in (ratebackend.py)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a URL such as redis://127.0.0.1:6379/0, got {_kind(value)}")
+    text = value.strip()
+    try:
+        url = urlsplit(text)
+        port, host = url.port, url.hostname
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a valid URL ({exc})") from None
+    db = url.path.strip("/")
+    if url.scheme.lower() not in ("redis", "rediss") or not host or port == 0 or not (db == "" or db.isdigit()):
+        # the value itself is not shown: it may hold the Redis password
+        raise ConfigError(f"{where}: expected redis://HOST:PORT/DB (or rediss:// for TLS)")
+    return text
+
+
 def _provider_settings(name, values, cls, here, missing, unresolved=frozenset()) -> ProviderSettings:
     connect, read = DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
     timeout = values.get("timeout")
@@ -409,6 +429,11 @@ def _provider_settings(name, values, cls, here, missing, unresolved=frozenset())
         if not options.get(key) and os.environ.get(env):
             options[key] = os.environ[env]
     secrets = frozenset(v for k, v in options.items() if k in cls.secret_keys and v)
+    backend = values.get("rate_backend") if "rate_backend" not in unresolved else None
+    if backend not in (None, ""):
+        backend = _rate_backend(backend, f"{here}.rate_backend")
+        password = urlsplit(backend).password
+        secrets |= {password} if password else frozenset()
     ptype = values["type"]
     settings = ProviderSettings(
         name=name, type=ptype, endpoint=endpoint or None,
@@ -417,6 +442,7 @@ def _provider_settings(name, values, cls, here, missing, unresolved=frozenset())
         max_attempts=_number(attempts, f"{here}.max_attempts", int, low=1, high=MAX_ATTEMPTS)
         if attempts not in (None, "") else DEFAULT_MAX_ATTEMPTS,
         options=options, secrets=secrets, backoff_base=base, backoff_cap=cap, guards=guards,
+        rate_backend=backend or None,
     )
     cls.check_settings(settings, here)
     return settings

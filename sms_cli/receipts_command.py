@@ -53,6 +53,8 @@ def receipts(
     json_out: bool = typer.Option(False, "--json", help="The summary as JSON on stdout (see README)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing when every accepted row was delivered."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each receipt query to stderr."),
+    shards: Optional[int] = typer.Option(None, "--shards", min=1, metavar="N",
+                                         help="The input was sent in N shards: ask for every shard's rows."),
 ):
     """Ask the provider what became of the messages it accepted: delivered, failed (with the
     operator's code), or pending; settle rows whose answer was lost where the provider can find
@@ -78,7 +80,12 @@ def receipts(
         poll_interval=max(0.001, parse_duration(poll_interval, "--poll-interval")))
     setup_logging(verbose, frozenset())
     with Progress(enabled=not quiet and bool(wait)) as view, _ctrl_c_stops_waiting():
-        result = collect(req, progress=view.update)
+        if shards:  # each shard's journal in turn, reported as one (shard_reports.py)
+            from .shard_reports import receipts as sharded_receipts
+
+            result = sharded_receipts(req, shards, progress=view.update)
+        else:
+            result = collect(req, progress=view.update)
     code = result.exit_code()
     if json_out:
         emit(receipts_dict(result))  # output.emit: file names that are not UTF-8 escaped, as send's

@@ -143,7 +143,7 @@ class Provider(ABC):
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
         # one limiter per provider: the workers reserve slots with it, and Http paces the wire
-        self.limiter = RateLimiter(self.rate_limit)
+        self.limiter = RateLimiter.for_provider(self.rate_limit, settings)  # shared through rate_backend, if set
         self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace,
                           transport=transport) if self.uses_http else None)
         self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for
