@@ -1,4 +1,4 @@
-"""The journal: the SQLite (WAL) record behind the ledger, so every re-run resumes and nothing
+"""The journal: the SQLite record behind the ledger, so every re-run resumes and nothing
 accepted is ever sent again.
 
 A *working set* is an input, the failures files written from it, and every re-run of either.
@@ -11,6 +11,12 @@ A row is written `inflight` (committed, fsynced) before its request leaves and g
 as soon as it is read; a row still `inflight` when a later process opens the journal was cut
 off mid-request, so it is `unknown`. Rows absent from the journal were never sent. Writes are
 one transaction per request.
+
+A rehearsal (the built-in `outbox` provider: nothing leaves the machine) records into sets of
+its own (`sets.rehearsal = 1`) beside the real ones for the same content: what the outbox "took"
+never counts as accepted for a real provider, and a real send never counts for a rehearsal.
+Journals stay in rollback-journal mode (see `JOURNAL_MODE`), so everything a commit promised is
+in the one `.journal.sqlite` file.
 """
 from __future__ import annotations
 
@@ -62,6 +68,17 @@ CREATE TABLE IF NOT EXISTS receipt_inbox (
     provider TEXT NOT NULL, ref TEXT NOT NULL, phone TEXT NOT NULL, report TEXT NOT NULL, added REAL NOT NULL,
     PRIMARY KEY (provider, ref, phone));
 """
+# Why not WAL: in WAL mode every commit since the last checkpoint lives only in `-wal`; an
+# operator who deletes that "temp file" after a kill (issue 20, path 7) silently loses the record
+# of the rows accepted meanwhile, and the next run sends them again. A checkpoint after each
+# settled batch would still leave the in-flight marks of the next batch in the WAL (a kill then
+# loses them: sent rows read as never sent). In rollback-journal mode a commit is complete only
+# once the main file holds it; `-journal` holds the *old* pages of a transaction still being
+# written, so a file left beside the journal after a kill is never the only copy of a promise.
+# TRUNCATE rather than DELETE: the empty file is kept between commits (no unlink and directory
+# change per commit); deleting it is harmless. The cost (measured in README, Reliability): about
+# two more fsyncs per commit, two commits per request.
+JOURNAL_MODE = "truncate"
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
 FINISHED = "finished"  # a run's status when it went through its whole input
 
@@ -100,6 +117,7 @@ class WorkingSet:
     name: str
     created: float
     linked: int | None  # --continue-edited: the set of an earlier version whose messages count
+    rehearsal: int = 0  # 1: recorded through the outbox (nothing left the machine)
 
     @property
     def ref_prefix(self) -> str:
@@ -117,15 +135,18 @@ class RowState:
 
 
 class Journal:
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, rehearsal: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self.rehearsal = int(rehearsal)  # which sets this connection sees: the outbox's or the real ones
+        _refuse_symlink_out(self.path)
         self._lock = threading.Lock()
         self._lockfd: int | None = None
         if readonly:  # plan / --dry-run: look, never create or lock
             try:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
                 self._check_schema()
+                self._set_filter()
             except sqlite3.Error as exc:
                 raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
             return
@@ -147,15 +168,20 @@ class Journal:
         except BlockingIOError:
             os.close(self._lockfd)
             self._lockfd = None
-            raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; "
-                                "wait for it or choose --journal") from None
+            # never "choose --journal": another journal is another ledger, and sends it all again
+            raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; wait for it to "
+                                "end, then run the same command again (it resumes)") from None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            mode = self.db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}").fetchone()[0]
+            if mode != JOURNAL_MODE:  # a WAL journal a reader still has open: not converted
+                raise sqlite3.OperationalError(f"cannot leave journal mode {mode} (a reader has it open); "
+                                               "run the same command again")
             self.db.execute("PRAGMA synchronous=FULL")  # 'inflight' must survive a power cut
             self._check_schema()
             self.db.executescript(SCHEMA)
             self._add_receipt_schema()
+            self._set_filter()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
             self.close()
@@ -169,6 +195,15 @@ class Journal:
             if name not in have:
                 self.db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
         self.db.executescript(RECEIPT_SCHEMA)
+        if "rehearsal" not in {r[1] for r in self.db.execute("PRAGMA table_info(sets)")}:
+            self.db.execute("ALTER TABLE sets ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0")
+
+    def _set_filter(self) -> None:
+        """The SQL that keeps this connection to its kind of set (a journal written before
+        rehearsals were kept apart has real sets only)."""
+        have = "rehearsal" in {r[1] for r in self.db.execute("PRAGMA table_info(sets)")}
+        self._cols = self._SET_COLS + (", rehearsal" if have else "")
+        self._kind = f" AND rehearsal={self.rehearsal}" if have else ("" if not self.rehearsal else " AND 0")
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -203,27 +238,57 @@ class Journal:
 
     def find_set(self, digest: str) -> WorkingSet | None:
         """The current generation of the set made from content `digest` (a prefix will do)."""
-        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE digest >= ? AND digest < ? "
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE digest >= ? AND digest < ?{self._kind} "
                           "ORDER BY generation DESC LIMIT 1", (digest, digest + "g"))
         return WorkingSet(*rows[0]) if rows else None
 
     def get_set(self, set_id: int) -> WorkingSet:
-        return WorkingSet(*self._read(f"SELECT {self._SET_COLS} FROM sets WHERE id=?", (set_id,))[0])
+        return WorkingSet(*self._read(f"SELECT {self._cols} FROM sets WHERE id=?", (set_id,))[0])
+
+    def other_kind(self, digest: str) -> WorkingSet | None:
+        """The newest set of the other kind (rehearsal / real) for this content, if any."""
+        if "rehearsal" not in self._cols:
+            return None
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE digest >= ? AND digest < ? AND rehearsal<>? "
+                          "ORDER BY generation DESC LIMIT 1", (digest, digest + "g", self.rehearsal))
+        return WorkingSet(*rows[0]) if rows else None
+
+    def link_group(self, set_id: int) -> list[int]:
+        """Every set joined to `set_id` by --continue-edited links, either way, itself included:
+        the versions of one working set."""
+        edges = self._read(f"SELECT id, linked FROM sets WHERE linked IS NOT NULL{self._kind}")
+        near: dict[int, set[int]] = {}
+        for a, b in edges:
+            near.setdefault(a, set()).add(b)
+            near.setdefault(b, set()).add(a)
+        group, todo = {set_id}, [set_id]
+        while todo:
+            for other in near.get(todo.pop(), ()):
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+        return sorted(group)
+
+    def link(self, set_id: int, linked: int) -> None:
+        """Join an existing set to an earlier version's (--continue-edited on a set made without it)."""
+        with self._lock:
+            self._write("UPDATE sets SET linked=? WHERE id=?", [(linked, set_id)])
 
     def create_set(self, digest: str, name: str, linked: int | None = None, created: float | None = None
                    ) -> WorkingSet:
         with self._lock, self._guard("journal write failed"):
             gen = self.db.execute("SELECT coalesce(max(generation), 0) + 1 FROM sets WHERE digest=?",
                                   (digest,)).fetchone()[0]
-            cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked) VALUES (?,?,?,?,?)",
-                                  (digest, gen, name, time.time() if created is None else created, linked))
+            cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked, rehearsal) "
+                                  "VALUES (?,?,?,?,?,?)", (digest, gen, name, time.time() if created is None
+                                                           else created, linked, self.rehearsal))
             set_id = cur.lastrowid
         return self.get_set(set_id)
 
     def other_version(self, name: str, digest: str) -> WorkingSet | None:
         """The newest set made from another content of the input called `name`."""
-        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE name=? AND digest<>? ORDER BY id DESC LIMIT 1",
-                          (name, digest))
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE name=? AND digest<>?{self._kind} "
+                          "ORDER BY id DESC LIMIT 1", (name, digest))
         return WorkingSet(*rows[0]) if rows else None
 
     def set_status(self, set_id: int) -> str | None:
@@ -309,11 +374,14 @@ class Journal:
         seq, state, code, message, msg = rows[0]
         return RowState(seq, state, code or "", message or "", msg)
 
-    def taken_messages(self, set_id: int) -> set[int]:
-        """Message keys of a set that were (or may have been) accepted, delivered or not: never
-        to be sent again by an edited version of its input."""
-        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
-                                         (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT))}
+    def taken_messages(self, set_ids: list[int]) -> set[int]:
+        """Message keys of these sets that were (or may have been) accepted, delivered or not:
+        never to be sent again by another version of their input."""
+        out: set[int] = set()
+        for set_id in set_ids:
+            out.update(r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
+                                                (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT)))
+        return out
 
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
         now, run = time.time(), self.run_id
@@ -426,7 +494,7 @@ class Journal:
     # --- delivery receipts (`sms-cli receipts`) ------------------------------------------------
     def all_sets(self) -> list[WorkingSet]:
         """Every working set, oldest first (a stdin run found by its journal alone)."""
-        return [WorkingSet(*r) for r in self._read(f"SELECT {self._SET_COLS} FROM sets ORDER BY id")]
+        return [WorkingSet(*r) for r in self._read(f"SELECT {self._cols} FROM sets WHERE 1{self._kind} ORDER BY id")]
 
     def receipt_rows(self, set_ids: list[int]) -> list[ReceiptRow]:
         """Rows of these sets the provider took or may have taken (accepted, undelivered, unknown,
@@ -548,6 +616,21 @@ class RunRecord:
     started: float  # seconds since the epoch
     updated: float | None
     status: str  # running (or killed), stopped, partial, finished
+
+
+def _refuse_symlink_out(path: Path) -> None:
+    """A journal path that is a symlink to a file in another folder is refused: the ledger (and
+    its lock) would live where `status`, the index and the operator do not look for it."""
+    if not path.is_symlink():
+        return
+    try:
+        target = path.resolve(strict=False)
+        here = path.parent.resolve(strict=False)
+    except (OSError, RuntimeError):
+        raise SmsCliError(f"{path}: the journal is a symlink that cannot be followed") from None
+    if target.parent != here:
+        raise SmsCliError(f"{path}: the journal is a symlink to {target}, outside its folder; "
+                          "give that path itself with --journal")
 
 
 def _remove_unused(path: Path, created: list[Path]) -> None:

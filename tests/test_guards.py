@@ -147,7 +147,8 @@ def test_valid_for_expires_rows_on_a_resume_after_the_deadline(tmp_path, emulato
     assert s["accepted"] == 4 and s["deferred"] == 6
     code, s, _ = send("in.csv", "--config", cfg, "--valid-for", "2h", cwd=tmp_path, now="2026-11-23T11:30:00Z")
     assert s["accepted"] == 6 - 0 and code == 0  # within two hours of the first run: sent
-    write_rows(tmp_path / "late.csv", phones)
+    # other numbers: the same content under another name is the same working set (issue 20)
+    write_rows(tmp_path / "late.csv", [f"+659124{i:04d}" for i in range(10)])
     send("late.csv", "--config", cfg, "--limit", "2", "--valid-for", "30m", cwd=tmp_path, now="2026-11-23T10:00:00Z")
     code, s, _ = send("late.csv", "--config", cfg, "--valid-for", "30m", cwd=tmp_path, now="2026-11-23T10:31:00Z")
     assert code == 1 and s["expired"] == 8 and s["accepted"] == 0
