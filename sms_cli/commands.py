@@ -209,6 +209,7 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
     a failures file written elsewhere): then that one, said in `notes`. An explicit --journal
     without the record is refused when another journal has it, unless --fresh."""
     jpath = Path(req.journal) if req.journal else paths.journal_path(req.input, source.digest)
+    journal_mod.refuse_symlink_out(jpath)
     key = _journal_key(source)
     if rehearsal or _holds(jpath, key):
         return jpath

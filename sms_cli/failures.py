@@ -48,7 +48,9 @@ class FailuresWriter:
         try:
             # a row refused for a lone surrogate (from a JSON \ud83d escape) still carries it: JSON
             # Lines write it back as that same escape, so the row reads back exactly as it was
-            self.fh = open(self.tmp, "w", encoding="utf-8", errors="backslashreplace", newline="")
+            # 0600 from its creation: it holds phone numbers (like the journal)
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.fh = open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")
         except OSError as exc:
             raise SmsCliError(f"{self.path}: cannot write the failures file here ({exc.strerror})") from None
         if shutil.disk_usage(folder).free < MIN_FREE_BYTES:

@@ -139,7 +139,7 @@ class Journal:
         self.path = Path(path)
         self.readonly = readonly
         self.rehearsal = int(rehearsal)  # which sets this connection sees: the outbox's or the real ones
-        _refuse_symlink_out(self.path)
+        refuse_symlink_out(self.path)
         self._lock = threading.Lock()
         self._lockfd: int | None = None
         if readonly:  # plan / --dry-run: look, never create or lock
@@ -618,7 +618,7 @@ class RunRecord:
     status: str  # running (or killed), stopped, partial, finished
 
 
-def _refuse_symlink_out(path: Path) -> None:
+def refuse_symlink_out(path: Path) -> None:
     """A journal path that is a symlink to a file in another folder is refused: the ledger (and
     its lock) would live where `status`, the index and the operator do not look for it."""
     if not path.is_symlink():
