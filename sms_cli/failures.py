@@ -44,7 +44,7 @@ class FailuresWriter:
             raise SmsCliError(f"{self.path}: not a regular file; --failures needs a file path")
         if self.path.exists() and not os.access(self.path, os.W_OK):
             raise SmsCliError(f"{self.path}: cannot replace the failures file here (not writable)")
-        _remove_stale_temps(self.path)
+        remove_stale_temps(self.path)
         try:
             # a row refused for a lone surrogate (from a JSON \ud83d escape) still carries it: JSON
             # Lines write it back as that same escape, so the row reads back exactly as it was
@@ -133,7 +133,7 @@ class FailuresWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def _remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: Path) -> None:
     """Temporary files a killed sms-cli left for this failures file (its pid is gone)."""
     prefix = f".{path.name}."
     try:

@@ -22,6 +22,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from .errors import ConfigError
+from .failures import remove_stale_temps
 from .model import Message
 from .outcomes import Fate
 
@@ -110,7 +111,7 @@ class Suppression:
         self.region = region
         self.numbers: set[str] = set()
         if self.path.exists() or self.path.is_symlink():
-            self.numbers = {n for n, _ in self._parse(self._read())}
+            self.numbers = {n for n, _ in self._parse(self._read()) if n}
 
     def _read(self) -> str:
         try:
@@ -138,6 +139,7 @@ class Suppression:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            remove_stale_temps(self.path)  # a killed edit's temporary file (never the list itself)
             lines = self._parse(self._read()) if (self.path.exists() or self.path.is_symlink()) else []
             lines, count = edit(lines)
             if count:
