@@ -283,7 +283,8 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                 summary.notes.append(trouble)
         log.info("config: %s; journal: %s; failures file: %s", cfg.path or "(none: built-in outbox)", jpath, fpath)
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
-                                             getattr(source, "delimiter", ",") or ",")
+                                             getattr(source, "delimiter", ",") or ",",
+                                             getattr(source, "encoding", "utf-8"))
         journal.start_run(choice.ws, _storable(source.display), provider.settings.name,
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from .errors import SmsCliError
-from .rows import META, canonical, escape_cell
+from .rows import META, canonical, escape_cell, json_text
 from .validate import Defaults
 
 MIN_FREE_BYTES = 1 << 20
@@ -26,7 +26,9 @@ MIN_FREE_BYTES = 1 << 20
 
 class FailuresWriter:
     def __init__(self, path: Path, fmt: str, header: list[str] | None, defaults: Defaults,
-                 delimiter: str = ","):
+                 delimiter: str = ",", encoding: str = "utf-8"):
+        """`encoding`, `delimiter`: the input's, so the file reads back as the input did (a cp1252
+        `;` file gives a cp1252 `;` failures file); JSON Lines are always UTF-8."""
         self.path = Path(path)
         self.csv = fmt == "csv" and header is not None
         self.defaults = defaults
@@ -50,7 +52,8 @@ class FailuresWriter:
             # Lines write it back as that same escape, so the row reads back exactly as it was
             # 0600 from its creation: it holds phone numbers (like the journal)
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            self.fh = open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")
+            text_encoding = encoding if fmt == "csv" and header is not None else "utf-8"
+            self.fh = open(fd, "w", encoding=text_encoding, errors="backslashreplace", newline="")
         except OSError as exc:
             raise SmsCliError(f"{self.path}: cannot write the failures file here ({exc.strerror})") from None
         if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
@@ -92,7 +95,7 @@ class FailuresWriter:
                 else:
                     row = {**record, "error_code": code, "error_message": message,
                            "line": line, "retryable": retryable, "sms_ref": ref}
-                    self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    self.fh.write(json_text(row) + "\n")  # numbers as the input wrote them
             except OSError as exc:
                 raise SmsCliError(f"{self.path}: cannot write ({exc.strerror})") from None
             self.count += 1
@@ -161,5 +164,5 @@ def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return json_text(value)
     return str(value)

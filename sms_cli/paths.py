@@ -14,6 +14,7 @@ the same content finds its own files again.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 FAILED = ".failed"
@@ -67,3 +68,9 @@ def failures_path(input_name: str, fmt: str, digest: str) -> Path:
     return b.with_name(b.name + FAILED + ext)
 
 
+
+
+def open_private_append(path, encoding: str = "utf-8"):
+    """Open a file that holds phone numbers for appending; created 0600 (like the journal) when
+    it is new, an existing file keeps its mode."""
+    return open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding=encoding)

@@ -340,6 +340,12 @@ def _scan(fh: BinaryIO, display: str, given: str | None, bound: bool | None,
     digest = hashlib.sha256()
     chunk = fh.read(_CHUNK)
     encoding = _detect_encoding(chunk[:4], given)
+    if codecs.lookup(encoding).name in ("utf-16", "utf-32"):  # BOM-reading codecs: a file with none fails
+        bom = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+        if chunk and not chunk.startswith(bom):
+            width = encoding[-2:]
+            raise InputError(display, f"--encoding {printable(str(given))} needs a byte-order mark and the file "
+                             f"has none: give the byte order, --encoding utf-{width}-le or utf-{width}-be")
     compat = _ascii_compatible(encoding)
     if bound is None:
         start = codecs.decode(chunk[:4096], encoding, "replace").lstrip("\ufeff \t\r\n")
@@ -684,7 +690,25 @@ def _decoder(dups: list) -> json.JSONDecoder:
                 seen.add(key)
         return obj
 
-    return json.JSONDecoder(parse_int=str, parse_float=str, object_pairs_hook=pairs)
+    return json.JSONDecoder(parse_int=JsonNumber, parse_float=JsonNumber, object_pairs_hook=pairs)
+
+
+class JsonNumber(str):
+    """A JSON number as it was written ("1.50", "1e3", "007" stays text for the message): a
+    str everywhere, and written back unquoted by the failures file (`json_text`)."""
+
+    __slots__ = ()
+
+
+def json_text(value) -> str:
+    """JSON for a row read from JSON: numbers exactly as the input wrote them."""
+    if isinstance(value, JsonNumber):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(json_text(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _dup_reason(key: str) -> str:
