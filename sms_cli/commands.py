@@ -3,7 +3,7 @@ calls one function here and prints what it returns."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import logging
@@ -268,6 +268,11 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         if req.options.dry_run:
             return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start)
         provider.require_settings()
+        if req.guards.max_cost is not None or req.guards.max_parts is not None:
+            # before the journal is opened for writing: a run refused here leaves no trace (no
+            # working set, no run, no --valid-for clock started)
+            _dry_run(replace(req, options=replace(req.options, dry_run=True)), cfg, provider, source, validator,
+                     jpath, policy, Summary(), lambda tally: None, None)
         fpath = Path(req.failures) if req.failures else paths.failures_path(req.input, source.fmt, source.digest)
         if not source.is_stdin:
             for flag, path in (("--failures", req.failures), ("--journal", req.journal)):
@@ -288,7 +293,8 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         journal.start_run(choice.ws, _storable(source.display), provider.settings.name,
                           {"provider": provider.settings.name, "type": provider.type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
-                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
+                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown,
+                           **_guard_flags(req.guards)})
         prefix = None
         if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
             summary.previous, *prefix = journal.resume_view(choice.ws.id)
@@ -297,8 +303,6 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         summary.journal_path = str(jpath)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=choice.ws.created)
-        if req.guards.max_cost is not None or req.guards.max_parts is not None:
-            _check_spend(req, provider, source, validator, choice, guards, policy)
         ledger = Ledger(journal, writer, choice.ident.ref_of,
                         on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
         if on_start:
@@ -338,13 +342,10 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         source.cleanup()
 
 
-def _check_spend(req, provider, source, validator, choice, guards, policy) -> None:
-    """--max-cost / --max-parts: estimate what this run would send (the ledger's skips and the
-    guards applied) and refuse before anything is sent when it is over the cap."""
-    estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
-    dry = Summary()
-    execute(source, validator, provider, Ledger(), choice.ident, replace(req.options, dry_run=True), policy, dry,
-            resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator)
+def _check_caps(req, provider, estimator: Estimator) -> None:
+    """--max-cost / --max-parts against the estimate of what this command would send (the
+    ledger's skips and the guards applied): over the cap, nothing is sent (exit 2). The same
+    check for send, send --dry-run and plan."""
     bound = "at least " if estimator.lower_bound else ""
     cap = req.guards
     if cap.max_parts is not None and estimator.parts > cap.max_parts:
@@ -375,21 +376,34 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
             resend, taken = True, _taken(journal, origin)
         elif ws is not None and not req.fresh:
             ident, taken = Identity(ws.id, ws.ref_prefix, journal), _taken(journal, ws)
+            if taken is None and req.continue_edited:
+                taken = _version_taken(journal, req, source)
         else:
             ident, taken = Identity(-1, source.digest[:16], None), None
+            if journal is not None and req.continue_edited and not req.fresh:
+                taken = _version_taken(journal, req, source)
         if ws is not None:
             summary.resumed, summary.previous = True, journal.counts(ws.id)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=ws.created if ws is not None else guards_mod.timestamp())
         if on_start:
             on_start(provider, cfg, source)
-        return execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
-                       resend=resend, taken=taken, guards=guards,
-                       estimator=Estimator(validator.templates, guards_mod.prices(provider.settings)),
-                       progress=progress)
+        estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
+        execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
+                resend=resend, taken=taken, guards=guards, estimator=estimator, progress=progress)
+        if req.guards.max_cost is not None or req.guards.max_parts is not None:
+            _check_caps(req, provider, estimator)
+        return summary
     finally:
         if journal is not None:
             journal.close()
+
+
+def _version_taken(journal, req: SendRequest, source) -> set[int] | None:
+    """--continue-edited in a dry run: what the send would join this input to (the newest other
+    version of its name, and every version linked to that one) has taken these messages."""
+    other = journal.other_version(_storable(paths.base(req.input, source.digest).name), source.digest)
+    return journal.taken_messages(journal.link_group(other.id)) if other is not None else None
 
 
 def config_check(path: str | None) -> tuple[list[str], bool]:
@@ -467,7 +481,8 @@ def estimate(req: SendRequest) -> Estimate:
         seen["settings"] = provider.settings
 
     with leaving_journal_as_found(req):
-        dry = send(replace(req, options=replace(req.options, dry_run=True)), on_start=started)
+        uncapped = replace(req.guards, max_cost=None, max_parts=None)  # the send refuses, not the question
+        dry = send(replace(req, guards=uncapped, options=replace(req.options, dry_run=True)), on_start=started)
     plan = plan_dict(dry)
     settings = seen.get("settings")
     account = next((settings.get(k) for k in ACCOUNT_KEYS if settings is not None and settings.get(k)), None)
@@ -601,7 +616,19 @@ def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str,
     options = Options(limit=last.get("limit"), dedupe=bool(last.get("dedupe")),
                       only_retryable=bool(last.get("only_retryable")), retry_unknown=bool(last.get("retry_unknown")),
                       dry_run=True)
-    st.rerun = send(replace(req, provider=provider, journal=str(jpath), options=options))
+    # the guard flags the latest run was given (the suppression list, quiet hours, countries,
+    # validity, spend caps): the forecast applies them as that send did
+    flags = {k: last[k] for k in _GUARD_FIELDS if last.get(k) is not None and k not in ("max_cost", "max_parts")}
+    guards = replace(req.guards, **{k: v for k, v in flags.items() if getattr(req.guards, k) is None})
+    st.rerun = send(replace(req, provider=provider, journal=str(jpath), options=options, guards=guards))
+
+
+_GUARD_FIELDS = tuple(f.name for f in fields(GuardOptions))
+
+
+def _guard_flags(g: GuardOptions) -> dict:
+    """The guard flags a send was given, as its run records them (for status's forecast)."""
+    return {k: getattr(g, k) for k in _GUARD_FIELDS if getattr(g, k) is not None}
 
 
 def _states(counts: dict[str, int]) -> dict[str, int]:

@@ -171,8 +171,10 @@ def plan_dict(s: Summary) -> dict:
 
 
 def plan_exit(s: Summary) -> int:
-    """A plan (plan, send --dry-run) exits like validate: 1 when some rows are invalid."""
-    return 1 if s.n(Fate.INVALID) else 0
+    """A plan (plan, send --dry-run) exits like validate, by one rule: 1 when a row would be
+    refused before sending for something the row itself carries (invalid, on the suppression
+    list, in a country not allowed), as send would exit 1 for it; 0 otherwise."""
+    return 1 if s.n(Fate.INVALID) or s.n(Fate.SUPPRESSED) or s.n(Fate.COUNTRY) else 0
 
 
 def plan_text(s: Summary) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import accepted_counts, invoke, make_rows, start_cli
+from conftest import accepted_counts, invoke, make_rows, run_cli, start_cli
 
 
 def send(*args, cwd, **kw):
@@ -267,7 +267,8 @@ def test_files_holding_numbers_are_private_and_a_journal_symlink_out_is_refused(
 def test_config_naming_a_fifo_is_refused_at_once(tmp_path):
     make_rows(tmp_path / "in.csv", 1)
     os.mkfifo(tmp_path / "fifo.yaml")
-    r = invoke("send", "in.csv", "--config", "fifo.yaml", cwd=tmp_path)
+    # a process of its own: reading a FIFO with no writer would block this one
+    r = run_cli("send", "in.csv", "--config", "fifo.yaml", cwd=tmp_path, timeout=30)
     assert r.returncode == 2 and "not a regular file" in r.stderr
 
 
