@@ -254,7 +254,12 @@ def test_files_holding_numbers_are_private_and_a_journal_symlink_out_is_refused(
     assert invoke("suppress", "add", "+6591234567", "--list", listing, cwd=tmp_path).returncode == 0
     code, s = send("in.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1
-    for p in (tmp_path / "in.failed.csv", tmp_path / "in.journal.sqlite", listing):
+    rehearsal = tmp_path / "rehearsal"
+    rehearsal.mkdir()
+    shutil.copy(tmp_path / "in.csv", rehearsal / "in.csv")
+    assert invoke("send", "in.csv", cwd=rehearsal).returncode == 1  # no config: the outbox
+    for p in (tmp_path / "in.failed.csv", tmp_path / "in.journal.sqlite", listing,
+              Path(emu.options.log_path), rehearsal / "sms-outbox.jsonl"):
         assert p.stat().st_mode & 0o777 == 0o600, p
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
