@@ -196,7 +196,25 @@ class Journal:
                 self.db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
         self.db.executescript(RECEIPT_SCHEMA)
         if "rehearsal" not in {r[1] for r in self.db.execute("PRAGMA table_info(sets)")}:
+            self._separate_rehearsals()
+
+    def _separate_rehearsals(self) -> None:
+        """A journal written before rehearsals were kept apart: a set only the outbox ever ran
+        becomes a rehearsal set; in a set real providers ran too, the rows an outbox run
+        recorded are dropped (they never left the machine: a real send must send them)."""
+        outbox = "SELECT id FROM runs WHERE json_extract(options, '$.type') = 'outbox'"
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
             self.db.execute("ALTER TABLE sets ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0")
+            self.db.execute(f"UPDATE sets SET rehearsal=1 WHERE id IN (SELECT set_id FROM runs) AND id NOT IN "
+                            f"(SELECT set_id FROM runs WHERE id NOT IN ({outbox}))")
+            self.db.execute(f"DELETE FROM rows WHERE run IN ({outbox}) AND set_id IN "
+                            "(SELECT id FROM sets WHERE rehearsal=0)")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def _set_filter(self) -> None:
         """The SQL that keeps this connection to its kind of set (a journal written before

@@ -292,3 +292,43 @@ def test_an_extensionless_list_keeps_its_own_journal_and_failures_file(tmp_path,
     assert len(read_csv(tmp_path / "list.failed.csv")) == 1
     code, s = send(s["failures_file"], "--config", cfg, cwd=tmp_path)
     assert code == 1 and s["invalid"] == 1 and s["accepted"] == 0
+
+
+def test_a_journal_from_before_rehearsals_were_kept_apart_is_separated(tmp_path, emulator, write_config):
+    work = tmp_path / "work"
+    work.mkdir()
+    phones = make_rows(work / "in.csv", 4)
+    assert invoke("send", "in.csv", "--limit", "2", cwd=work).returncode == 5  # the outbox
+    db = sqlite3.connect(work / "in.journal.sqlite")  # as an earlier version wrote it: one kind of set
+    try:
+        db.execute("ALTER TABLE sets DROP COLUMN rehearsal")
+        db.commit()
+    finally:
+        db.close()
+    emu = emulator()
+    code, s = send("in.csv", "--config", write_config(emu), cwd=work)
+    assert code == 0 and s["accepted"] == 4 and s["accepted_earlier"] == 0
+    assert set(no_duplicates(emu)) == set(phones)
+
+
+def test_random_resends_never_lose_a_row_from_the_failures_file(tmp_path, emulator, write_config):
+    """Issue 20, path 2, as a randomised trial: any order of sending the input and its failures
+    file, with and without --limit, with transient failures: after every step each row is
+    accepted once or in the failures file, never both lost and never sent twice."""
+    import random
+
+    rng = random.Random(2020)
+    phones = make_rows(tmp_path / "in.csv", 40)
+    emu = emulator(blacklist=set(phones[:3]))
+    cfg = write_config(emu, max_attempts=1)
+    failed = tmp_path / "in.failed.csv"
+    for _ in range(14):
+        emu.options.fail_rate = rng.choice([0.0, 0.3, 1.0])
+        target = "in.failed.csv" if failed.exists() and rng.random() < 0.6 else "in.csv"
+        extra = ["--limit", str(rng.randint(1, 15))] if rng.random() < 0.5 else []
+        r = invoke("send", target, "--config", cfg, *extra, cwd=tmp_path)
+        assert r.returncode in (0, 1, 5), r.stderr
+        counts = no_duplicates(emu)
+        waiting = {row["phone"] for row in read_csv(failed)} if failed.exists() else set()
+        assert all(p in counts or p in waiting for p in phones), "a row neither accepted nor in the failures file"
+        assert not (waiting & set(counts)), "an accepted row is still in the failures file"
