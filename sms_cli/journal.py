@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS receipt_inbox (
 # change per commit); deleting it is harmless. The cost (measured in README, Reliability): about
 # two more fsyncs per commit, two commits per request.
 JOURNAL_MODE = "truncate"
+# How long a commit waits for a reader (`status`, `plan`) to finish a query, and a reader for a
+# commit: queries are short (reads are chunked), so this is only reached by something holding the
+# journal open by hand; then the run stops with a journal error and the journal keeps the truth.
+BUSY_SECONDS = 30.0
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
 FINISHED = "finished"  # a run's status when it went through its whole input
 
@@ -144,7 +148,8 @@ class Journal:
         self._lockfd: int | None = None
         if readonly:  # plan / --dry-run: look, never create or lock
             try:
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                          timeout=BUSY_SECONDS)
                 self._check_schema()
                 self._set_filter()
             except sqlite3.Error as exc:
@@ -172,7 +177,8 @@ class Journal:
             raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; wait for it to "
                                 "end, then run the same command again (it resumes)") from None
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                      timeout=BUSY_SECONDS)
             mode = self.db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}").fetchone()[0]
             if mode != JOURNAL_MODE:  # a WAL journal a reader still has open: not converted
                 raise sqlite3.OperationalError(f"cannot leave journal mode {mode} (a reader has it open); "
@@ -339,17 +345,19 @@ class Journal:
     def states(self, set_id: int, start: int = 0) -> Iterator[RowState]:
         """Every recorded row of a set from seq `start` on, in seq order, streamed for a merge
         with the input."""
-        # a cursor of its own, read under the lock: workers write on the same connection
-        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq>=? ORDER BY seq"
-        with self._lock, self._guard("journal read failed"):
-            cur = self.db.cursor()
-            cur.execute(sql, (set_id, start))
-            chunk = cur.fetchmany(5000)
-        while chunk:
+        # one short query per chunk, by key, under the lock (workers write on the same connection):
+        # no statement stays open between chunks, so a `status` or `plan` reading this journal
+        # never holds a lock a send's commit waits for (rollback-journal mode: readers block a
+        # commit while a statement of theirs is open)
+        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq>=? ORDER BY seq LIMIT 5000"
+        while True:
+            with self._lock, self._guard("journal read failed"):
+                chunk = self.db.execute(sql, (set_id, start)).fetchall()
             for seq, state, code, message, msg in chunk:
                 yield RowState(seq, state, code or "", message or "", msg)
-            with self._lock, self._guard("journal read failed"):
-                chunk = cur.fetchmany(5000)
+            if len(chunk) < 5000:
+                return
+            start = chunk[-1][0] + 1
 
     def resume_view(self, set_id: int) -> tuple[dict[str, int], int, dict[str, int]]:
         """(rows per state, n, accepted rows per template below n) where rows 0..n-1 of a set

@@ -332,3 +332,24 @@ def test_random_resends_never_lose_a_row_from_the_failures_file(tmp_path, emulat
         waiting = {row["phone"] for row in read_csv(failed)} if failed.exists() else set()
         assert all(p in counts or p in waiting for p in phones), "a row neither accepted nor in the failures file"
         assert not (waiting & set(counts)), "an accepted row is still in the failures file"
+
+
+def test_status_and_plan_while_a_send_runs_never_stop_it(tmp_path, emulator, write_config):
+    """Rollback-journal mode lets a reader hold back a commit while its query runs: readers keep
+    their queries short, so a send watched by `status` and `plan` goes through."""
+    emu = emulator(latency_ms=5)
+    cfg = write_config(emu, "tencent")
+    phones = make_rows(tmp_path / "in.csv", 6000)
+    proc = start_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    looked = 0
+    try:
+        while proc.poll() is None:
+            if (tmp_path / "in.journal.sqlite").exists():
+                st = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+                assert st.returncode in (0, 1, 2), st.stderr
+                looked += 1
+                assert invoke("plan", "in.csv", "--config", cfg, cwd=tmp_path).returncode in (0, 1)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert looked and len(no_duplicates(emu)) == len(phones)
