@@ -3,10 +3,12 @@
 CSV input gives CSV (the input's columns, then error_code, error_message, line, retryable,
 sms_ref); anything else gives JSON Lines. `sms_ref` ties each row to its row in the working
 set's ledger, so a resend never sends what the original input already had accepted. CSV cells
-a spreadsheet would execute are escaped (rows.escape_cell) and read back unescaped. Values that came from command-line defaults are written into
-the row so a resend needs no flags. Rows are written as results come, to a temporary file in
-the destination folder that is renamed into place at the end: a crash never leaves a
-half-written file that reads as valid.
+a spreadsheet would execute are escaped (rows.escape_cell) and read back unescaped; the file
+keeps the input's encoding and delimiter, and JSON numbers as the input wrote them. Values that
+came from command-line defaults are written into the row so a resend needs no flags. Rows are
+written as results come, to a temporary file (0600: it holds phone numbers) in the destination
+folder that is renamed into place at the end: a crash never leaves a half-written file that
+reads as valid.
 """
 from __future__ import annotations
 

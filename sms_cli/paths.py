@@ -8,9 +8,11 @@ two inputs never share a journal or a failures file. A name with no extension at
 failures file resolves to the base of the input it came from (`list.failed.csv` and receipts'
 `list.undelivered.csv` -> `list`): resending it records into the same ledger. Each file sent
 writes only its own failures file: `list.failed.csv` rewrites itself, `list.undelivered.csv`
-writes `list.undelivered.failed.csv`, so a resend of one never drops the rows of another. Stdin (and a process substitution such as
-`<(zcat list.csv.gz)`) gets `sms-stdin-<content hash>` in the working directory, so a resume of
-the same content finds its own files again.
+writes `list.undelivered.failed.csv`, so a resend of one never drops the rows of another.
+Stdin (and a process substitution such as `<(zcat list.csv.gz)`) gets `sms-stdin-<content
+hash>` in the working directory, so a resume of the same content finds its own files again.
+The same content under another name or in another folder finds its journal through the
+per-user index (setindex.py), not through these names.
 """
 from __future__ import annotations
 
