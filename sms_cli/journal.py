@@ -363,9 +363,22 @@ class Journal:
         """(rows per state, n, accepted rows per template below n) where rows 0..n-1 of a set
         are all recorded and accepted: what a resume counts instead of reading them (a run
         killed at 90% resumes at once). One pass over the set's rows; the rows above n, a few
-        batches at most after a kill, are read again by their key."""
-        groups = self._read("SELECT state, coalesce(template, '-'), count(*), min(seq), max(seq) FROM rows "
-                            "WHERE set_id=? GROUP BY 1, 2", (set_id,))
+        batches at most after a kill, are read again by their key. Its queries read one snapshot
+        (one read transaction): a `status` or `plan` reading while a send writes must not mix
+        two moments of the journal."""
+        with self._lock, self._guard("journal read failed"):
+            began = not self.db.in_transaction
+            if began:
+                self.db.execute("BEGIN")
+            try:
+                return self._resume_view(set_id, lambda sql, params: self.db.execute(sql, params).fetchall())
+            finally:
+                if began and self.db.in_transaction:
+                    self.db.execute("COMMIT")
+
+    def _resume_view(self, set_id: int, read) -> tuple[dict[str, int], int, dict[str, int]]:
+        groups = read("SELECT state, coalesce(template, '-'), count(*), min(seq), max(seq) FROM rows "
+                      "WHERE set_id=? GROUP BY 1, 2", (set_id,))
         counts: dict[str, int] = {}
         accepted: dict[str, int] = {}
         bad = top = None
@@ -377,16 +390,16 @@ class Journal:
             else:
                 bad = low if bad is None else min(bad, low)
         gap = bad if bad is not None else (top + 1 if top is not None else 0)
-        above = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
-                                "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
+        above = dict(read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
+                          "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
         per = {t: n - above.get(t, 0) for t, n in accepted.items() if n - above.get(t, 0)}
         if sum(per.values()) != gap:  # a row below it was never sent: stop at the first such hole
-            has_zero = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
-            gap = 0 if not has_zero else self._read(
+            has_zero = read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
+            gap = 0 if not has_zero else read(
                 "SELECT min(seq) + 1 FROM rows r WHERE set_id=?1 AND seq<?2 AND NOT EXISTS "
-                "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0]
-            per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
-                                  "GROUP BY 1", (set_id, gap))) if gap else {}
+                "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0] or 0
+            per = dict(read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
+                            "GROUP BY 1", (set_id, gap))) if gap else {}
         return counts, gap, per
 
     def prefix_messages(self, set_id: int, n: int) -> set[int]:
