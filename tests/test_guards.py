@@ -192,7 +192,7 @@ def test_suppression_list_survives_50_concurrent_and_killed_edits(tmp_path):
 
     from sms_cli.guards import Suppression
 
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("fork")  # quick: the children only touch files
     listing = tmp_path / "optout.txt"
     kept = [f"+6591{i:06d}" for i in range(30)]
     listing.write_text("# opted out\n" + "".join(f"{p}  # kept\n" for p in kept), encoding="utf-8")
