@@ -209,13 +209,19 @@ class Journal:
         becomes a rehearsal set; in a set real providers ran too, the rows an outbox run
         recorded are dropped (they never left the machine: a real send must send them)."""
         outbox = "SELECT id FROM runs WHERE json_extract(options, '$.type') = 'outbox'"
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.execute("ALTER TABLE sets ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0")
             self.db.execute(f"UPDATE sets SET rehearsal=1 WHERE id IN (SELECT set_id FROM runs) AND id NOT IN "
                             f"(SELECT set_id FROM runs WHERE id NOT IN ({outbox}))")
             self.db.execute(f"DELETE FROM rows WHERE run IN ({outbox}) AND set_id IN "
                             "(SELECT id FROM sets WHERE rehearsal=0)")
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the caller holds the lock)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
@@ -449,8 +455,7 @@ class Journal:
         ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
         with self._lock, self._guard("journal write failed",
                                      "; rows whose answer it could not record are unknown next run"):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 groups: dict[tuple, list[int]] = {}
                 for m, o, st in zip(batch, outcomes, states):
                     key = (st, o.code or None, o.message or None, o.ref or None, m.set_id)
@@ -462,11 +467,6 @@ class Journal:
                     self.db.execute(RECORD, (*key, json.dumps(seqs)))
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         db = getattr(self, "db", None)
