@@ -548,6 +548,31 @@ class _Unterminated(Exception):
     """The input ended inside a quoted CSV cell."""
 
 
+def _stray_quote(lines: list[str], delimiter: str) -> bool:
+    """A row of several physical lines with a `"` inside a cell that is not quoted: what is left
+    when a quote never closed swallowed the next row and that row's own quoted cell closed it
+    (`"never closed` then `a<TAB>"b"`). strict csv takes it as one row; RFC 4180 forbids a quote
+    in an unquoted cell, so it is read as the unclosed quote it is."""
+    state = 0  # 0 cell start, 1 unquoted, 2 quoted, 3 a quote inside quoted
+    for ch in "".join(lines):
+        if state == 2:
+            if ch == '"':
+                state = 3
+        elif ch == delimiter or ch in "\r\n":
+            state = 0
+        elif state == 3:
+            if ch != '"':
+                return False  # text after a closing quote: strict csv reports it itself
+            state = 2
+        elif ch == '"':
+            if state == 1:
+                return True
+            state = 2
+        else:
+            state = 1
+    return False
+
+
 def _csv_rows(source: Source, skip: int = 0) -> Iterator[RawRow]:
     try:
         with _open_text(source) as fh:
@@ -601,6 +626,8 @@ def _csv_records(source: Source, fh, skip: int = 0) -> Iterator[RawRow]:
             try:
                 for values in reader:
                     n = len(buf)
+                    if n > 1 and _stray_quote(buf, delimiter):
+                        raise _Unterminated  # a row's own quote closed a quote never closed above it
                     count = len(values)
                     if n == 1 and count == width and fast:
                         buf.clear()
