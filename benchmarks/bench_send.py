@@ -113,8 +113,11 @@ def _rss_mb(maxrss: int) -> float:
 
 def start_child(argv: list[str], log_dir: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
     out, err = log_dir / f"{name}.out", log_dir / f"{name}.err"
+    # each campaign its own per-user working-set index (the killed send and its resume share
+    # one): runs of the same input are separate campaigns here, and the user's index is left alone
+    env = {**os.environ, "XDG_STATE_HOME": str(log_dir / "state" / name.removesuffix("-killed"))}
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=log_dir)
+        proc = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=log_dir, env=env)
     return proc, out, err
 
 

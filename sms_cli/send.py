@@ -56,6 +56,7 @@ class Summary:
     estimates: dict[str, dict] = field(default_factory=dict)  # dry run: per template cost
     estimator: Estimator | None = None  # dry run: parts and cost per country
     notes: list[str] = field(default_factory=list)  # things the summary should mention
+    resend: str = ""  # the options a resend of the failures file needs (--config, --provider, ...)
 
     def n(self, fate: Fate) -> int:
         return self.tally.counts[fate]
