@@ -77,8 +77,8 @@ def summary_dict(s: Summary) -> dict:
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,  # warnings the text summary shows as note: lines (rows repeating others...)
+        "rehearsal": s.provider_type == "outbox",  # the outbox sent nothing: its acceptances are a rehearsal's
         "exit_code": int(s.exit_code()),
-        "rehearsal": s.provider_type == "outbox", "notes": s.notes,
     }
 
 

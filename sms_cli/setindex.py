@@ -47,8 +47,10 @@ def record(digest: str, journal: Path, input_path: str) -> str | None:
     try:
         db = _connect()
         try:
+            # paths as the file system's bytes: a name that is not UTF-8 (kept by Python as
+            # surrogate escapes) is stored, and found again, exactly
             db.execute("INSERT OR REPLACE INTO sent VALUES (?,?,?,?)",
-                       (digest, str(Path(journal).resolve()), input_path, time.time()))
+                       (digest, os.fsencode(Path(journal).resolve()), os.fsencode(input_path), time.time()))
         finally:
             db.close()
     except (OSError, sqlite3.Error) as exc:
@@ -64,8 +66,9 @@ def lookup(prefix: str) -> list[tuple[str, str, str]]:
     try:
         db = _connect()
         try:
-            return db.execute("SELECT digest, journal, input FROM sent WHERE digest >= ? AND digest < ? "
+            rows = db.execute("SELECT digest, journal, input FROM sent WHERE digest >= ? AND digest < ? "
                               "ORDER BY added DESC", (prefix, prefix + "g")).fetchall()
+            return [(d, os.fsdecode(j), os.fsdecode(i)) for d, j, i in rows]
         finally:
             db.close()
     except (OSError, sqlite3.Error):

@@ -159,7 +159,7 @@ def test_a_failures_file_copied_elsewhere_finds_its_journal_through_the_index(tm
     r = invoke("send", "in.failed.csv", "--config", cfg, cwd=elsewhere, env={"XDG_STATE_HOME": str(other_user)})
     assert r.returncode == 2 and "--journal" in r.stderr
     assert not accepted_counts(emu)
-    emu.options.fail_rate = 0.0
+    emu.options.throttle_rate = 0.0
     code, s, _ = send("in.failed.csv", "--config", cfg, cwd=elsewhere)
     assert code == 0 and s["accepted"] == 3
     assert s["journal"] == str((tmp_path / "in.journal.sqlite").resolve())
