@@ -98,7 +98,7 @@ def test_plan_continue_edited_shows_what_the_send_sends(tmp_path, emulator, writ
 
 
 def test_status_forecast_applies_the_guards_the_send_was_given(tmp_path, emulator, write_config):
-    emu = emulator(fail_rate=1.0)
+    emu = emulator(throttle_rate=1.0)  # throttled: nothing taken, retryable
     cfg = write_config(emu, max_attempts=1)
     write_rows(tmp_path / "in.csv", PHONES)
     listing = tmp_path / "optout.txt"
@@ -107,7 +107,7 @@ def test_status_forecast_applies_the_guards_the_send_was_given(tmp_path, emulato
     assert r.returncode == 1  # one suppressed, five failed for a transient reason
     st = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path).json()
     assert st["rerun"]["to_send"] == 5  # without the list it would send 6
-    emu.options.fail_rate = 0.0
+    emu.options.throttle_rate = 0.0
     r = invoke("send", "in.csv", "--config", cfg, "--suppress", listing, "--json", cwd=tmp_path)
     assert r.json()["accepted"] == 5 and PHONES[0] not in accepted_counts(emu)
 

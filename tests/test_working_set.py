@@ -184,14 +184,14 @@ def test_the_printed_resend_command_continues_the_same_working_set(tmp_path, emu
     emu = emulator(blacklist={phones[2]})
     write_config(emu)  # sms-cli.yaml: a default provider "emu" ...
     cfg = write_config(emu, name="live")  # ... and the one this run names
-    emu.options.fail_rate = 1.0
+    emu.options.throttle_rate = 1.0
     r = invoke("send", "in.csv", "--config", cfg, "--provider", "live", cwd=tmp_path)
     assert r.returncode == 1
     line = next(x for x in r.stderr.splitlines() if "(resend: sms-cli send " in x)
     command = line.split("(resend: sms-cli ", 1)[1].rstrip(")")
     args = shlex.split(command)
     assert args[:2] == ["send", "in.failed.csv"] and "--config" in args and args[args.index("--provider") + 1] == "live"
-    emu.options.fail_rate = 0.0
+    emu.options.throttle_rate = 0.0
     r = invoke(*args, cwd=tmp_path)
     assert r.returncode == 1  # the blacklisted number stays refused
     assert set(no_duplicates(emu)) == set(phones) - {phones[2]}
@@ -324,7 +324,7 @@ def test_random_resends_never_lose_a_row_from_the_failures_file(tmp_path, emulat
     cfg = write_config(emu, max_attempts=1)
     failed = tmp_path / "in.failed.csv"
     for _ in range(14):
-        emu.options.fail_rate = rng.choice([0.0, 0.3, 1.0])
+        emu.options.throttle_rate = rng.choice([0.0, 0.3, 1.0])
         target = "in.failed.csv" if failed.exists() and rng.random() < 0.6 else "in.csv"
         extra = ["--limit", str(rng.randint(1, 15))] if rng.random() < 0.5 else []
         r = invoke("send", target, "--config", cfg, *extra, cwd=tmp_path)
