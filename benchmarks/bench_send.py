@@ -177,7 +177,22 @@ class EmulatorProcess:
         self.proc.stdout.close()
 
 
-def write_config(path: Path, url: str) -> None:
+# the templates of config.example.yaml: with their text, as the README recommends for the
+# estimate and the spend cap (each row's text is then rendered, checked and counted)
+TEMPLATE_CONFIG = (
+    "templates:\n"
+    "  OTP_LOGIN:\n"
+    "    params: [code]\n"
+    '    text: "Your ACME code is {1}. It expires in 10 minutes."\n'
+    "  ORDER_SHIPPED:\n"
+    "    params: [order, eta]\n"
+    '    text: "Order {order} has shipped and arrives in {eta}."\n'
+    "  PROMO_NOV:\n"
+    "    params: [name]\n"
+    '    text: "Hi {name}, November deals are live: 20% off everything this week."\n')
+
+
+def write_config(path: Path, url: str, with_text: bool = True) -> None:
     path.write_text(
         "providers:\n"
         "  emu:\n"
@@ -185,7 +200,8 @@ def write_config(path: Path, url: str) -> None:
         f"    endpoint: {url}/api\n"
         '    account_id: "1"\n'
         "    access_key_id: emulator-key\n"
-        "    access_key_secret: emulator-secret\n", encoding="utf-8")
+        "    access_key_secret: emulator-secret\n"
+        + (TEMPLATE_CONFIG if with_text else ""), encoding="utf-8")
     path.chmod(0o600)
 
 
