@@ -20,6 +20,8 @@ _MIN_NSN, _MAX_NSN = _pu._MIN_LENGTH_FOR_NSN, _pu._MAX_LENGTH_FOR_NSN
 _KEEP_UNSTRIPPED = (_pu.ValidationResult.TOO_SHORT, _pu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                     _pu.ValidationResult.INVALID_LENGTH)
 _METADATA: dict[int, object] = {}
+# the country codes as the digits that spell them ("1", "44", "852"): no int() of 1-3 prefixes
+_CODES = {str(cc): cc for cc in _REGIONS}
 
 
 def _metadata(cc: int):
@@ -39,8 +41,8 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
     if digits[0] == "0":
         return None  # no country code starts with 0: phonenumbers raises
     for size in (1, 2, 3):
-        cc = int(digits[:size])
-        if cc in _REGIONS:
+        cc = _CODES.get(digits[:size])
+        if cc is not None:
             national = digits[size:]
             break
     else:
@@ -49,8 +51,10 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
         return None
     md = _metadata(cc)
     if md is not None:
-        _, stripped, _ = _pu._maybe_strip_national_prefix_carrier_code(national, md)
-        if _pu._test_number_length(stripped, md) not in _KEEP_UNSTRIPPED:
+        _, stripped, changed = _pu._maybe_strip_national_prefix_carrier_code(national, md)
+        # parse() tests the stripped number's length to choose between the two; when nothing was
+        # stripped they are one string and either choice gives it
+        if changed and _pu._test_number_length(stripped, md) not in _KEEP_UNSTRIPPED:
             national = stripped
     if not (_MIN_NSN <= len(national) <= _MAX_NSN):
         return None
