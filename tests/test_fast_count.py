@@ -22,8 +22,6 @@ CHARS = ("a", "Z", "7", " ", ".", "\n", "\r", "@", "$", "_", "{", "}", "[", "\\"
          "`", "\t", "\x00", "\x7f", "é", "Δ", "Ç", "ç", "中", "【", "’", "😀", "𝄞")
 PLACEHOLDERS = ("{1}", "{2}", "{3}", "{0}", "{01}", "{name}", "{code}", "{_x}", "{ 1}", "{a b}", "{")
 KEYS = ("1", "2", "name", "code", "_x", "01", "other")
-
-
 GSM = tuple(ch for ch in CHARS if ch in GSM_BASIC or ch in GSM_EXTENSION)
 
 
@@ -70,8 +68,9 @@ def fast(fill: Filler, params, prefix: str = ""):
     return fill.shape.length(vals), fill.shape.count(vals, prefix)
 
 
-# the suite's share; benchmarks/README figures quote a run of 100,000 cases (FAST_COUNT_CASES=100000)
-@settings(max_examples=int(os.environ.get("FAST_COUNT_CASES", 600)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the suite's share; the README quotes a run of 20,000 cases (FAST_COUNT_CASES=20000)
+@settings(max_examples=int(os.environ.get("FAST_COUNT_CASES", 500)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(templates(), st.lists(params(), min_size=1, max_size=4), st.sampled_from(["", "【ACME】", "【😀】"]))
 def test_the_counter_equals_render_and_count(tpl, rows, prefix):
     fill = Filler(tpl)
@@ -79,7 +78,7 @@ def test_the_counter_equals_render_and_count(tpl, rows, prefix):
         assert fast(fill, p, prefix) == full(tpl, p, prefix)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(texts(), st.lists(values(), min_size=1, max_size=6), st.sampled_from(["", "【x】"]))
 def test_shape_counts_what_it_renders(text, vals, prefix):
     shape = Shape(text)
@@ -103,7 +102,7 @@ def _old_check_template_length(tpl: Template, params) -> str | None:
     return None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(templates(), params())
 def test_check_template_says_what_it_said(tpl, p):
     # the declared count/names checks come first and are unchanged; past them, the length
@@ -126,7 +125,8 @@ def test_missing_placeholder_errors_are_raised_anew_each_time():
         except MissingParameter as exc:
             errors.append(exc)
     assert [e.name for e in errors] == ["3", "3"] and errors[0] is not errors[1]
-    assert str(errors[1]) == "template placeholder {3} has no value: 1 parameter(s) given, placeholders are numbered from 1"
+    assert str(errors[1]) == ("template placeholder {3} has no value: 1 parameter(s) given, "
+                              "placeholders are numbered from 1")
 
 
 def test_fillers_are_made_once_per_template():
@@ -138,7 +138,8 @@ def test_fillers_are_made_once_per_template():
 def test_escape_and_surrogate_pairs_at_a_part_boundary_are_counted_in_full():
     # the cases where a wide character falls decides a part: the counter renders them
     shape = Shape("{1}€{2}")
-    assert shape.count(["a" * 152, "a" * 152]) == count("a" * 152 + "€" + "a" * 152) == segments.Segments("GSM-7", 306, 3)
+    assert shape.count(["a" * 152, "a" * 152]) == count("a" * 152 + "€" + "a" * 152)
+    assert shape.count(["a" * 152, "a" * 152]) == segments.Segments("GSM-7", 306, 3)
     shape = Shape("中{1}")
     assert shape.count(["中" * 65 + "😀" + "中" * 66]) == count("中" * 66 + "😀" + "中" * 66)
 
@@ -156,7 +157,7 @@ def _message(phone: str, cc: int, params, sender: str | None = None) -> Message:
     return Message(1, 2, phone, cc, phone[len(str(cc)) + 1:], "T", params, sender, None, None, key="k")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(templates(), st.lists(st.tuples(params(), st.sampled_from([86, 1]), st.sampled_from([None, "ACME", "中文"])),
                              min_size=1, max_size=5))
 def test_the_estimate_is_what_render_and_count_give(tpl, rows):
