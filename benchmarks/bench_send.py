@@ -5,7 +5,8 @@
 
 Options: --rows N (each input, default 200,000), --runs N (rounds, default 5), --templates
 both|text|none (sms-cli's config, default both), --inputs both|columns|json, --latencies 0,100,
---million-rows N / --skip-million, --keep, --timeout S.
+--million-rows N / --skip-million, --resume-only (only the 1M send killed at 90% and its
+re-run, --runs times), --keep, --timeout S.
 
 On one machine, one program at a time:
 
@@ -419,6 +420,35 @@ def measure_input(python: str, work: Path, kind: str, data: Path, rows: int, arg
     return out
 
 
+def resume_only(python: str, work: Path, args) -> int:
+    """--resume-only: --runs kills and resumes of one --million-rows input, each with a fresh
+    journal; prints each run's time to the first request and their spread."""
+    n = args.million_rows
+    big = work / "million.csv"
+    generate(big, n, seed=11)
+    firsts, walls, cpus = [], [], []
+    for i in range(args.runs):
+        print(f"bench: {n:,}-row send, SIGKILL at {KILL_AT:.0%}, resume: run {i + 1} of {args.runs}",
+              file=sys.stderr, flush=True)
+        for stale in work.glob("resume.*"):
+            stale.unlink()
+        shutil.rmtree(work / "state", ignore_errors=True)
+        r = run_resume(python, work, big, n, args.timeout)
+        first, s = r.extra["first_request"], r.extra["summary"]
+        print(f"resume {i + 1}: skipped {s['accepted_earlier']:,} accepted, sent {s['accepted']:,}, "
+              f"{s['unknown']:,} unknown; first request after "
+              + (f"{first:.2f}s" if first is not None else "-") + f", CPU {r.cpu:.2f}s, wall {r.wall:.2f}s")
+        if first is not None:
+            firsts.append(first)
+        walls.append(r.wall)
+        cpus.append(r.cpu)
+    if firsts:
+        print(f"first request: median {_median(firsts):.2f}s ({_spread(firsts)}); resume wall median "
+              f"{_median(walls):.2f}s, CPU median {_median(cpus):.2f}s; target {TARGET_FIRST_REQUEST:g} s -> "
+              f"{verdict(_median(firsts) <= TARGET_FIRST_REQUEST)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="sms-cli next to the bare minimum and a sequential SDK loop.")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of each of the two inputs (default 200,000)")
@@ -431,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--million-rows", type=int, default=1_000_000, help="rows of the real send and resume for "
                     "memory (default 1,000,000)")
     ap.add_argument("--skip-million", action="store_true", help="skip the large real send and its resume")
+    ap.add_argument("--resume-only", action="store_true", help="only the resume: a send of --million-rows rows "
+                    "SIGKILLed at 90%% accepted, then its re-run (time to the first request), --runs times")
     ap.add_argument("--latencies", default=",".join(map(str, LATENCIES)),
                     help="ms of latency the emulator adds, comma-separated (default 0,100)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (inputs, journals, logs)")
@@ -448,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     sends: dict[tuple, Result] = {}
     try:
+        if args.resume_only:
+            return resume_only(python, work, args)
         for kind in inputs:
             data = work / f"recipients-{'json' if kind == 'JSON params' else 'cols'}.csv"
             generate(data, args.rows, json_params=kind == "JSON params")

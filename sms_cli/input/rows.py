@@ -25,10 +25,11 @@ import re
 import stat
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -133,11 +134,14 @@ class Source:
     max_line: int = 0  # the longest physical line (bytes; characters for UTF-16/32)
     _doc: list | None = field(default=None, repr=False)  # JSON: the parsed rows, parsed once
 
-    def rows(self, skip: int = 0) -> Iterator[RawRow]:
+    def rows(self, skip: int = 0, at: tuple[int, int] | None = None) -> Iterator[RawRow]:
         """The rows in order; with `skip`, from the row whose seq is `skip` (a resume whose
-        journal already holds every row before it: CSV steps over them without building them)."""
+        journal already holds every row before it: CSV steps over them without building them).
+        `at` = (seq, line): CSV only, row `seq` begins at physical line `line` of this content
+        (the journal says so): the reader starts there, the lines before it not even parsed.
+        The caller checks that the first row it gets is that row (run/send.py, resume_rows)."""
         if self.fmt == "csv":
-            return _csv_rows(self, skip)
+            return _csv_rows(self, skip, at)
         reader = {"json": _json_rows, "jsonl": _jsonl_rows, "lines": _line_rows}[self.fmt]
         rows = reader(self)
         return (r for r in rows if r.seq >= skip) if skip else rows
@@ -573,15 +577,15 @@ def _stray_quote(lines: list[str], delimiter: str) -> bool:
     return False
 
 
-def _csv_rows(source: Source, skip: int = 0) -> Iterator[RawRow]:
+def _csv_rows(source: Source, skip: int = 0, at: tuple[int, int] | None = None) -> Iterator[RawRow]:
     try:
         with _open_text(source) as fh:
-            yield from _csv_records(source, fh, skip)
+            yield from _csv_records(source, fh, skip, at)
     except (OSError, UnicodeDecodeError) as exc:  # opening failed: unreadable since it was scanned
         raise InputError(source.display, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _csv_records(source: Source, fh, skip: int = 0) -> Iterator[RawRow]:
+def _csv_records(source: Source, fh, skip: int = 0, at: tuple[int, int] | None = None) -> Iterator[RawRow]:
     delimiter = source.delimiter or ","
     buf: list[str] = []  # the physical lines of the row being parsed
     held: list[str] = []  # a line read but not given to the csv reader: the row was too long
@@ -619,6 +623,13 @@ def _csv_records(source: Source, fh, skip: int = 0) -> Iterator[RawRow]:
         escaped = len(keep) < len(names)  # a failures file: its cells were escaped for spreadsheets
         kept_names = [names[i] for i in keep]
         width, seq = len(names), 0
+        if at is not None and at[1] - 1 > base + reader.line_num:
+            # row at[0] begins at line at[1]: a record boundary, where a reader starts afresh as
+            # it does after a bad row; the lines before it are only counted (C speed)
+            seq, lines = at[0], at[1] - 1 - base - reader.line_num
+            deque(islice(src, lines), maxlen=0)
+            base = at[1] - 1
+            reader = csv.reader(feed(src), delimiter=delimiter, strict=True)
         # the usual case: no meta columns to leave out, no line long enough to hold an overlong
         # cell, and (with two or more columns) a one-line row of `width` cells cannot be blank
         fast = len(keep) == width and width > 1 and source.max_line <= MAX_CELL

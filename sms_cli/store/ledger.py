@@ -74,16 +74,24 @@ class Ledger:
             if fate.to_failures_file:
                 self._file(row.record, row.line, code, message, fate, row.ref)
 
-    def settle_counted(self, fate: Fate, per_template: dict[str, int]) -> None:
-        """Rows counted, not read (a resume's accepted prefix): nothing to file or journal."""
+    def settle_counted(self, fate: Fate, per_template: dict[str, int], *, total: bool = True) -> None:
+        """Rows counted, not read (a resume's accepted prefix): nothing to file or journal.
+        `total=False`: their number is in the tally already (`count_unread`), only the split per
+        template is added (a resume learns it after its requests, see Journal.resume_view)."""
         with self.lock:
             t = self.tally
             for template, n in per_template.items():
-                t.counts[fate] += n
+                if total:
+                    t.counts[fate] += n
                 per = t.by_template.get(template)
                 if per is None:
                     per = t.by_template[template] = Counter()
                 per[fate] += n
+
+    def count_unread(self, fate: Fate, n: int) -> None:
+        """The number of a resume's accepted prefix, before its split per template is known."""
+        with self.lock:
+            self.tally.counts[fate] += n
 
     # --- requests -----------------------------------------------------------------------------
     def sending(self, batch: list[Message], attempt: int, *, split: bool = False) -> None:
