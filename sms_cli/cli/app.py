@@ -357,7 +357,7 @@ def send(
                              "terminal; and confirm --fresh when the journal has accepted rows."),
     continue_edited: bool = typer.Option(False, "--continue-edited", help="The input changed after an unfinished "
                                          "run: send only the messages that run did not accept."),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, metavar="N", help="Requests in parallel."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, metavar="N", help="Requests in parallel."),
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
     allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,

@@ -59,7 +59,7 @@ class Stop:
 
 
 class Dispatcher:
-    def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 4,
+    def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 8,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None,
                  progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
                  wait: Callable[[float], bool] | None = None):
@@ -71,7 +71,10 @@ class Dispatcher:
         # a test hands in a fake clock whose pauses take no time
         self.clock = clock
         self.wait = wait or stop.event.wait
-        self.queue: queue.Queue = queue.Queue(maxsize=max(2, concurrency * 2))
+        # batches ready for a worker: enough to keep every worker fed while the reader makes the
+        # next, no more (each holds up to 1,000 messages in memory; a deeper queue only grows
+        # the peak RSS when the workers, not the reader, are the bottleneck)
+        self.queue: queue.Queue = queue.Queue(maxsize=max(8, concurrency))
         # worker thread -> (the rows of its request on the wire, the rest of its work): a worker
         # holds rows outside this only while it settles an answer or a stop, which takes no time
         self.inflight: dict[int, tuple[list[Message], list]] = {}

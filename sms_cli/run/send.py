@@ -26,7 +26,7 @@ from ..validate.validator import Rejected, Validator
 
 @dataclass
 class Options:
-    concurrency: int = 4
+    concurrency: int = 8  # requests on the wire at once (README, Performance: why 8)
     limit: int | None = None
     dedupe: bool = False
     only_retryable: bool = False
