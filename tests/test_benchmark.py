@@ -35,6 +35,15 @@ def test_bench_send_runs_and_prints_the_table():
     assert "CPU of the full send <= 1.3x the bare minimum, JSON params, no text" in out
 
 
+def test_bench_send_resume_only():
+    # only the kill and the resume, here of 3,000 rows (killed part way, or finished before it:
+    # both are reported)
+    proc = subprocess.run([sys.executable, str(BENCH), "--resume-only", "--million-rows", "3000", "--runs", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"resume 1: skipped [\d,]+ accepted, sent [\d,]+, [\d,]+ unknown; first request after", proc.stdout)
+
+
 def test_baseline_counts_rows_and_bodies(tmp_path):
     data = tmp_path / "in.csv"
     data.write_text("phone,template_id,param1,param2\n"
