@@ -13,6 +13,7 @@ import phonenumbers
 from . import failures as failures_mod
 from . import journal as journal_mod
 from . import paths
+from . import router as router_mod
 from . import shards
 from .config import Config, ConfigError, load_config
 from .errors import SmsCliError
@@ -60,14 +61,18 @@ def setup(req: SendRequest, *, sending: bool = True):
     Checks that send nothing (plan, --dry-run, validate) need no secrets."""
     cfg: Config = load_config(req.config, strict_env=sending)
     register_secrets(cfg.secrets)
-    settings = cfg.provider(req.provider)
+    routed = router_mod.routed(cfg, req.provider)
+    settings = (cfg.providers[cfg.routes.providers[0]] if routed and not cfg.default_provider
+                else cfg.provider(req.provider))
     provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency)
     region = (req.region or cfg.default_region or "").upper() or None
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
     source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     defaults = Defaults(req.template, tuple(req.params), req.sender_id)
-    validator = Validator(cfg.templates, region, defaults, provider, key_prefix=source.digest[:12] + "-")
+    # with routes, each row's provider checks it when the router places it there (router.py)
+    validator = Validator(cfg.templates, region, defaults, None if routed else provider,
+                          key_prefix=source.digest[:12] + "-")
     if req.shard is not None:
         source = shards.ShardSource(source, req.shard, validator)
     return cfg, provider, source, validator
@@ -152,12 +157,18 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
                     provider.settings.backoff_cap, cfg.grace_period)
     summary = Summary(provider=provider.settings.name, provider_type=provider.type)
     progress = progress or (lambda tally: None)
+    router = None
+    if router_mod.routed(cfg, req.provider):
+        router = router_mod.build(cfg, provider, req.options.concurrency)
+        summary.provider = summary.provider_type = "routes"
     try:
         jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
         if req.options.dry_run:
-            return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start)
-        provider.require_settings()
-        provider.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
+            return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start,
+                            router)
+        for p in router.providers.values() if router is not None else (provider,):
+            p.require_settings()
+            p.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
         fpath = (Path(req.failures) if req.failures
                  else shards.failures_path(req.input, source.fmt, source.digest, req.shard))
         if not req.journal:  # the same shard count as the input's earlier runs
@@ -171,8 +182,8 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         log.info("config: %s; journal: %s; failures file: %s", cfg.path or "(none: built-in outbox)", jpath, fpath)
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
                                              getattr(source, "delimiter", ",") or ",")
-        journal.start_run(choice.ws, _storable(source.display), provider.settings.name,
-                          {"provider": provider.settings.name, "type": provider.type,
+        journal.start_run(choice.ws, _storable(source.display), summary.provider,
+                          {"provider": None if router else provider.settings.name, "type": summary.provider_type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
                            "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
         prefix = None
@@ -184,14 +195,14 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=choice.ws.created)
         if req.guards.max_cost is not None or req.guards.max_parts is not None:
-            _check_spend(req, provider, source, validator, choice, guards, policy)
+            _check_spend(req, provider, source, validator, choice, guards, policy, router)
         ledger = Ledger(journal, writer, choice.ident.ref_of,
                         on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
         if on_start:
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
-                prefix=tuple(prefix) if prefix else None)
+                prefix=tuple(prefix) if prefix else None, router=router)
         summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
@@ -218,17 +229,20 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             writer.abort()
         if journal is not None:
             journal.close()
+        for p in router.providers.values() if router is not None else ():
+            if p is not provider:
+                p.close()
         provider.close()
         source.cleanup()
 
 
-def _check_spend(req, provider, source, validator, choice, guards, policy) -> None:
+def _check_spend(req, provider, source, validator, choice, guards, policy, router=None) -> None:
     """--max-cost / --max-parts: estimate what this run would send (the ledger's skips and the
     guards applied) and refuse before anything is sent when it is over the cap."""
     estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
     dry = Summary()
     execute(source, validator, provider, Ledger(), choice.ident, replace(req.options, dry_run=True), policy, dry,
-            resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator)
+            resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, router=router)
     bound = "at least " if estimator.lower_bound else ""
     cap = req.guards
     if cap.max_parts is not None and estimator.parts > cap.max_parts:
@@ -243,7 +257,8 @@ def _check_spend(req, provider, source, validator, choice, guards, policy) -> No
                               "nothing was sent")
 
 
-def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start) -> Summary:
+def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start,
+             router=None) -> Summary:
     """The same stream as a send, with the journal only read: shows what the ledger would skip."""
     journal = None
     if jpath.exists():
@@ -270,7 +285,7 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
         return execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
                        resend=resend, taken=taken, guards=guards,
                        estimator=Estimator(validator.templates, guards_mod.prices(provider.settings)),
-                       progress=progress)
+                       progress=progress, router=router)
     finally:
         if journal is not None:
             journal.close()

@@ -24,7 +24,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # guards (guards.py reads them): top level, and per provider where a provider may differ
 GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
 PROVIDER_GUARD_KEYS = {"quiet_hours", "countries", "prices"}
-TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"} | GUARD_KEYS
+TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period", "routes"} | GUARD_KEYS
 COMMON_PROVIDER_KEYS = ({"type", "endpoint", "rate_limit", "rate_backend", "timeout", "max_attempts", "backoff"}
                         | PROVIDER_GUARD_KEYS)
 TEMPLATE_KEYS = {"params", "text"}
@@ -128,6 +128,7 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     grace_period: float = DEFAULT_GRACE_PERIOD
     guards: dict[str, Any] = field(default_factory=dict)  # GUARD_KEYS as written (guards.py checks them)
+    routes: Any = None  # routes.Routes: which provider each row goes to, and its fallbacks (routes.py)
 
     def provider(self, name: str | None) -> ProviderSettings:
         name = name or self.default_provider
@@ -273,6 +274,9 @@ def parse_config(raw: Any, path: Path | None) -> Config:
                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "")
                  else _number(grace, f"{where}: grace_period", high=MAX_SECONDS),
                  guards=guards)
+    from .routes import parse_routes  # late: routes reads the guards' regions
+
+    cfg.routes = parse_routes(raw.get("routes"), providers, where)
     from .guards import check_config  # late: guards import validation, which imports config
 
     check_config(cfg, where)
