@@ -404,7 +404,9 @@ def plan(
     limit: Optional[int] = LIMIT, dedupe: bool = DEDUPE, json_out: bool = JSON,
     suppress: Optional[str] = SUPPRESS, quiet_hours: Optional[str] = QUIET_HOURS,
     allow_countries: Optional[str] = ALLOW, block_countries: Optional[str] = BLOCK,
-    valid_for: Optional[str] = VALID_FOR,
+    valid_for: Optional[str] = VALID_FOR, max_cost: Optional[float] = MAX_COST, max_parts: Optional[int] = MAX_PARTS,
+    continue_edited: bool = typer.Option(False, "--continue-edited", help="As send: count what the earlier "
+                                         "version of an edited input accepted."),
 ):
     """Show what `send` would do (same as send --dry-run): rows the ledger and the guards would
     stop, requests, numbers per request, parts and cost per country, and for templates with
@@ -422,7 +424,9 @@ def plan(
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    journal=journal, options=Options(limit=limit, dedupe=dedupe, dry_run=True),
-                   guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for))
+                   continue_edited=continue_edited,
+                   guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for, max_cost,
+                                  max_parts))
     _stdin_hint(input)
     with output.RunView(json_out=json_out, dry_run=True) as view, commands.leaving_journal_as_found(req):
         summary = commands.send(req, on_start=view.started)

@@ -3,7 +3,7 @@ calls one function here and prints what it returns."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import logging
@@ -14,6 +14,7 @@ from . import failures as failures_mod
 from . import journal as journal_mod
 from . import paths
 from . import router as router_mod
+from . import setindex
 from . import shards
 from .config import Config, ConfigError, load_config
 from .errors import SmsCliError
@@ -32,6 +33,7 @@ from .validate import Defaults, Rejected, Validator
 
 
 log = logging.getLogger("sms_cli.commands")
+REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
 
 
 @dataclass
@@ -104,17 +106,23 @@ class WorkingSetChoice:
 
 def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
     """Which working set this input belongs to; refuses (exit 2) where going on could send an
-    accepted message again."""
+    accepted message again, or where a flag cannot apply."""
     name = _storable(paths.base(req.input, source.digest).name)
+    if req.fresh and req.continue_edited:
+        raise SmsCliError("--fresh starts a new working set and --continue-edited joins an earlier one: "
+                          "give one of them")
     ref = source.first_ref()
     if ref:  # a failures file: its rows belong to the set they were written from
-        origin = journal.find_set(ref.partition(":")[0]) if ":" in ref else None
+        origin = _origin(journal, ref)
         if origin is None:
             raise SmsCliError(f"{source.display}: its rows were written from a run that {journal.path} does not "
                               "hold; pass --journal with the journal of the input it came from")
         if req.fresh:
             raise SmsCliError("--fresh starts a working set over: use it with the original input, "
                               "not with its failures file")
+        if req.continue_edited:
+            raise SmsCliError("--continue-edited joins an edited input to its earlier version; a failures "
+                              "file already belongs to the working set it came from: leave the flag out")
         own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)",
                                                                     created=guards_mod.timestamp())
         sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
@@ -131,23 +139,128 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
     resumed = ws is not None
     if ws is None:
         linked = None
-        other = journal.other_version(name, source.digest)
-        if other is not None and not fresh and journal.set_status(other.id) not in (None, FINISHED):
-            counts = journal.counts(other.id)
-            if not req.continue_edited:
+        other = None if fresh else journal.other_version(name, source.digest)
+        if other is not None:
+            if req.continue_edited:
+                linked = other.id
+            elif journal.set_status(other.id) not in (None, FINISHED):
+                counts = journal.counts(other.id)
                 raise SmsCliError(
                     f"{source.display} changed since an unfinished run of it ({counts.get('accepted', 0)} rows "
                     f"accepted, {counts.get('unknown', 0) + counts.get('inflight', 0)} unknown). Add "
                     "--continue-edited to send only the messages that run did not accept, or --fresh --yes to "
                     "treat the new version as a new campaign")
-            linked = other.id
+        elif req.continue_edited:
+            raise SmsCliError(_no_version(name, journal))
         ws = journal.create_set(source.digest, name, linked, created=guards_mod.timestamp())
+    elif req.continue_edited and len(journal.link_group(ws.id)) == 1:
+        # this content was sent before on its own: join it to the newest other version now
+        other = journal.other_version(name, source.digest)
+        if other is None:
+            raise SmsCliError(_no_version(name, journal))
+        journal.link(ws.id, other.id)
+        ws = journal.get_set(ws.id)
     return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, _taken(journal, ws),
                             resumed, fresh, ws.linked)
 
 
+def _no_version(name: str, journal) -> str:
+    return (f"--continue-edited: {journal.path} holds no other version of {name} to continue; "
+            "leave the flag out to send this input as it is")
+
+
+def _origin(journal, ref: str):
+    """The set a failures-file row's sms_ref names. A failures file a rehearsal wrote, resent
+    through a real provider (or the other way round), names the same content: its rows are the
+    same rows of a set of this journal's kind, made here when there is none yet."""
+    prefix = ref.partition(":")[0] if ":" in ref else ""
+    if not prefix:
+        return None
+    origin = journal.find_set(prefix)
+    if origin is None and not journal.readonly:
+        twin = journal.other_kind(prefix)
+        if twin is not None:
+            origin = journal.create_set(twin.digest, twin.name, created=guards_mod.timestamp())
+    return origin
+
+
 def _taken(journal, ws) -> set[int] | None:
-    return journal.taken_messages(ws.linked) if ws.linked else None
+    """Messages the other versions of this working set (every set joined to it by
+    --continue-edited, before or after it) took: never sent again from this one."""
+    others = [g for g in journal.link_group(ws.id) if g != ws.id]
+    return journal.taken_messages(others) if others else None
+
+
+def _journal_key(source) -> str:
+    """What the ledger knows this input by: a failures file by the set its rows came from."""
+    ref = source.first_ref()
+    return ref.partition(":")[0] if ref and ":" in ref else source.digest
+
+
+def _holds(jpath: Path, key: str) -> bool:
+    if not jpath.is_file():
+        return False
+    try:
+        with journal_mod.Journal.leave_as_found(jpath):
+            j = journal_mod.Journal(jpath, readonly=True)
+            try:
+                return j.find_set(key) is not None
+            finally:
+                j.close()
+    except SmsCliError:
+        return False
+
+
+def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) -> Path:
+    """The journal this command records into (send) or reads (plan, --dry-run, status). The
+    default beside the input, unless it has no record of this content and the per-user index
+    knows the journal that has (the same list renamed, behind a symlink, in another folder, or
+    a failures file written elsewhere): then that one, said in `notes`. An explicit --journal
+    without the record is refused when another journal has it, unless --fresh."""
+    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
+    journal_mod.refuse_symlink_out(jpath)
+    key = _journal_key(source)
+    # a shard records into its own journal beside the input: pods of one job must never be led
+    # into one shared journal by the index
+    if rehearsal or req.shard is not None or _holds(jpath, key):
+        return jpath
+    here = _resolved(jpath)
+    for digest, journal, sent_from in setindex.lookup(key):
+        if journal == here or not _holds(Path(journal), digest):
+            continue
+        if req.journal and not req.fresh:
+            raise SmsCliError(f"this content was sent before from {sent_from}, recorded in {journal}; "
+                              f"--journal {req.journal} would start a second ledger and send it again. "
+                              f"Use --journal {journal} to continue it, or add --fresh to start over")
+        if req.journal:
+            return jpath
+        notes.append(f"this content was sent before from {sent_from}: continuing its working set in {journal}")
+        return Path(journal)
+    return jpath
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)
+
+
+def resend_args(req: SendRequest, provider_name: str, configured: bool) -> str:
+    """The options a resend of this run's failures file needs to continue the same working set
+    with the same provider: shell-quoted, each given only when this run had it."""
+    import shlex
+
+    args = []
+    if req.config:
+        args += ["--config", req.config]
+    if req.provider or configured:  # the section used; no config file: the outbox, named by nothing
+        args += ["--provider", provider_name]
+    for flag, value in (("--journal", req.journal), ("--default-region", req.region),
+                        ("--encoding", req.encoding), ("--delimiter", req.delimiter)):
+        if value:
+            args += [flag, value]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def send(req: SendRequest, progress=None, on_start=None) -> Summary:
@@ -161,14 +274,23 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
     if router_mod.routed(cfg, req.provider):
         router = router_mod.build(cfg, provider, req.options.concurrency)
         summary.provider = summary.provider_type = "routes"
+    rehearsal = provider.type == REHEARSAL and router is None
     try:
-        jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
+        jpath = locate_journal(req, source, rehearsal, summary.notes)
+        if rehearsal:
+            summary.notes.append("a rehearsal: the outbox sent nothing anywhere; what it took counts only for "
+                                 "rehearsals, and a send through a real provider sends these rows")
         if req.options.dry_run:
             return _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, progress, on_start,
                             router)
         for p in router.providers.values() if router is not None else (provider,):
             p.require_settings()
             p.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
+        if req.guards.max_cost is not None or req.guards.max_parts is not None:
+            # before the journal is opened for writing: a run refused here leaves no trace (no
+            # working set, no run, no --valid-for clock started)
+            _dry_run(replace(req, options=replace(req.options, dry_run=True)), cfg, provider, source, validator,
+                     jpath, policy, Summary(), lambda tally: None, None, router)
         fpath = (Path(req.failures) if req.failures
                  else shards.failures_path(req.input, source.fmt, source.digest, req.shard))
         if not req.journal:  # the same shard count as the input's earlier runs
@@ -177,15 +299,23 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             for flag, path in (("--failures", req.failures), ("--journal", req.journal)):
                 if path and _same_file(Path(path), source.path):
                     raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
-        journal = journal_mod.Journal(jpath)
+        journal = journal_mod.Journal(jpath, rehearsal=rehearsal)
         choice = choose_working_set(journal, source, req)
+        if not rehearsal:
+            piped = source.is_stdin or getattr(source, "spooled", False)
+            trouble = setindex.record(choice.ws.digest, jpath, _storable(source.display) if piped
+                                      else _resolved(source.path))
+            if trouble:
+                summary.notes.append(trouble)
         log.info("config: %s; journal: %s; failures file: %s", cfg.path or "(none: built-in outbox)", jpath, fpath)
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
-                                             getattr(source, "delimiter", ",") or ",")
+                                             getattr(source, "delimiter", ",") or ",",
+                                             getattr(source, "encoding", "utf-8"))
         journal.start_run(choice.ws, _storable(source.display), summary.provider,
                           {"provider": None if router else provider.settings.name, "type": summary.provider_type,
                            "limit": req.options.limit, "dedupe": req.options.dedupe,
-                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown})
+                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown,
+                           **_guard_flags(req.guards)})
         prefix = None
         if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
             summary.previous, *prefix = journal.resume_view(choice.ws.id)
@@ -194,8 +324,6 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         summary.journal_path = str(jpath)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=choice.ws.created)
-        if req.guards.max_cost is not None or req.guards.max_parts is not None:
-            _check_spend(req, provider, source, validator, choice, guards, policy, router)
         ledger = Ledger(journal, writer, choice.ident.ref_of,
                         on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
         if on_start:
@@ -203,6 +331,7 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
                 prefix=tuple(prefix) if prefix else None, router=router)
+        summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and router is None)
         summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
@@ -236,13 +365,10 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
         source.cleanup()
 
 
-def _check_spend(req, provider, source, validator, choice, guards, policy, router=None) -> None:
-    """--max-cost / --max-parts: estimate what this run would send (the ledger's skips and the
-    guards applied) and refuse before anything is sent when it is over the cap."""
-    estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
-    dry = Summary()
-    execute(source, validator, provider, Ledger(), choice.ident, replace(req.options, dry_run=True), policy, dry,
-            resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, router=router)
+def _check_caps(req, provider, estimator: Estimator) -> None:
+    """--max-cost / --max-parts against the estimate of what this command would send (the
+    ledger's skips and the guards applied): over the cap, nothing is sent (exit 2). The same
+    check for send, send --dry-run and plan."""
     bound = "at least " if estimator.lower_bound else ""
     cap = req.guards
     if cap.max_parts is not None and estimator.parts > cap.max_parts:
@@ -262,33 +388,46 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
     """The same stream as a send, with the journal only read: shows what the ledger would skip."""
     journal = None
     if jpath.exists():
-        journal = journal_mod.Journal(jpath, readonly=True)
+        journal = journal_mod.Journal(jpath, readonly=True, rehearsal=provider.type == REHEARSAL)
     try:
         ws = journal.find_set(source.digest) if journal is not None else None
         ref = source.first_ref()
         resend = False
-        if ref and journal is not None and journal.find_set(ref.partition(":")[0]):
-            origin = journal.find_set(ref.partition(":")[0])
+        origin = _origin(journal, ref) if ref and journal is not None else None
+        if origin is not None:
             own = ws.id if ws else -1
             ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
             resend, taken = True, _taken(journal, origin)
         elif ws is not None and not req.fresh:
             ident, taken = Identity(ws.id, ws.ref_prefix, journal), _taken(journal, ws)
+            if taken is None and req.continue_edited:
+                taken = _version_taken(journal, req, source)
         else:
             ident, taken = Identity(-1, source.digest[:16], None), None
+            if journal is not None and req.continue_edited and not req.fresh:
+                taken = _version_taken(journal, req, source)
         if ws is not None:
             summary.resumed, summary.previous = True, journal.counts(ws.id)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=ws.created if ws is not None else guards_mod.timestamp())
         if on_start:
             on_start(provider, cfg, source)
-        return execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
-                       resend=resend, taken=taken, guards=guards,
-                       estimator=Estimator(validator.templates, guards_mod.prices(provider.settings)),
-                       progress=progress, router=router)
+        estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
+        execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
+                resend=resend, taken=taken, guards=guards, estimator=estimator, progress=progress, router=router)
+        if req.guards.max_cost is not None or req.guards.max_parts is not None:
+            _check_caps(req, provider, estimator)
+        return summary
     finally:
         if journal is not None:
             journal.close()
+
+
+def _version_taken(journal, req: SendRequest, source) -> set[int] | None:
+    """--continue-edited in a dry run: what the send would join this input to (the newest other
+    version of its name, and every version linked to that one) has taken these messages."""
+    other = journal.other_version(_storable(paths.base(req.input, source.digest).name), source.digest)
+    return journal.taken_messages(journal.link_group(other.id)) if other is not None else None
 
 
 def config_check(path: str | None) -> tuple[list[str], bool]:
@@ -373,7 +512,8 @@ def estimate(req: SendRequest) -> Estimate:
         seen["settings"] = provider.settings
 
     with leaving_journal_as_found(req):
-        dry = send(replace(req, options=replace(req.options, dry_run=True)), on_start=started)
+        uncapped = replace(req.guards, max_cost=None, max_parts=None)  # the send refuses, not the question
+        dry = send(replace(req, guards=uncapped, options=replace(req.options, dry_run=True)), on_start=started)
     plan = plan_dict(dry)
     settings = seen.get("settings")
     account = next((settings.get(k) for k in ACCOUNT_KEYS if settings is not None and settings.get(k)), None)
@@ -409,6 +549,7 @@ class Status:
     failures_file_exists: bool = False
     rerun: Summary | None = None  # the dry run of the same command: what a re-run would send
     receipts: dict[str, int] | None = None  # rows per delivery receipt status (None: the journal has none)
+    notes: list[str] = field(default_factory=list)  # rehearsals kept apart, the journal the index found
 
     @property
     def exit_code(self) -> int:
@@ -430,25 +571,53 @@ def status(req: SendRequest) -> Status:
     """The runs the journal recorded for `req.input`, its rows' states, the failures file, and
     the dry run of a re-run with the latest run's options. Needs no secrets and writes nothing
     (no journal is created when there is none)."""
+    rehearsal = _provider_type(req) == REHEARSAL
+    notes: list[str] = []
     source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
     try:
         digest, fmt, display = source.digest, source.fmt, source.display
         ref = source.first_ref()
+        jpath = locate_journal(req, source, rehearsal, notes)
     finally:
         source.cleanup()
-    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, digest, req.shard)
     fpath = shards.failures_path(req.input, fmt, digest, req.shard)
-    st = Status(display, str(jpath), jpath.exists(), failures_file=str(fpath), failures_file_exists=fpath.exists())
+    st = Status(display, str(jpath), jpath.exists(), failures_file=str(fpath), failures_file_exists=fpath.exists(),
+                notes=notes)
     if not st.journal_exists:
         return st
     with journal_mod.Journal.leave_as_found(jpath):
-        _status_from_journal(st, req, jpath, digest, ref)
+        _status_from_journal(st, req, jpath, digest, ref, rehearsal)
     return st
 
 
-def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str, ref: str | None) -> None:
-    journal = journal_mod.Journal(jpath, readonly=True)
+def _provider_type(req: SendRequest) -> str | None:
+    """The type of the provider section this command would use (None: the config has a problem,
+    which the command itself reports)."""
     try:
+        return load_config(req.config, strict_env=False).provider(req.provider).type
+    except SmsCliError:
+        return None
+
+
+def _rehearsal_note(journal, digest: str) -> str | None:
+    """What the other kind of set (rehearsal / real) of this content holds, for `status`."""
+    twin = journal.other_kind(digest)
+    if twin is None:
+        return None
+    n = journal.counts(twin.id).get("accepted", 0)
+    if twin.rehearsal:
+        return (f"{n} rows were only rehearsed through the outbox (nothing left the machine): they count "
+                "for rehearsals only, and a send through a real provider sends them")
+    return f"{n} rows of this content were accepted through a real provider (status with that provider shows them)"
+
+
+def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str, ref: str | None,
+                         rehearsal: bool = False) -> None:
+    journal = journal_mod.Journal(jpath, readonly=True, rehearsal=rehearsal)
+    try:
+        twin = _rehearsal_note(journal, ref.partition(":")[0] if ref and ":" in ref else digest)
+        if twin:
+            st.notes.append(twin)
         ws = None
         if ref and ":" in ref:  # a failures file: its rows belong to the set they were written from
             ws = journal.find_set(ref.partition(":")[0])
@@ -478,7 +647,19 @@ def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str,
     options = Options(limit=last.get("limit"), dedupe=bool(last.get("dedupe")),
                       only_retryable=bool(last.get("only_retryable")), retry_unknown=bool(last.get("retry_unknown")),
                       dry_run=True)
-    st.rerun = send(replace(req, provider=provider, journal=str(jpath), options=options))
+    # the guard flags the latest run was given (the suppression list, quiet hours, countries,
+    # validity, spend caps): the forecast applies them as that send did
+    flags = {k: last[k] for k in _GUARD_FIELDS if last.get(k) is not None and k not in ("max_cost", "max_parts")}
+    guards = replace(req.guards, **{k: v for k, v in flags.items() if getattr(req.guards, k) is None})
+    st.rerun = send(replace(req, provider=provider, journal=str(jpath), options=options, guards=guards))
+
+
+_GUARD_FIELDS = tuple(f.name for f in fields(GuardOptions))
+
+
+def _guard_flags(g: GuardOptions) -> dict:
+    """The guard flags a send was given, as its run records them (for status's forecast)."""
+    return {k: getattr(g, k) for k in _GUARD_FIELDS if getattr(g, k) is not None}
 
 
 def _states(counts: dict[str, int]) -> dict[str, int]:

@@ -185,6 +185,9 @@ def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Conf
     path = find_config(explicit)
     if path is None:
         return builtin_config()
+    if path.is_fifo() or path.is_char_device() or path.is_block_device() or path.is_socket():
+        # reading one would block, or never end
+        raise ConfigError(f"{_shown_path(path)}: not a regular file: not a config file")
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_CONFIG_BYTES + 1)

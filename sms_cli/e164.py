@@ -20,6 +20,8 @@ _MIN_NSN, _MAX_NSN = _pu._MIN_LENGTH_FOR_NSN, _pu._MAX_LENGTH_FOR_NSN
 _KEEP_UNSTRIPPED = (_pu.ValidationResult.TOO_SHORT, _pu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                     _pu.ValidationResult.INVALID_LENGTH)
 _METADATA: dict[int, object] = {}
+# the country codes as the digits that spell them ("1", "44", "852"): no int() of 1-3 prefixes
+_CODES = {str(cc): cc for cc in _REGIONS}
 
 
 def _metadata(cc: int):
@@ -39,8 +41,8 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
     if digits[0] == "0":
         return None  # no country code starts with 0: phonenumbers raises
     for size in (1, 2, 3):
-        cc = int(digits[:size])
-        if cc in _REGIONS:
+        cc = _CODES.get(digits[:size])
+        if cc is not None:
             national = digits[size:]
             break
     else:
@@ -49,8 +51,10 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
         return None
     md = _metadata(cc)
     if md is not None:
-        _, stripped, _ = _pu._maybe_strip_national_prefix_carrier_code(national, md)
-        if _pu._test_number_length(stripped, md) not in _KEEP_UNSTRIPPED:
+        _, stripped, changed = _pu._maybe_strip_national_prefix_carrier_code(national, md)
+        # parse() tests the stripped number's length to choose between the two; when nothing was
+        # stripped they are one string and either choice gives it
+        if changed and _pu._test_number_length(stripped, md) not in _KEEP_UNSTRIPPED:
             national = stripped
     if not (_MIN_NSN <= len(national) <= _MAX_NSN):
         return None
@@ -60,25 +64,61 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
     return num
 
 
+def _has_type(nsn: str, md) -> bool:
+    """phonenumbers._number_type_helper(nsn, md) != UNKNOWN, with the likeliest types first.
+    That helper finds the number's type, so it tries premium rate, toll free, shared cost, VoIP,
+    personal, pager, UAN and voicemail (eight patterns) before fixed line and mobile, what a
+    bulk list holds. Whether ANY of them matches does not depend on the order they are tried in:
+    the same patterns, the same answer, mobile and fixed line tried first."""
+    match = _pu._is_number_matching_desc
+    if not match(nsn, md.general_desc):
+        return False
+    # the helper tries mobile only when its pattern is not fixed line's (then fixed line decides)
+    if not md.same_mobile_and_fixed_line_pattern and match(nsn, md.mobile):
+        return True
+    return match(nsn, md.fixed_line) or any(
+        match(nsn, desc) for desc in (md.premium_rate, md.toll_free, md.shared_cost, md.voip, md.personal_number,
+                                      md.pager, md.uan, md.voicemail))
+
+
+_FOR_REGION: dict[tuple[int, str], object] = {}
+
+
+def _region_metadata(cc: int, region: str):
+    """The metadata is_valid_number_for_region(num, region) checks a number of `cc` against, or
+    None where it answers False whatever the number (its checks that do not read the number)."""
+    key = (cc, region)
+    md = _FOR_REGION.get(key, _FOR_REGION)
+    if md is _FOR_REGION:
+        md = _pu.PhoneMetadata.metadata_for_region_or_calling_code(cc, region.upper())
+        if md is not None and region != _pu.REGION_CODE_FOR_NON_GEO_ENTITY \
+                and cc != _pu.country_code_for_valid_region(region):
+            md = None
+        _FOR_REGION[key] = md
+    return md
+
+
 def is_valid(num: phonenumbers.PhoneNumber) -> bool:
-    """phonenumbers.is_valid_number without its second look: for a country code shared by
-    several regions (+1, +7, +44...) it finds the region by checking the number against each
-    region's patterns, then checks it against the region found, which repeats the check that
-    found it. Here the first check's answer is kept; the rest is phonenumbers' own code."""
+    """phonenumbers.is_valid_number, by its own steps, with two shortcuts: the number's type is
+    not needed, only whether it has one, so the patterns are tried likeliest first (_has_type);
+    and for a country code shared by several regions (+1, +7, +44...) it finds the region by
+    checking the number against each region's patterns, then checks it against the region found,
+    which repeats the check that found it: here the first check's answer is kept."""
     regions = _REGIONS.get(num.country_code)
-    if regions is None or len(regions) == 1:
-        return phonenumbers.is_valid_number(num)
+    if regions is None:
+        return False  # region_code_for_number gives None, and is_valid_number_for_region False
     nsn = _pu.national_significant_number(num)
+    if len(regions) == 1:
+        md = _region_metadata(num.country_code, regions[0])
+        return md is not None and _has_type(nsn, md)
     for region in regions:
         md = _pu.PhoneMetadata.metadata_for_region(region.upper(), None)
         if md is None:
             continue
         if md.leading_digits is not None:
             if _pu.re_compile(md.leading_digits).match(nsn):
-                return phonenumbers.is_valid_number_for_region(num, region)
-        elif _pu._number_type_helper(nsn, md) != _UNKNOWN:
+                md = _region_metadata(num.country_code, region)
+                return md is not None and _has_type(nsn, md)
+        elif _has_type(nsn, md):
             return True  # what is_valid_number_for_region(num, region) would compute again
     return False
-
-
-_UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN

@@ -3,10 +3,12 @@
 CSV input gives CSV (the input's columns, then error_code, error_message, line, retryable,
 sms_ref); anything else gives JSON Lines. `sms_ref` ties each row to its row in the working
 set's ledger, so a resend never sends what the original input already had accepted. CSV cells
-a spreadsheet would execute are escaped (rows.escape_cell) and read back unescaped. Values that came from command-line defaults are written into
-the row so a resend needs no flags. Rows are written as results come, to a temporary file in
-the destination folder that is renamed into place at the end: a crash never leaves a
-half-written file that reads as valid.
+a spreadsheet would execute are escaped (rows.escape_cell) and read back unescaped; the file
+keeps the input's encoding and delimiter, and JSON numbers as the input wrote them. Values that
+came from command-line defaults are written into the row so a resend needs no flags. Rows are
+written as results come, to a temporary file (0600: it holds phone numbers) in the destination
+folder that is renamed into place at the end: a crash never leaves a half-written file that
+reads as valid.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import threading
 from pathlib import Path
 
 from .errors import SmsCliError
-from .rows import META, canonical, escape_cell
+from .rows import META, canonical, escape_cell, json_text
 from .validate import Defaults
 
 MIN_FREE_BYTES = 1 << 20
@@ -26,7 +28,9 @@ MIN_FREE_BYTES = 1 << 20
 
 class FailuresWriter:
     def __init__(self, path: Path, fmt: str, header: list[str] | None, defaults: Defaults,
-                 delimiter: str = ","):
+                 delimiter: str = ",", encoding: str = "utf-8"):
+        """`encoding`, `delimiter`: the input's, so the file reads back as the input did (a cp1252
+        `;` file gives a cp1252 `;` failures file); JSON Lines are always UTF-8."""
         self.path = Path(path)
         self.csv = fmt == "csv" and header is not None
         self.defaults = defaults
@@ -44,11 +48,14 @@ class FailuresWriter:
             raise SmsCliError(f"{self.path}: not a regular file; --failures needs a file path")
         if self.path.exists() and not os.access(self.path, os.W_OK):
             raise SmsCliError(f"{self.path}: cannot replace the failures file here (not writable)")
-        _remove_stale_temps(self.path)
+        remove_stale_temps(self.path)
         try:
             # a row refused for a lone surrogate (from a JSON \ud83d escape) still carries it: JSON
             # Lines write it back as that same escape, so the row reads back exactly as it was
-            self.fh = open(self.tmp, "w", encoding="utf-8", errors="backslashreplace", newline="")
+            # 0600 from its creation: it holds phone numbers (like the journal)
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            text_encoding = encoding if fmt == "csv" and header is not None else "utf-8"
+            self.fh = open(fd, "w", encoding=text_encoding, errors="backslashreplace", newline="")
         except OSError as exc:
             raise SmsCliError(f"{self.path}: cannot write the failures file here ({exc.strerror})") from None
         if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
@@ -90,7 +97,7 @@ class FailuresWriter:
                 else:
                     row = {**record, "error_code": code, "error_message": message,
                            "line": line, "retryable": retryable, "sms_ref": ref}
-                    self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    self.fh.write(json_text(row) + "\n")  # numbers as the input wrote them
             except OSError as exc:
                 raise SmsCliError(f"{self.path}: cannot write ({exc.strerror})") from None
             self.count += 1
@@ -131,7 +138,7 @@ class FailuresWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def _remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: Path) -> None:
     """Temporary files a killed sms-cli left for this failures file (its pid is gone)."""
     prefix = f".{path.name}."
     try:
@@ -159,5 +166,5 @@ def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return json_text(value)
     return str(value)

@@ -22,6 +22,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from .errors import ConfigError
+from .failures import remove_stale_temps
 from .model import Message
 from .outcomes import Fate
 
@@ -95,69 +96,109 @@ def normalise(number: str, region: str | None = None) -> str | None:
 
 class Suppression:
     """A plain text file a person can read and edit: one number per line in any spelling, `#`
-    starts a comment. Numbers providers report as opted out are appended with the date and the
-    provider's code, under an exclusive lock so concurrent runs never interleave lines."""
+    starts a comment. Numbers providers report as opted out are added with the date and the
+    provider's code.
+
+    Every change rewrites the whole list atomically (a temporary file written and fsynced, then
+    renamed over the list, then the folder fsynced) under an exclusive lock on a lock file
+    beside it (`.<name>.lock`: the list itself is replaced, so it cannot carry the lock): a
+    concurrent `add` never loses another's entry, and a kill at any moment leaves the old list or
+    the new one, never a truncated one. A list that exists but cannot be read is a refusal to
+    send (ConfigError, exit 2), never an empty list."""
 
     def __init__(self, path: Path, region: str | None = None):
         self.path = Path(path)
         self.region = region
         self.numbers: set[str] = set()
-        if self.path.exists():
-            try:
-                text = self.path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{self.path}: cannot read the suppression list ({exc})") from None
-            for line in text.splitlines():
-                number = normalise(line.split("#", 1)[0], region) if line.split("#", 1)[0].strip() else None
-                if number:
-                    self.numbers.add(number)
+        if self.path.exists() or self.path.is_symlink():
+            self.numbers = {n for n, _ in self._parse(self._read()) if n}
+
+    def _read(self) -> str:
+        try:
+            if not self.path.is_file():
+                raise OSError("not a regular file")
+            return self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.path}: cannot read the suppression list ({exc}); nothing was sent") from None
+
+    def _parse(self, text: str) -> list[tuple[str | None, str]]:
+        """(number or None, the line as written) for every line."""
+        out = []
+        for line in text.splitlines(keepends=True):
+            head = line.split("#", 1)[0]
+            out.append((normalise(head, self.region) if head.strip() else None, line))
+        return out
 
     def __contains__(self, phone: str) -> bool:
         return phone in self.numbers
 
+    def _change(self, edit) -> int:
+        """Under the lock: read the list as it is now, `edit([(number, line)]) -> (new list,
+        count)`, and replace it atomically when the count is not 0."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            remove_stale_temps(self.path)  # a killed edit's temporary file (never the list itself)
+            lines = self._parse(self._read()) if (self.path.exists() or self.path.is_symlink()) else []
+            lines, count = edit(lines)
+            if count:
+                _replace(self.path, "".join(x for _, x in lines))
+            self.numbers = {n for n, _ in lines if n}
+            return count
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def add(self, phone: str, comment: str = "") -> bool:
-        """Append a number (E.164) unless it is listed; True when it was added."""
-        if phone in self.numbers:
-            return False
-        self.numbers.add(phone)
+        """Add a number (E.164) unless it is listed; True when it was added."""
         line = phone + (f"  # {comment}" if comment else "") + "\n"
-        with open(self.path, "a+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                fh.seek(0)
-                listed = {normalise(x.split("#", 1)[0], self.region) for x in fh.read().splitlines()
-                          if x.split("#", 1)[0].strip()}
-                if phone in listed:  # another run added it meanwhile
-                    return False
-                fh.seek(0, os.SEEK_END)
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return True
+
+        def edit(lines):
+            if any(n == phone for n, _ in lines):
+                return lines, 0  # listed already (perhaps by another run meanwhile)
+            if lines and not lines[-1][1].endswith("\n"):
+                lines[-1] = (lines[-1][0], lines[-1][1] + "\n")
+            return [*lines, (phone, line)], 1
+
+        return bool(self._change(edit))
 
     def remove(self, phone: str) -> int:
         """Remove every line listing the number; the count removed."""
         if not self.path.exists():
             return 0
-        with open(self.path, "r+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                lines = fh.read().splitlines(keepends=True)
-                keep = [x for x in lines
-                        if not (x.split("#", 1)[0].strip() and normalise(x.split("#", 1)[0], self.region) == phone)]
-                fh.seek(0)
-                fh.truncate()
-                fh.writelines(keep)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        self.numbers.discard(phone)
-        return len(lines) - len(keep)
+        return self._change(lambda lines: ([(n, x) for n, x in lines if n != phone],
+                                           sum(1 for n, _ in lines if n == phone)))
 
     def opted_out(self, phone: str, code: str) -> None:
         """A provider said this number opted out or is blacklisted."""
         self.add(phone, f"{date.today().isoformat()} {code}")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically and durably; a new file is created 0600 (it holds phone
+    numbers), an existing one keeps its mode."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 # --- quiet hours --------------------------------------------------------------------------------

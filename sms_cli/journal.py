@@ -1,4 +1,4 @@
-"""The journal: the SQLite (WAL) record behind the ledger, so every re-run resumes and nothing
+"""The journal: the SQLite record behind the ledger, so every re-run resumes and nothing
 accepted is ever sent again.
 
 A *working set* is an input, the failures files written from it, and every re-run of either.
@@ -11,6 +11,12 @@ A row is written `inflight` (committed, fsynced) before its request leaves and g
 as soon as it is read; a row still `inflight` when a later process opens the journal was cut
 off mid-request, so it is `unknown`. Rows absent from the journal were never sent. Writes are
 one transaction per request.
+
+A rehearsal (the built-in `outbox` provider: nothing leaves the machine) records into sets of
+its own (`sets.rehearsal = 1`) beside the real ones for the same content: what the outbox "took"
+never counts as accepted for a real provider, and a real send never counts for a rehearsal.
+Journals stay in rollback-journal mode (see `JOURNAL_MODE`), so everything a commit promised is
+in the one `.journal.sqlite` file.
 """
 from __future__ import annotations
 
@@ -64,6 +70,21 @@ CREATE TABLE IF NOT EXISTS receipt_inbox (
     provider TEXT NOT NULL, ref TEXT NOT NULL, phone TEXT NOT NULL, report TEXT NOT NULL, added REAL NOT NULL,
     PRIMARY KEY (provider, ref, phone));
 """
+# Why not WAL: in WAL mode every commit since the last checkpoint lives only in `-wal`; an
+# operator who deletes that "temp file" after a kill (issue 20, path 7) silently loses the record
+# of the rows accepted meanwhile, and the next run sends them again. A checkpoint after each
+# settled batch would still leave the in-flight marks of the next batch in the WAL (a kill then
+# loses them: sent rows read as never sent). In rollback-journal mode a commit is complete only
+# once the main file holds it; `-journal` holds the *old* pages of a transaction still being
+# written, so a file left beside the journal after a kill is never the only copy of a promise.
+# TRUNCATE rather than DELETE: the empty file is kept between commits (no unlink and directory
+# change per commit); deleting it is harmless. The cost (measured in README, Reliability): about
+# two more fsyncs per commit, two commits per request.
+JOURNAL_MODE = "truncate"
+# How long a commit waits for a reader (`status`, `plan`) to finish a query, and a reader for a
+# commit: queries are short (reads are chunked), so this is only reached by something holding the
+# journal open by hand; then the run stops with a journal error and the journal keeps the truth.
+BUSY_SECONDS = 30.0
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
 FINISHED = "finished"  # a run's status when it went through its whole input
 
@@ -103,6 +124,7 @@ class WorkingSet:
     name: str
     created: float
     linked: int | None  # --continue-edited: the set of an earlier version whose messages count
+    rehearsal: int = 0  # 1: recorded through the outbox (nothing left the machine)
 
     @property
     def ref_prefix(self) -> str:
@@ -122,15 +144,19 @@ class RowState:
 class Journal:
     provider: str | None = None  # the run's provider section (a row without routes goes there)
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, rehearsal: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self.rehearsal = int(rehearsal)  # which sets this connection sees: the outbox's or the real ones
+        refuse_symlink_out(self.path)
         self._lock = threading.Lock()
         self._lockfd: int | None = None
         if readonly:  # plan / --dry-run: look, never create or lock
             try:
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                          timeout=BUSY_SECONDS)
                 self._check_schema()
+                self._set_filter()
             except sqlite3.Error as exc:
                 raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
             return
@@ -152,15 +178,21 @@ class Journal:
         except BlockingIOError:
             os.close(self._lockfd)
             self._lockfd = None
-            raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; "
-                                "wait for it or choose --journal") from None
+            # never "choose --journal": another journal is another ledger, and sends it all again
+            raise JournalLocked(f"{self.path}: another sms-cli send is using this journal; wait for it to "
+                                "end, then run the same command again (it resumes)") from None
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                      timeout=BUSY_SECONDS)
+            mode = self.db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}").fetchone()[0]
+            if mode != JOURNAL_MODE:  # a WAL journal a reader still has open: not converted
+                raise sqlite3.OperationalError(f"cannot leave journal mode {mode} (a reader has it open); "
+                                               "run the same command again")
             self.db.execute("PRAGMA synchronous=FULL")  # 'inflight' must survive a power cut
             self._check_schema()
             self.db.executescript(SCHEMA)
             self._add_receipt_schema()
+            self._set_filter()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
             self.close()
@@ -174,6 +206,39 @@ class Journal:
             if name not in have:
                 self.db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
         self.db.executescript(RECEIPT_SCHEMA)
+        if "rehearsal" not in {r[1] for r in self.db.execute("PRAGMA table_info(sets)")}:
+            self._separate_rehearsals()
+
+    def _separate_rehearsals(self) -> None:
+        """A journal written before rehearsals were kept apart: a set only the outbox ever ran
+        becomes a rehearsal set; in a set real providers ran too, the rows an outbox run
+        recorded are dropped (they never left the machine: a real send must send them)."""
+        outbox = "SELECT id FROM runs WHERE json_extract(options, '$.type') = 'outbox'"
+        with self._transaction():
+            self.db.execute("ALTER TABLE sets ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0")
+            self.db.execute(f"UPDATE sets SET rehearsal=1 WHERE id IN (SELECT set_id FROM runs) AND id NOT IN "
+                            f"(SELECT set_id FROM runs WHERE id NOT IN ({outbox}))")
+            self.db.execute(f"DELETE FROM rows WHERE run IN ({outbox}) AND set_id IN "
+                            "(SELECT id FROM sets WHERE rehearsal=0)")
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the caller holds the lock)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _set_filter(self) -> None:
+        """The SQL that keeps this connection to its kind of set (a journal written before
+        rehearsals were kept apart has real sets only)."""
+        have = "rehearsal" in {r[1] for r in self.db.execute("PRAGMA table_info(sets)")}
+        self._cols = self._SET_COLS + (", rehearsal" if have else "")
+        self._kind = f" AND rehearsal={self.rehearsal}" if have else ("" if not self.rehearsal else " AND 0")
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -208,27 +273,57 @@ class Journal:
 
     def find_set(self, digest: str) -> WorkingSet | None:
         """The current generation of the set made from content `digest` (a prefix will do)."""
-        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE digest >= ? AND digest < ? "
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE digest >= ? AND digest < ?{self._kind} "
                           "ORDER BY generation DESC LIMIT 1", (digest, digest + "g"))
         return WorkingSet(*rows[0]) if rows else None
 
     def get_set(self, set_id: int) -> WorkingSet:
-        return WorkingSet(*self._read(f"SELECT {self._SET_COLS} FROM sets WHERE id=?", (set_id,))[0])
+        return WorkingSet(*self._read(f"SELECT {self._cols} FROM sets WHERE id=?", (set_id,))[0])
+
+    def other_kind(self, digest: str) -> WorkingSet | None:
+        """The newest set of the other kind (rehearsal / real) for this content, if any."""
+        if "rehearsal" not in self._cols:
+            return None
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE digest >= ? AND digest < ? AND rehearsal<>? "
+                          "ORDER BY generation DESC LIMIT 1", (digest, digest + "g", self.rehearsal))
+        return WorkingSet(*rows[0]) if rows else None
+
+    def link_group(self, set_id: int) -> list[int]:
+        """Every set joined to `set_id` by --continue-edited links, either way, itself included:
+        the versions of one working set."""
+        edges = self._read(f"SELECT id, linked FROM sets WHERE linked IS NOT NULL{self._kind}")
+        near: dict[int, set[int]] = {}
+        for a, b in edges:
+            near.setdefault(a, set()).add(b)
+            near.setdefault(b, set()).add(a)
+        group, todo = {set_id}, [set_id]
+        while todo:
+            for other in near.get(todo.pop(), ()):
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+        return sorted(group)
+
+    def link(self, set_id: int, linked: int) -> None:
+        """Join an existing set to an earlier version's (--continue-edited on a set made without it)."""
+        with self._lock:
+            self._write("UPDATE sets SET linked=? WHERE id=?", [(linked, set_id)])
 
     def create_set(self, digest: str, name: str, linked: int | None = None, created: float | None = None
                    ) -> WorkingSet:
         with self._lock, self._guard("journal write failed"):
             gen = self.db.execute("SELECT coalesce(max(generation), 0) + 1 FROM sets WHERE digest=?",
                                   (digest,)).fetchone()[0]
-            cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked) VALUES (?,?,?,?,?)",
-                                  (digest, gen, name, time.time() if created is None else created, linked))
+            cur = self.db.execute("INSERT INTO sets(digest, generation, name, created, linked, rehearsal) "
+                                  "VALUES (?,?,?,?,?,?)", (digest, gen, name, time.time() if created is None
+                                                           else created, linked, self.rehearsal))
             set_id = cur.lastrowid
         return self.get_set(set_id)
 
     def other_version(self, name: str, digest: str) -> WorkingSet | None:
         """The newest set made from another content of the input called `name`."""
-        rows = self._read(f"SELECT {self._SET_COLS} FROM sets WHERE name=? AND digest<>? ORDER BY id DESC LIMIT 1",
-                          (name, digest))
+        rows = self._read(f"SELECT {self._cols} FROM sets WHERE name=? AND digest<>?{self._kind} "
+                          "ORDER BY id DESC LIMIT 1", (name, digest))
         return WorkingSet(*rows[0]) if rows else None
 
     def set_status(self, set_id: int) -> str | None:
@@ -262,25 +357,40 @@ class Journal:
     def states(self, set_id: int, start: int = 0) -> Iterator[RowState]:
         """Every recorded row of a set from seq `start` on, in seq order, streamed for a merge
         with the input."""
-        # a cursor of its own, read under the lock: workers write on the same connection
-        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq>=? ORDER BY seq"
-        with self._lock, self._guard("journal read failed"):
-            cur = self.db.cursor()
-            cur.execute(sql, (set_id, start))
-            chunk = cur.fetchmany(5000)
-        while chunk:
+        # one short query per chunk, by key, under the lock (workers write on the same connection):
+        # no statement stays open between chunks, so a `status` or `plan` reading this journal
+        # never holds a lock a send's commit waits for (rollback-journal mode: readers block a
+        # commit while a statement of theirs is open)
+        sql = "SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq>=? ORDER BY seq LIMIT 5000"
+        while True:
+            with self._lock, self._guard("journal read failed"):
+                chunk = self.db.execute(sql, (set_id, start)).fetchall()
             for seq, state, code, message, msg in chunk:
                 yield RowState(seq, state, code or "", message or "", msg)
-            with self._lock, self._guard("journal read failed"):
-                chunk = cur.fetchmany(5000)
+            if len(chunk) < 5000:
+                return
+            start = chunk[-1][0] + 1
 
     def resume_view(self, set_id: int) -> tuple[dict[str, int], int, dict[str, int]]:
         """(rows per state, n, accepted rows per template below n) where rows 0..n-1 of a set
         are all recorded and accepted: what a resume counts instead of reading them (a run
         killed at 90% resumes at once). One pass over the set's rows; the rows above n, a few
-        batches at most after a kill, are read again by their key."""
-        groups = self._read("SELECT state, coalesce(template, '-'), count(*), min(seq), max(seq) FROM rows "
-                            "WHERE set_id=? GROUP BY 1, 2", (set_id,))
+        batches at most after a kill, are read again by their key. Its queries read one snapshot
+        (one read transaction): a `status` or `plan` reading while a send writes must not mix
+        two moments of the journal."""
+        with self._lock, self._guard("journal read failed"):
+            began = not self.db.in_transaction
+            if began:
+                self.db.execute("BEGIN")
+            try:
+                return self._resume_view(set_id, lambda sql, params: self.db.execute(sql, params).fetchall())
+            finally:
+                if began and self.db.in_transaction:
+                    self.db.execute("COMMIT")
+
+    def _resume_view(self, set_id: int, read) -> tuple[dict[str, int], int, dict[str, int]]:
+        groups = read("SELECT state, coalesce(template, '-'), count(*), min(seq), max(seq) FROM rows "
+                      "WHERE set_id=? GROUP BY 1, 2", (set_id,))
         counts: dict[str, int] = {}
         accepted: dict[str, int] = {}
         bad = top = None
@@ -292,16 +402,16 @@ class Journal:
             else:
                 bad = low if bad is None else min(bad, low)
         gap = bad if bad is not None else (top + 1 if top is not None else 0)
-        above = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
-                                "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
+        above = dict(read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
+                          "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
         per = {t: n - above.get(t, 0) for t, n in accepted.items() if n - above.get(t, 0)}
         if sum(per.values()) != gap:  # a row below it was never sent: stop at the first such hole
-            has_zero = self._read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
-            gap = 0 if not has_zero else self._read(
+            has_zero = read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
+            gap = 0 if not has_zero else read(
                 "SELECT min(seq) + 1 FROM rows r WHERE set_id=?1 AND seq<?2 AND NOT EXISTS "
-                "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0]
-            per = dict(self._read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
-                                  "GROUP BY 1", (set_id, gap))) if gap else {}
+                "(SELECT 1 FROM rows WHERE set_id=?1 AND seq=r.seq + 1)", (set_id, gap))[0][0] or 0
+            per = dict(read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq<? "
+                            "GROUP BY 1", (set_id, gap))) if gap else {}
         return counts, gap, per
 
     def prefix_messages(self, set_id: int, n: int) -> set[int]:
@@ -315,11 +425,14 @@ class Journal:
         seq, state, code, message, msg = rows[0]
         return RowState(seq, state, code or "", message or "", msg)
 
-    def taken_messages(self, set_id: int) -> set[int]:
-        """Message keys of a set that were (or may have been) accepted, delivered or not: never
-        to be sent again by an edited version of its input."""
-        return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
-                                         (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT))}
+    def taken_messages(self, set_ids: list[int]) -> set[int]:
+        """Message keys of these sets that were (or may have been) accepted, delivered or not:
+        never to be sent again by another version of their input."""
+        out: set[int] = set()
+        for set_id in set_ids:
+            out.update(r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
+                                                (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT)))
+        return out
 
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
         now, run, provider = time.time(), self.run_id, self.provider
@@ -348,8 +461,7 @@ class Journal:
         ref = ",".join(sorted(refs))[:500] if len(refs) <= 3 else f"{len(refs)} ids"
         with self._lock, self._guard("journal write failed",
                                      "; rows whose answer it could not record are unknown next run"):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 groups: dict[tuple, list[int]] = {}
                 for m, o, st in zip(batch, outcomes, states):
                     key = (st, o.code or None, o.message or None, o.ref or None, m.set_id)
@@ -361,11 +473,6 @@ class Journal:
                     self.db.execute(RECORD, (*key, json.dumps(seqs)))
                 self.db.execute("INSERT INTO requests(run, sent, rows, attempt, result, ref) VALUES (?,?,?,?,?,?)",
                                 (self.run_id, time.time(), len(batch), attempt, result, ref or None))
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         db = getattr(self, "db", None)
@@ -432,7 +539,7 @@ class Journal:
     # --- delivery receipts (`sms-cli receipts`) ------------------------------------------------
     def all_sets(self) -> list[WorkingSet]:
         """Every working set, oldest first (a stdin run found by its journal alone)."""
-        return [WorkingSet(*r) for r in self._read(f"SELECT {self._SET_COLS} FROM sets ORDER BY id")]
+        return [WorkingSet(*r) for r in self._read(f"SELECT {self._cols} FROM sets WHERE 1{self._kind} ORDER BY id")]
 
     def receipt_rows(self, set_ids: list[int]) -> list[ReceiptRow]:
         """Rows of these sets the provider took or may have taken (accepted, undelivered, unknown,
@@ -555,6 +662,21 @@ class RunRecord:
     started: float  # seconds since the epoch
     updated: float | None
     status: str  # running (or killed), stopped, partial, finished
+
+
+def refuse_symlink_out(path: Path) -> None:
+    """A journal path that is a symlink to a file in another folder is refused: the ledger (and
+    its lock) would live where `status`, the index and the operator do not look for it."""
+    if not path.is_symlink():
+        return
+    try:
+        target = path.resolve(strict=False)
+        here = path.parent.resolve(strict=False)
+    except (OSError, RuntimeError):
+        raise SmsCliError(f"{path}: the journal is a symlink that cannot be followed") from None
+    if target.parent != here:
+        raise SmsCliError(f"{path}: the journal is a symlink to {target}, outside its folder; "
+                          "give that path itself with --journal")
 
 
 def _remove_unused(path: Path, created: list[Path]) -> None:

@@ -3,17 +3,24 @@
 One name per working set: `<base>.journal.sqlite` and `<base>.failed.<ext>` beside the input.
 `base` is the input's name without the extension the failures file itself uses (`list.csv` ->
 `list`, `list.jsonl` -> `list`), and the whole name otherwise (`list.json` -> `list.json`), so
-two inputs never share a journal or a failures file. A failures file resolves to the base of
-the input it came from (`list.failed.csv` and receipts' `list.undelivered.csv` -> `list`):
-resending it records into the same ledger and rewrites the same failures file. Stdin (and a process substitution such as
-`<(zcat list.csv.gz)`) gets `sms-stdin-<content hash>` in the working directory, so a resume of
-the same content finds its own files again.
+two inputs never share a journal or a failures file. A name with no extension at all keeps a
+`.noext` mark (`list` -> `list.noext`), so `list` and `list.csv` in one folder keep apart. A
+failures file resolves to the base of the input it came from (`list.failed.csv` and receipts'
+`list.undelivered.csv` -> `list`): resending it records into the same ledger. Each file sent
+writes only its own failures file: `list.failed.csv` rewrites itself, `list.undelivered.csv`
+writes `list.undelivered.failed.csv`, so a resend of one never drops the rows of another.
+Stdin (and a process substitution such as `<(zcat list.csv.gz)`) gets `sms-stdin-<content
+hash>` in the working directory, so a resume of the same content finds its own files again.
+The same content under another name or in another folder finds its journal through the
+per-user index (setindex.py), not through these names.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 FAILED = ".failed"
+NOEXT = ".noext"  # the base of an input whose name has no extension
 # what a failures file's name adds to its input's base: send's, and receipts' undelivered rows
 DERIVED = (FAILED, ".undelivered")
 
@@ -38,6 +45,8 @@ def base(input_name: str, digest: str) -> Path:
     # failures file of a .tsv input, list.tsv.failed.tsv
     if not (ext in (".csv", ".jsonl") or (ext == ".tsv" and name.endswith(DERIVED))):
         name = p.name
+        if not p.suffix and not p.name.startswith("."):
+            name += NOEXT
     while name.endswith(DERIVED):
         name = name[: name.rindex(".")]
     if not name:  # a file called ".failed.csv": nothing left to name it by
@@ -51,7 +60,19 @@ def journal_path(input_name: str, digest: str) -> Path:
 
 
 def failures_path(input_name: str, fmt: str, digest: str) -> Path:
+    ext = failures_ext(input_name, fmt)
+    if not (input_name == "-" or input_name.startswith(_PIPES)):
+        p = Path(input_name)
+        stem = p.name[: -len(p.suffix)] if p.suffix.lower() == ext else p.name
+        if stem.endswith(DERIVED):  # a derived file writes its own failures file, never its input's
+            return p.with_name(stem + ext if stem.endswith(FAILED) else stem + FAILED + ext)
     b = base(input_name, digest)
-    return b.with_name(b.name + FAILED + failures_ext(input_name, fmt))
+    return b.with_name(b.name + FAILED + ext)
 
 
+
+
+def open_private_append(path, encoding: str = "utf-8"):
+    """Open a file that holds phone numbers for appending; created 0600 (like the journal) when
+    it is new, an existing file keeps its mode."""
+    return open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding=encoding)

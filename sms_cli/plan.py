@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 
-from . import segments
 from .guards import region_of
 from .model import Message
-from .validate import render
+from .validate import filler
 
 
 class Batcher:
@@ -91,17 +90,14 @@ class Estimator:
         est["rows"] += 1
         if not est["text_known"]:
             return None
+        text = filler(tpl)
         try:
-            text = render(tpl, msg.params)
+            values = text.values(msg.params)
         except (ValueError, TypeError):
             return None
-        if msg.country_code == 86:
-            text = f"【{msg.sender_id or ''}】{text}"
-            seg = segments.count(text)
-            if seg.encoding == segments.GSM7:  # mainland billing is always 70/67
-                seg = segments.Segments(segments.UCS2, len(text), 1 if len(text) <= 70 else -(-len(text) // 67))
-        else:
-            seg = segments.count(text)
+        # a mainland message carries 【sender】 before its text; the brackets are not GSM-7, so it
+        # is counted as UCS-2 at 70/67 characters a part, as the providers bill it
+        seg = text.shape.count(values, f"【{msg.sender_id or ''}】" if msg.country_code == 86 else "")
         est["encodings"].add(seg.encoding)
         est["min_length"] = seg.length if est["min_length"] is None else min(est["min_length"], seg.length)
         est["max_length"] = max(est["max_length"], seg.length)

@@ -701,7 +701,7 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Resu
     if source is not None:
         ref = source.first_ref()
         origin = journal.find_set(ref.partition(":")[0]) if ref and ":" in ref else None
-        own = journal.find_set(source.digest)
+        own = journal.find_set(source.digest) or journal.other_kind(source.digest)  # else: a rehearsal's
         sets = [ws for ws in (origin, own) if ws is not None]
         if not sets:
             raise SmsCliError(f"{jpath} holds no run of {source.display}; pass --journal with the journal of "

@@ -78,6 +78,7 @@ def summary_dict(s: Summary) -> dict:
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,  # warnings the text summary shows as note: lines (rows repeating others...)
         **(s.routes or {}),  # config routes: "routes" and "providers", rows and requests of each
+        "rehearsal": s.provider_type == "outbox",  # the outbox sent nothing: its acceptances are a rehearsal's
         "exit_code": int(s.exit_code()),
     }
 
@@ -117,7 +118,10 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     elif fpath and (s.stopped or s.n(Fate.DEFERRED)):
         lines.append(f"failures file: {fpath}  (to finish, run the same command again: it resumes)")
     elif fpath:
-        lines.append(f"failures file: {fpath}  (resend: sms-cli send {fpath})")
+        # exactly the command that continues this working set: the same config and provider
+        import shlex
+        again = " ".join(x for x in (shlex.quote(s.failures_path), s.resend) if x)
+        lines.append(f"failures file: {fpath}  (resend: sms-cli send {_printable(again)})")
     if s.limit is not None and s.n(Fate.DEFERRED):
         lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
                      "to continue")
@@ -167,8 +171,10 @@ def plan_dict(s: Summary) -> dict:
 
 
 def plan_exit(s: Summary) -> int:
-    """A plan (plan, send --dry-run) exits like validate: 1 when some rows are invalid."""
-    return 1 if s.n(Fate.INVALID) else 0
+    """A plan (plan, send --dry-run) exits like validate, by one rule: 1 when a row would be
+    refused before sending for something the row itself carries (invalid, on the suppression
+    list, in a country not allowed), as send would exit 1 for it; 0 otherwise."""
+    return 1 if s.n(Fate.INVALID) or s.n(Fate.SUPPRESSED) or s.n(Fate.COUNTRY) else 0
 
 
 def plan_text(s: Summary) -> str:
@@ -296,6 +302,7 @@ def status_dict(st) -> dict:
         "failures_file": st.failures_file, "failures_file_exists": st.failures_file_exists,
         "rerun": rerun,
         "receipts": st.receipts or None,  # rows per delivery receipt status, when any were collected
+        "notes": st.notes,
         "exit_code": st.exit_code,
     }
 
@@ -304,6 +311,11 @@ _SHOWN_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
 
 
 def status_text(st) -> str:
+    text = _status_lines(st)
+    return "\n".join([text, *(f"  note: {_printable(n)}" for n in st.notes)])
+
+
+def _status_lines(st) -> str:
     name = _printable(st.input)
     if not st.journal_exists:
         return (f"{name}: no journal at {_printable(st.journal)}: no send has recorded this input there "

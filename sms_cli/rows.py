@@ -340,6 +340,12 @@ def _scan(fh: BinaryIO, display: str, given: str | None, bound: bool | None,
     digest = hashlib.sha256()
     chunk = fh.read(_CHUNK)
     encoding = _detect_encoding(chunk[:4], given)
+    if codecs.lookup(encoding).name in ("utf-16", "utf-32"):  # BOM-reading codecs: a file with none fails
+        bom = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+        if chunk and not chunk.startswith(bom):
+            width = encoding[-2:]
+            raise InputError(display, f"--encoding {printable(str(given))} needs a byte-order mark and the file "
+                             f"has none: give the byte order, --encoding utf-{width}-le or utf-{width}-be")
     compat = _ascii_compatible(encoding)
     if bound is None:
         start = codecs.decode(chunk[:4096], encoding, "replace").lstrip("\ufeff \t\r\n")
@@ -542,6 +548,31 @@ class _Unterminated(Exception):
     """The input ended inside a quoted CSV cell."""
 
 
+def _stray_quote(lines: list[str], delimiter: str) -> bool:
+    """A row of several physical lines with a `"` inside a cell that is not quoted: what is left
+    when a quote never closed swallowed the next row and that row's own quoted cell closed it
+    (`"never closed` then `a<TAB>"b"`). strict csv takes it as one row; RFC 4180 forbids a quote
+    in an unquoted cell, so it is read as the unclosed quote it is."""
+    state = 0  # 0 cell start, 1 unquoted, 2 quoted, 3 a quote inside quoted
+    for ch in "".join(lines):
+        if state == 2:
+            if ch == '"':
+                state = 3
+        elif ch == delimiter or ch in "\r\n":
+            state = 0
+        elif state == 3:
+            if ch != '"':
+                return False  # text after a closing quote: strict csv reports it itself
+            state = 2
+        elif ch == '"':
+            if state == 1:
+                return True
+            state = 2
+        else:
+            state = 1
+    return False
+
+
 def _csv_rows(source: Source, skip: int = 0) -> Iterator[RawRow]:
     try:
         with _open_text(source) as fh:
@@ -595,6 +626,8 @@ def _csv_records(source: Source, fh, skip: int = 0) -> Iterator[RawRow]:
             try:
                 for values in reader:
                     n = len(buf)
+                    if n > 1 and _stray_quote(buf, delimiter):
+                        raise _Unterminated  # a row's own quote closed a quote never closed above it
                     count = len(values)
                     if n == 1 and count == width and fast:
                         buf.clear()
@@ -684,7 +717,25 @@ def _decoder(dups: list) -> json.JSONDecoder:
                 seen.add(key)
         return obj
 
-    return json.JSONDecoder(parse_int=str, parse_float=str, object_pairs_hook=pairs)
+    return json.JSONDecoder(parse_int=JsonNumber, parse_float=JsonNumber, object_pairs_hook=pairs)
+
+
+class JsonNumber(str):
+    """A JSON number as it was written ("1.50", "1e3", "007" stays text for the message): a
+    str everywhere, and written back unquoted by the failures file (`json_text`)."""
+
+    __slots__ = ()
+
+
+def json_text(value) -> str:
+    """JSON for a row read from JSON: numbers exactly as the input wrote them."""
+    if isinstance(value, JsonNumber):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(json_text(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _dup_reason(key: str) -> str:

@@ -7,8 +7,8 @@ placeholders and ``placeholders(template)`` lists them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 __all__ = [
     "GSM7",
@@ -21,6 +21,8 @@ __all__ = [
     "count",
     "render",
     "placeholders",
+    "lookup",
+    "Shape",
 ]
 
 GSM7 = "GSM-7"
@@ -130,33 +132,27 @@ def placeholders(text: str) -> list[str]:
     return list(seen)
 
 
-def render(text: str, params: Sequence[str] | Mapping[str, str]) -> str:
-    """Fill the placeholders of template ``text`` from ``params``.
-
-    With a list, ``{1}``, ``{2}``... are its values (1-based) and a named
-    placeholder has no value.  With a dict, ``{name}`` is ``params["name"]``;
-    ``{1}``, ``{2}``... are a key of that exact name if there is one, else the
-    dict's values in order.  Values are inserted as they are (not re-scanned
-    for placeholders).  Raises ``MissingParameter`` (a ``ValueError``) naming the
-    first placeholder without a value.
-    """
+def lookup(params: Sequence[str] | Mapping[str, str]) -> Callable[[str], object]:
+    """The function from a placeholder's name to its value in ``params`` (as given, not yet
+    made a str), raising ``MissingParameter`` as ``render`` documents. Which value a name gets
+    depends on the names (keys) and the number of ``params``, never on the values: the fast
+    counter (``Shape``) relies on that to work out once where each placeholder's value is."""
     if isinstance(params, Mapping):
         named: Mapping[str, str] = params
-        positional: list[str] = list(params.values())
+        positional: list = list(params.values())
     elif isinstance(params, (str, bytes)):
         raise TypeError("params must be a list or a dict of strings, not a single string")
     else:
         named = {}
         positional = list(params)
 
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
+    def value(name: str) -> object:
         if name in named:
-            return str(named[name])
+            return named[name]
         if name.isdigit():
             index = int(name)
             if 1 <= index <= len(positional):
-                return str(positional[index - 1])
+                return positional[index - 1]
             raise MissingParameter(
                 name,
                 f"template placeholder {{{name}}} has no value: "
@@ -173,4 +169,91 @@ def render(text: str, params: Sequence[str] | Mapping[str, str]) -> str:
             f"use {{1}}, {{2}}... or give named parameters",
         )
 
-    return _PLACEHOLDER.sub(value, text)
+    return value
+
+
+def render(text: str, params: Sequence[str] | Mapping[str, str]) -> str:
+    """Fill the placeholders of template ``text`` from ``params``.
+
+    With a list, ``{1}``, ``{2}``... are its values (1-based) and a named
+    placeholder has no value.  With a dict, ``{name}`` is ``params["name"]``;
+    ``{1}``, ``{2}``... are a key of that exact name if there is one, else the
+    dict's values in order.  Values are inserted as they are (not re-scanned
+    for placeholders).  Raises ``MissingParameter`` (a ``ValueError``) naming the
+    first placeholder without a value.
+    """
+    value = lookup(params)
+    return _PLACEHOLDER.sub(lambda match: str(value(match.group(1))), text)
+
+
+# --- counting a template's rows without rendering them ------------------------------------
+# ASCII that is not one GSM-7 septet: control characters other than LF and CR, the extension
+# characters [ \ ] ^ { | } ~ and form feed, the backtick and DEL (not GSM-7 at all)
+_ASCII_ODD = re.compile(r"[\x00-\x09\x0b-\x0c\x0e-\x1f\x5b-\x5e\x60\x7b-\x7f]")
+
+
+def _measure(text: str) -> tuple[int, int, int, bool]:
+    """(characters, GSM-7 extension characters, characters outside the BMP, all GSM-7?)"""
+    if text.isascii() and _ASCII_ODD.search(text) is None:
+        return len(text), 0, 0, True  # digits, letters, spaces, punctuation: the usual param
+    ext = sum(1 for ch in text if ch in GSM_EXTENSION)
+    astral = 0 if text.isascii() else sum(1 for ch in text if ord(ch) > 0xFFFF)
+    return len(text), ext, astral, is_gsm7(text)
+
+
+class Shape:
+    """A template text taken apart once, so that a row's length and parts are counted from its
+    parameter values alone: ``shape.count(values)`` == ``count(render(text, params))``.
+
+    The fixed text is measured once (characters, GSM-7 extension characters, characters outside
+    the BMP, whether it is all GSM-7); each value is measured per row; the encoding, the length
+    and the parts follow from the sums. One case needs the text itself: a message of several
+    parts with an escape pair (GSM-7) or a surrogate pair (UCS-2) in it, where the pair
+    falls decides whether it opens a new part; then the text is rendered and counted in full.
+    ``values`` are the placeholders' values in the order the placeholders appear in the text
+    (each occurrence), as ``Shape.values`` finds them.
+    """
+
+    def __init__(self, text: str):
+        split = _PLACEHOLDER.split(text)  # fixed, name, fixed, name, ..., fixed
+        self.text = text
+        self.pieces: tuple[str, ...] = tuple(split[0::2])
+        self.names: tuple[str, ...] = tuple(split[1::2])
+        self.fixed = _measure("".join(self.pieces))
+        self.fixed_length = self.fixed[0]
+
+    def values(self, params: Sequence[str] | Mapping[str, str]) -> list[str]:
+        """Each placeholder occurrence's value, as ``render`` would insert it (raises as it does)."""
+        value = lookup(params)
+        return [_text(value(name)) for name in self.names]
+
+    def render(self, values: Sequence[str], prefix: str = "") -> str:
+        out = [prefix, self.pieces[0]]
+        for value, piece in zip(values, self.pieces[1:]):
+            out += (value, piece)
+        return "".join(out)
+
+    def length(self, values: Sequence[str]) -> int:
+        """Characters of the rendered text (``len(render(...))``)."""
+        return self.fixed_length + sum(map(len, values))
+
+    def count(self, values: Sequence[str], prefix: str = "") -> Segments:
+        """``count(prefix + render(...))``, the prefix being fixed text before the template's
+        (the 【signature】 of a mainland China message)."""
+        chars, ext, astral, gsm = self.fixed
+        for value in (prefix, *values) if prefix else values:
+            c, e, a, g = _measure(value)
+            chars, ext, astral, gsm = chars + c, ext + e, astral + a, gsm and g
+        if gsm:
+            length, wide, single, multi, encoding = chars + ext, ext, GSM7_SINGLE_PART, GSM7_MULTI_PART, GSM7
+        else:
+            length, wide, single, multi, encoding = chars + astral, astral, UCS2_SINGLE_PART, UCS2_MULTI_PART, UCS2
+        if length <= single:
+            return Segments(encoding, length, 1)
+        if not wide:  # every character one unit: the greedy split is the plain division
+            return Segments(encoding, length, -(-length // multi))
+        return count(self.render(values, prefix))
+
+
+def _text(value: object) -> str:
+    return value if value.__class__ is str else str(value)

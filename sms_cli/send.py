@@ -57,6 +57,7 @@ class Summary:
     estimator: Estimator | None = None  # dry run: parts and cost per country
     notes: list[str] = field(default_factory=list)  # things the summary should mention
     routes: dict | None = None  # routes (router.py): rows, requests (and a plan's cost) per route and provider
+    resend: str = ""  # the options a resend of the failures file needs (--config, --provider, ...)
 
     def n(self, fate: Fate) -> int:
         return self.tally.counts[fate]

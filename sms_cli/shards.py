@@ -97,6 +97,8 @@ def journal_path(input_name: str, digest: str, shard: Shard | None) -> Path:
 
 def failures_path(input_name: str, fmt: str, digest: str, shard: Shard | None, derived: str = paths.FAILED) -> Path:
     if shard is None:
+        if derived == paths.FAILED:  # a derived file (list.undelivered.csv) writes its own failures file
+            return paths.failures_path(input_name, fmt, digest)
         b = paths.base(input_name, digest)
     else:
         b = _base(input_name, digest, shard)

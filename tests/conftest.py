@@ -23,6 +23,13 @@ TEMPLATES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory, monkeypatch):
+    """Every test gets its own per-user state folder (the working-set index): none writes to the
+    real home, and no test finds another's working sets. CLI subprocesses inherit it."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def emulator(tmp_path):
     """Factory: emulator(**Options kwargs) -> a started Emulator, stopped at teardown.

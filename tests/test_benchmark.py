@@ -1,6 +1,7 @@
 """The benchmark runs end to end on a tiny input (no timing is asserted: that is its own job)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,23 +12,27 @@ BASELINE = ROOT / "benchmarks" / "baseline.py"
 
 
 def test_bench_send_runs_and_prints_the_table():
-    # tiny inputs and one latency: this proves the benchmark runs; its figures mean nothing here.
-    # The "million" send of 5,000 rows is killed part way or, if it finishes first, the re-run
+    # tiny inputs, two rounds, one latency: this proves the benchmark runs; its figures mean nothing
+    # here. The "million" send of 5,000 rows is killed part way or, if it finishes first, the re-run
     # has nothing left to send, which the benchmark also reports
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--rows", "200", "--million-rows", "5000", "--latencies", "0"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        [sys.executable, str(BENCH), "--rows", "200", "--runs", "2", "--inputs", "json", "--million-rows", "5000",
+         "--latencies", "0"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     header = next(line for line in out.splitlines() if line.startswith("run "))
-    for column in ("input", "latency", "rows", "wall s", "rows/s", "CPU s", "peak RSS MB", "CPU / bare min",
-                   "wall / seq loop"):
+    for column in ("input", "templates", "latency", "rows", "runs", "wall s", "wall min-max", "rows/s", "CPU s",
+                   "CPU min-max", "peak RSS MB", "CPU / bare min", "loop wall / wall"):
         assert column in header
     for run in ("bare minimum", "sequential loop (uspeedo-sdk-python)", "sms-cli send (journal on)",
-                "sms-cli send, resumed after SIGKILL", "param columns", "JSON params"):
+                "sms-cli send, resumed after SIGKILL", "param columns", "JSON params", "with text", "no text"):
         assert run in out
-    assert "resume: a send of 5,000 rows" in out and "targets:" in out
-    assert "CPU of the full send <= 1.5x the bare minimum, JSON params" in out
+    sends = [line for line in out.splitlines() if re.match(r"sms-cli send \(journal on\) +JSON params", line)]
+    assert len(sends) == 2 and all(re.search(r"\s2\s.*\d-\d", line) for line in sends)  # 2 runs, a spread
+    assert "resume: a send of 5,000 rows" in out and "targets (on the medians):" in out
+    assert "CPU of the full send <= 1.3x the bare minimum, JSON params, with text" in out
+    assert "CPU of the full send <= 1.3x the bare minimum, JSON params, no text" in out
 
 
 def test_baseline_counts_rows_and_bodies(tmp_path):

@@ -70,3 +70,36 @@ def test_is_valid_on_shared_country_codes(cc):
     for _ in range(4000):
         num = phonenumbers.PhoneNumber(country_code=cc, national_number=rng.randrange(10 ** rng.randint(4, 11)))
         assert is_valid(num) == phonenumbers.is_valid_number(num), num
+
+
+def test_is_valid_on_every_country_code_near_its_examples():
+    """is_valid tries the number types likeliest first: the same answer as is_valid_number for
+    every country code, on its regions' examples of each type and on numbers one digit away
+    (which fall in other types' patterns, or in none), and on random numbers of its lengths."""
+    rng = random.Random(22)
+    checked = 0
+    for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        nsns = set()
+        for region in regions:
+            for kind in TYPES:
+                example = (phonenumbers.example_number_for_non_geo_entity(cc) if region == "001"
+                           else phonenumbers.example_number_for_type(region, kind))
+                if example is not None:
+                    nsns.add(phonenumbers.national_significant_number(example))
+        for nsn in list(nsns):
+            for _ in range(6):
+                i = rng.randrange(len(nsn))
+                nsns.add(nsn[:i] + rng.choice("0123456789") + nsn[i + 1:])
+            nsns.add(nsn[:-1])
+            nsns.add(nsn + rng.choice("0123456789"))
+        nsns.update(str(rng.randrange(10 ** rng.randint(4, 12))) for _ in range(30))
+        for nsn in nsns:
+            num = phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
+            if nsn.startswith("0"):
+                num.italian_leading_zero = True
+                num.number_of_leading_zeros = len(nsn) - len(nsn.lstrip("0")) or None
+            assert is_valid(num) == phonenumbers.is_valid_number(num), (cc, nsn)
+            checked += 1
+    assert checked > 10000
+    for cc in (0, 999, 3000):  # no region
+        assert is_valid(phonenumbers.PhoneNumber(country_code=cc, national_number=12345678)) is False

@@ -153,7 +153,8 @@ def test_valid_for_expires_rows_on_a_resume_after_the_deadline(tmp_path, emulato
     assert s["accepted"] == 4 and s["deferred"] == 6
     code, s, _ = send("in.csv", "--config", cfg, "--valid-for", "2h", cwd=tmp_path, now="2026-11-23T11:30:00Z")
     assert s["accepted"] == 6 - 0 and code == 0  # within two hours of the first run: sent
-    write_rows(tmp_path / "late.csv", phones)
+    # other numbers: the same content under another name is the same working set (issue 20)
+    write_rows(tmp_path / "late.csv", [f"+659124{i:04d}" for i in range(10)])
     send("late.csv", "--config", cfg, "--limit", "2", "--valid-for", "30m", cwd=tmp_path, now="2026-11-23T10:00:00Z")
     code, s, _ = send("late.csv", "--config", cfg, "--valid-for", "30m", cwd=tmp_path, now="2026-11-23T10:31:00Z")
     assert code == 1 and s["expired"] == 8 and s["accepted"] == 0
@@ -172,3 +173,66 @@ def test_bad_guard_settings_are_config_errors(tmp_path):
     bad = invoke("plan", "in.csv", cwd=tmp_path, env={"SMS_CLI_NOW": "yesterday"})
     assert bad.returncode == 2 or "SMS_CLI_NOW" in bad.stderr
     assert json.dumps  # noqa: the module is used above for --json parsing through invoke
+
+
+# --- the suppression list is a file of promises (issue 20, path 6) ----------------------------
+def _edit_forever(path: str, phone: str) -> None:
+    """A child process: remove and add one number again and again, until it is killed."""
+    from sms_cli.guards import Suppression
+
+    while True:
+        Suppression(path).remove(phone)
+        Suppression(path).add(phone)
+
+
+def _add_one(path: str, phone: str) -> None:
+    from sms_cli.guards import Suppression
+
+    Suppression(path).add(phone, "added concurrently")
+
+
+def test_suppression_list_survives_50_concurrent_and_killed_edits(tmp_path):
+    import multiprocessing
+    import random
+    import time
+
+    from sms_cli.guards import Suppression
+
+    ctx = multiprocessing.get_context("fork")  # quick: the children only touch files
+    listing = tmp_path / "optout.txt"
+    kept = [f"+6591{i:06d}" for i in range(30)]
+    listing.write_text("# opted out\n" + "".join(f"{p}  # kept\n" for p in kept), encoding="utf-8")
+    # 50 concurrent edits: 40 adds of new numbers and 10 killed remove/add loops on kept ones
+    added = [f"+6592{i:06d}" for i in range(40)]
+    adders = [ctx.Process(target=_add_one, args=(str(listing), p)) for p in added]
+    editors = [ctx.Process(target=_edit_forever, args=(str(listing), kept[i])) for i in range(10)]
+    rng = random.Random(20)
+    for proc in adders + editors:
+        proc.start()
+    for proc in editors:  # killed at any moment of a rewrite
+        time.sleep(rng.uniform(0, 0.01))
+        proc.kill()
+    for proc in adders + editors:
+        proc.join(30)
+    text = listing.read_text(encoding="utf-8")
+    numbers = Suppression(listing).numbers
+    assert set(kept[10:]) | set(added) <= numbers  # never lost: no entry other than the edited ones
+    assert numbers <= set(kept) | set(added)
+    assert text.startswith("# opted out\n") and text.endswith("\n")
+    Suppression(listing).add("+6593000000")  # the next edit clears the killed edits' temporary files
+    assert not list(tmp_path.glob(".optout.txt.*.tmp"))
+
+
+@pytest.mark.parametrize("content", [b"+6591234500\n\xff\xfe broken\n", None])
+def test_an_unreadable_suppression_list_refuses_to_send(tmp_path, emulator, write_config, content):
+    emu = emulator()
+    cfg = write_config(emu)
+    write_rows(tmp_path / "in.csv", ["+6591234500", "+6591234501"])
+    listing = tmp_path / "optout.txt"
+    if content is None:
+        listing.mkdir()  # not a file at all
+    else:
+        listing.write_bytes(content)
+    r = invoke("send", "in.csv", "--config", cfg, "--suppress", listing, cwd=tmp_path)
+    assert r.returncode == 2 and "suppression list" in r.stderr
+    assert not accepted_counts(emu)

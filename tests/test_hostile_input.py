@@ -537,3 +537,17 @@ def test_property_jsonl_every_line_once_with_its_line(tmp_path_factory, lines):
     assert [r.line for r in got] == expected
     assert [r.seq for r in got] == list(range(len(got)))
     _validate_all(got)
+
+
+def test_a_quote_never_closed_then_closed_by_the_next_rows_quoted_cell(tmp_path):
+    """Found by the property test above: the next row's own quoted cell closes the stray quote
+    and a delimiter follows, so strict csv sees one valid two-line row; the `"` left inside an
+    unquoted cell gives it away, and the next row is read as its own."""
+    path = tmp_path / "in.csv"
+    path.write_text('phone\ttemplate_id\tparams\tnote\r\n+6591234500\tT\t"never closed\r\n'
+                    '+6591234501\tT\t\t"\t0"\r\n', encoding="utf-8", newline="")
+    got = read(path, delimiter="\t")
+    assert [r.line for r in got] == [2, 3] and got[0].error and got[1].error is None
+    assert got[1].record == {"phone": "+6591234501", "template_id": "T", "params": "", "note": "\t0"}
+    path.write_text('phone,note\r\n+6591234500,"two\r\nlines"\r\n', encoding="utf-8", newline="")
+    assert [(r.line, r.error, r.record["note"]) for r in read(path, delimiter=",")] == [(2, None, "two\r\nlines")]

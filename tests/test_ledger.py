@@ -145,7 +145,9 @@ def test_input_first_then_an_old_failures_file(tmp_path, emulator, write_config)
     assert len(assert_once(emu)) == 20
 
 
-def test_resending_a_failures_file_of_an_unknown_journal_is_refused(tmp_path, emulator, write_config):
+def test_a_failures_file_copied_elsewhere_finds_its_journal_through_the_index(tmp_path, emulator, write_config):
+    """Issue 20, path 4: the per-user index (XDG_STATE_HOME/sms-cli) knows which journal holds
+    the set a failures file came from; without an index entry (another user) it is refused."""
     emu = emulator(throttle_rate=1.0)  # throttled: nothing taken, retryable
     cfg = write_config(emu, max_attempts=1)
     make_rows(tmp_path / "in.csv", 3)
@@ -153,9 +155,18 @@ def test_resending_a_failures_file_of_an_unknown_journal_is_refused(tmp_path, em
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(tmp_path / "in.failed.csv", elsewhere / "in.failed.csv")
-    r = invoke("send", "in.failed.csv", "--config", cfg, cwd=elsewhere)
+    other_user = tmp_path / "other-state"
+    r = invoke("send", "in.failed.csv", "--config", cfg, cwd=elsewhere, env={"XDG_STATE_HOME": str(other_user)})
     assert r.returncode == 2 and "--journal" in r.stderr
     assert not accepted_counts(emu)
+    emu.options.throttle_rate = 0.0
+    code, s, _ = send("in.failed.csv", "--config", cfg, cwd=elsewhere)
+    assert code == 0 and s["accepted"] == 3
+    assert s["journal"] == str((tmp_path / "in.journal.sqlite").resolve())
+    assert any("continuing its working set" in n for n in s["notes"])
+    code, s, _ = send("in.csv", "--config", cfg, cwd=tmp_path)  # the original input: all accepted now
+    assert code == 0 and s["accepted"] == 0 and s["accepted_earlier"] == 3
+    assert len(assert_once(emu)) == 3
 
 
 # --- 6. bisection of whole-request refusals -------------------------------------------------

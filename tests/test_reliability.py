@@ -555,7 +555,7 @@ def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(t
         work = tmp_path / f"disk{i}"
         work.mkdir()
         inp = work / "in.csv"
-        phones = make_rows(inp, 3000)
+        phones = make_rows(inp, 3000, start=3000 * i)  # other content: the same would be one working set
         proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(limit), *map(str, send_cmd(inp, cfg))],
                               cwd=work, env=cli_env(), stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=120)

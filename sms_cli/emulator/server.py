@@ -40,6 +40,7 @@ import phonenumbers
 
 from ..config import Template
 from ..errors import SmsCliError
+from ..paths import open_private_append
 
 DEFAULT_KEY_ID = "emulator-key"
 DEFAULT_KEY_SECRET = "emulator-secret"
@@ -331,7 +332,7 @@ class Emulator:
         self._log = None
         if options.log_path:
             try:
-                self._log = open(options.log_path, "a", encoding="utf-8")
+                self._log = open_private_append(options.log_path)  # phone numbers: 0600
             except OSError as exc:
                 raise SmsCliError(f"--log {options.log_path}: cannot open: {exc.strerror}") from None
         try:

@@ -11,6 +11,7 @@ import threading
 import time
 
 from ..model import Kind, Message, Outcome
+from ..paths import open_private_append
 from .base import Provider, ReceiptsUnsupported
 from .http import RequestFailed
 
@@ -42,7 +43,7 @@ class Outbox(Provider):
                        ensure_ascii=False) + "\n"
             for m in batch)
         try:
-            with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            with self._lock, open_private_append(self.path) as fh:
                 fh.write(lines)
         except OSError as exc:
             raise RequestFailed(Outcome(Kind.FATAL, "OutboxUnwritable", f"{self.path}: {exc.strerror}")) from None
