@@ -294,8 +294,11 @@ class Router:
                              **{f.counter: n for f, n in counts.items()}}
                 per[name] = entry
             unplaced = tally.by_route.get((r.name, "-"), Counter())  # no provider could take them
-            total = {k: sum(e.get(k) or 0 for e in per.values()) for k in ("rows", "requests")}
-            total["rows"] += sum(unplaced.values())
+            total: Counter = Counter({"rows": sum(unplaced.values()), "requests": 0,
+                                      **{f.counter: n for f, n in unplaced.items()}})
+            for e in per.values():
+                total.update({k: v for k, v in e.items() if k != "cost" and isinstance(v, int)})
+            total = dict(total)
             if self.dry:
                 costs = [e["cost"] for e in per.values() if e["cost"] is not None]
                 total["cost"] = round(sum(costs), 6) if costs else None

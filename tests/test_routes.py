@@ -207,7 +207,7 @@ def test_rows_with_an_unknown_outcome_never_move(tmp_path, emulator):
     cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
                               WORLD)
     write_input(tmp_path / "in.csv", mixed(400, 0))
-    code, s = send(tmp_path, cfg)
+    code, s = send(tmp_path, cfg, "--concurrency", "1")  # one request after the other: one takes the room
     assert code == 4 and s["unknown"] == 200 and s["accepted"] == 200, (s["routes"], s["top_failures"], s["notes"])
     journal = journal_rows(tmp_path)
     unknown = {p for p, (state, _) in journal.items() if state == "unknown"}
@@ -248,3 +248,51 @@ def test_no_fallback_left_stops_the_run_and_a_rerun_sends_exactly_the_rest(tmp_p
     every = taken(tc) + taken(usp) + taken(tc2) + taken(usp2)
     assert set(every) == {p for p, _, _ in rows} and max(every.values()) == 1
     assert sum(taken(usp2).values()) == 0  # the first provider of the route took them all
+
+
+def test_the_example_configs_routes_parse(tmp_path, monkeypatch):
+    from sms_cli.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text(encoding="utf-8")
+    block = text[text.index("#routes:"):]
+    uncommented = text[:text.index("#routes:")] + "\n".join(
+        line[1:] for line in block.splitlines() if line.startswith("#"))
+    for var in ("USPEEDO_ACCESS_KEY_ID", "USPEEDO_ACCESS_KEY_SECRET", "TENCENTCLOUD_SECRET_ID",
+                "TENCENTCLOUD_SECRET_KEY", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
+        monkeypatch.setenv(var, "x")
+    path = tmp_path / "example.yaml"
+    path.write_text(uncommented, encoding="utf-8")
+    path.chmod(0o600)
+    cfg = load_config(str(path))
+    assert [r.name for r in cfg.routes.routes] == ["mainland", "world"]
+    assert cfg.routes.routes[1].providers == ("tencent", "uspeedo")
+    assert cfg.routes.wire_template("uspeedo", "OTP_LOGIN") == "tpl-otp-1"
+
+
+def test_a_journal_of_an_earlier_version_gets_the_provider_column(tmp_path, emulator, write_config):
+    emu = emulator(receipt_delay_ms=0)
+    cfg = write_config(emu, "uspeedo", receipt_rate_limit=0)
+    write_input(tmp_path / "in.csv", mixed(6, 0))
+    code, s = send(tmp_path, cfg, "--limit", "3")
+    assert code == 5 and s["accepted"] == 3
+    db = sqlite3.connect(tmp_path / "in.journal.sqlite")
+    db.execute("ALTER TABLE rows DROP COLUMN provider")  # as the version before routes wrote it
+    db.commit()
+    db.close()
+    code, s = send(tmp_path, cfg)  # opening it adds the column; the old rows have none
+    assert code == 0 and s["accepted"] == 3 and s["accepted_before"] == 3
+    assert Counter(prov for _, prov in journal_rows(tmp_path).values()) == {None: 3, "emu": 3}
+    r = invoke("receipts", "in.csv", "--config", cfg, "--json", cwd=tmp_path)  # the old rows: their run's provider
+    assert r.returncode == 0 and r.json()["delivered"] == 6, r.stdout
+
+
+def test_the_text_summary_says_rows_per_route_and_provider(tmp_path, emulator):
+    tc, usp = emulator(account_limit=0), emulator()
+    cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
+                              WORLD)
+    write_input(tmp_path / "in.csv", mixed(3, 2))
+    r = invoke("send", "in.csv", "--config", cfg, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "route world: 3 rows (3 accepted)" in r.stderr
+    assert "  usp: 3 rows (3 accepted), 1 requests" in r.stderr
+    assert "provider tc: 0 rows, 1 requests; down: LimitExceeded.DailyLimit" in r.stderr
