@@ -157,10 +157,13 @@ class Router:
         try:
             while not self.stop.is_set():
                 poll()
+                # idle first: a worker hands its rows back before it counts itself idle, so rows
+                # handed back before this reading are in `moved` below
+                idle = all(lane.dispatcher.idle() for lane in self.lanes.values())
                 if self.moved:
                     self.pump()
                     self.flush()
-                elif all(lane.dispatcher.idle() for lane in self.lanes.values()):
+                elif idle:
                     break
                 else:
                     time.sleep(0.002)
@@ -168,7 +171,8 @@ class Router:
             for lane in self.lanes.values():
                 lane.dispatcher.close(poll)
             # a stop left these unplaced: not sent, as the dispatcher settles its queued rows
-            why = self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
+            why = (self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
+                   if self.stop.reason else "the run stopped")
             rest = [m for rows, _ in self._drain() for m in rows]
             rest += [m for lane in self.lanes.values() for b in lane.batchers.values() for batch in b.flush()
                      for m in batch]
