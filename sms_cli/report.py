@@ -232,7 +232,8 @@ def route_lines(routes: dict | None) -> list[str]:
     def one(label: str, e: dict) -> str:
         ends = ", ".join(f"{n} {k}" for k, n in e.items() if k not in ("rows", "requests", "parts", "cost", "down",
                                                                         "providers") and n)
-        cost = f", cost {e['cost']:.4f}" if e.get("cost") is not None else ""
+        cost = (f", {e['parts']} parts" if "parts" in e else "") + (f", cost {e['cost']:.4f}" if e.get("cost") is not None
+                                                                     else "")
         return (f"{label}: {e['rows']} rows" + (f" ({ends})" if ends else "") + f", {e['requests']} requests"
                 + cost + (f"; down: {_printable(e['down'])}" if e.get("down") else ""))
 

@@ -119,8 +119,8 @@ def test_route_config_errors_name_the_key(tmp_path, emulator):
 # --- rule matching and template mapping ---------------------------------------------------------
 def test_rows_go_to_their_route_with_the_providers_template(tmp_path, emulator):
     tc, usp = emulator(), emulator()
-    cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
-                              WORLD)
+    cfg = write_routes_config(tmp_path, {"tc": {**section("tencent", tc.url), "prices": {"SG": 0.05}},
+                                         "usp": {**section("uspeedo", usp.url), "prices": {"HK": 0.03}}}, WORLD)
     rows = mixed(6, 4)
     rows.append((phone_numbers(1, 500)[0], "ORDER_SHIPPED", ["A7", "3 days"]))
     write_input(tmp_path / "in.csv", rows)
@@ -130,6 +130,9 @@ def test_rows_go_to_their_route_with_the_providers_template(tmp_path, emulator):
     routes = plan.json()["routes"]
     assert routes["world"]["rows"] == 7 and routes["world"]["providers"]["tc"]["rows"] == 7
     assert routes["hongkong"]["providers"]["usp"]["rows"] == 4 and routes["hongkong"]["requests"] == 1
+    # each route at its provider's prices (templates without text: one part a row)
+    assert routes["world"]["cost"] == 0.35 and routes["hongkong"]["cost"] == 0.12
+    assert plan.json()["providers"]["usp"]["cost"] == 0.12 and plan.json()["cost"] == 0.47
     text = invoke("plan", "in.csv", "--config", cfg, cwd=tmp_path)
     assert "route world" in text.stderr + text.stdout
 
