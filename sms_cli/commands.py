@@ -358,9 +358,8 @@ def send(req: SendRequest, progress=None, on_start=None) -> Summary:
             writer.abort()
         if journal is not None:
             journal.close()
-        for p in router.providers.values() if router is not None else ():
-            if p is not provider:
-                p.close()
+        if router is not None:
+            router.close_adapters(but=provider)
         provider.close()
         source.cleanup()
 
@@ -467,11 +466,15 @@ def validate(req: SendRequest):
     generator that yields (raw, Rejected) and returns the row count."""
     cfg, provider, source, validator = setup(req, sending=False)
     guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region)
+    router = router_mod.build(cfg, provider, 1) if router_mod.routed(cfg, req.provider) else None
     rows = 0
     try:
         for raw in source.rows():
             rows += 1
             result = validator.validate(raw)
+            if not isinstance(result, Rejected) and router is not None:  # a route and a provider that takes it
+                unroutable = router.check(result)
+                result = Rejected(raw.seq, raw.line, *unroutable) if unroutable else result
             if not isinstance(result, Rejected):
                 stopped = guards.static(result)  # suppression and countries
                 if stopped is None:
@@ -479,6 +482,8 @@ def validate(req: SendRequest):
                 result = Rejected(raw.seq, raw.line, stopped[1], stopped[2])
             yield raw, result
     finally:
+        if router is not None:
+            router.close_adapters(but=provider)
         provider.close()
         source.cleanup()
     return rows

@@ -132,10 +132,7 @@ class Router:
             self.pump()
         route = self.routes.route_of(msg)
         if route is None:
-            from .guards import region_of
-
-            self.ledger.stopped([msg], Fate.INVALID, "NoRoute", f"no route matches {region_of(msg.phone, msg.country_code)}"
-                                f" and template {msg.template_id}")
+            self.ledger.stopped([msg], Fate.INVALID, "NoRoute", _no_route(msg))
             return ()
         msg.route = route.name
         self._place(msg, route, 0, None)
@@ -215,27 +212,18 @@ class Router:
         self._place(msg, route, route.providers.index(msg.provider) + 1, f"provider {msg.provider}: {why}")
 
     def _place(self, msg: Message, route: Route, start: int, why: str | None) -> None:
-        reasons, alive = [], False
-        names = self.templates.get(msg.template_id)
-        names = names.names if names is not None else None
-        for name in route.providers[start:]:
-            lane = self.lanes[name]
-            if lane.down is not None:
-                continue
-            alive = True
-            wire = route.wire(msg, name, names)
-            if not isinstance(wire, str):
-                problem = lane.provider.prepare(wire)
-                wire = f"{name}: {problem}" if problem else wire
-            if isinstance(wire, str):
-                reasons.append(wire)
-                continue
-            msg.wire, msg.provider = wire, name
+        up = [(name, self.lanes[name].provider) for name in route.providers[start:] if self.lanes[name].down is None]
+        placed = route.place(msg, up, self._names(msg.template_id))
+        if isinstance(placed, tuple):
+            name, msg.wire = placed
+            msg.provider = name
             if self.dry:
                 self.placed[(route.name, name)] += 1
+            lane = self.lanes[name]
             for batch in lane.batcher(route.name).add(msg):
                 lane.dispatcher.submit(batch, self.poll)
             return
+        reasons, alive = placed, bool(up)
         if not alive:  # no fallback left: the run stops as it would without routes (exit 3)
             why = why or f"route {route.name}: every provider is down"
             self.stop.set("fatal", why)
@@ -244,6 +232,24 @@ class Router:
             self.ledger.stopped([msg], Fate.INVALID, "NoMapping", "; ".join(reasons))
         else:  # the fallback cannot take this template: filed with that reason, never sent
             self.ledger.stopped([msg], Fate.NOT_SENT, "NoMapping", f"not sent: {why}; {'; '.join(reasons)}")
+
+    def close_adapters(self, but) -> None:
+        """Close the adapters this router made (`but`: the caller's own, closed by the caller)."""
+        for p in self.providers.values():
+            if p is not but:
+                p.close()
+
+    def _names(self, template: str) -> tuple[str, ...] | None:
+        tpl = self.templates.get(template)
+        return tpl.names if tpl is not None else None
+
+    def check(self, msg: Message) -> tuple[str, str] | None:
+        """`validate`: (code, reason) when no route, or no provider of its route, can take the row."""
+        route = self.routes.route_of(msg)
+        if route is None:
+            return "NoRoute", _no_route(msg)
+        placed = route.place(msg, [(n, self.providers[n]) for n in route.providers], self._names(msg.template_id))
+        return None if isinstance(placed, tuple) else ("NoMapping", "; ".join(placed))
 
     # --- what the summary and the plan say ------------------------------------------------------
     def _merge_estimates(self) -> None:
@@ -315,6 +321,12 @@ class Router:
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
                         into[k] = round(into.get(k, 0) + v, 6)
         return {"routes": routes, "providers": providers}
+
+
+def _no_route(msg: Message) -> str:
+    from .guards import region_of
+
+    return f"no route matches {region_of(msg.phone, msg.country_code)} and template {msg.template_id}"
 
 
 def build(cfg, provider, concurrency: int) -> Router:

@@ -76,6 +76,21 @@ class Route:
         return replace(msg, template_id=m.id, params=params)
 
 
+    def place(self, msg: Message, candidates, names: tuple[str, ...] | None) -> tuple[str, Message] | list[str]:
+        """The first of `candidates` ((section, adapter), in order) that can take `msg`: its name
+        and the message as it takes it; else why none can."""
+        reasons = []
+        for name, provider in candidates:
+            wire = self.wire(msg, name, names)
+            if not isinstance(wire, str):
+                problem = provider.prepare(wire)  # the adapter's own checks, on the mapped copy
+                wire = f"{name}: {problem}" if problem else wire
+            if not isinstance(wire, str):
+                return name, wire
+            reasons.append(wire)
+        return reasons
+
+
 def _copy(params):
     return dict(params) if isinstance(params, dict) else list(params)
 

@@ -299,3 +299,17 @@ def test_the_text_summary_says_rows_per_route_and_provider(tmp_path, emulator):
     assert "route world: 3 rows (3 accepted)" in r.stderr
     assert "  usp: 3 rows (3 accepted), 1 requests" in r.stderr
     assert "provider tc: 0 rows, 1 requests; down: LimitExceeded.DailyLimit" in r.stderr
+
+
+def test_validate_reports_the_rows_no_route_or_provider_takes(tmp_path, emulator):
+    emu = emulator()
+    cfg = write_routes_config(tmp_path, {"tc": section("tencent", emu.url), "usp": section("uspeedo", emu.url)},
+                              WORLD.replace("  - name: world\n", "  - name: world\n    match: {countries: [SG]}\n"))
+    rows = mixed(2, 1) + [(phone_numbers(1, 300)[0], "PROMO_NOV", ["Ann"]), ("+60123456789", "OTP_LOGIN", ["1"])]
+    write_input(tmp_path / "in.csv", rows)
+    r = invoke("validate", "in.csv", "--config", cfg, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    out = r.stdout + r.stderr
+    assert "NoMapping" in out and "no template mapping for PROMO_NOV on provider tc" in out
+    assert "NoRoute" in out and "no route matches MY" in out
+    assert not emu.accepted
