@@ -46,7 +46,7 @@ TARGET_SUSTAINED = 0.9  # of the limit
 
 def numbers(n: int) -> list[str]:
     """n distinct valid Singapore mobile numbers (+65 8/9xxxxxxx)."""
-    from sms_cli.validate import parse_phone
+    from sms_cli.validate.validator import parse_phone
 
     out, i = [], 0
     while len(out) < n:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_send.write_config(config, emu.url, with_text=not args.no_text)
         sys.argv = ["sms-cli", *bench_send.sms_cli("", data, config, "--journal", str(work / "j.sqlite"),
                                                    "--failures", str(work / "failed.csv"))[3:]]
-        from sms_cli.cli import main as cli_main
+        from sms_cli.cli.app import main as cli_main
 
         profiles: list[cProfile.Profile] = []
         original = profiled_threads(profiles)

@@ -24,7 +24,7 @@ def interrupted(signum) -> None:
     try:
         if "--json" in sys.argv[1:]:
             # sms_cli.output knows what stdout holds already; before it is (fully) imported, nothing
-            json_error = getattr(sys.modules.get("sms_cli.output"), "json_error", None)
+            json_error = getattr(sys.modules.get("sms_cli.cli.output"), "json_error", None)
             if json_error is not None:
                 json_error(name, message, code)
             else:
@@ -58,7 +58,7 @@ _signal.signal(_signal.SIGTERM, _early_exit)
 
 
 def main() -> None:
-    from .cli import main as cli_main
+    from .cli.app import main as cli_main
 
     cli_main()
 

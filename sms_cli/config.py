@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .errors import ConfigError
-from .textsafe import printable
+from .core.errors import ConfigError
+from .core.textsafe import printable
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # guards (guards.py reads them): top level, and per provider where a provider may differ
@@ -167,7 +167,7 @@ def builtin_config() -> Config:
 def find_config(explicit: str | None) -> Path | None:
     """--config, $SMS_CLI_CONFIG, ./sms-cli.yaml, then the user's own config
     ($XDG_CONFIG_HOME/sms-cli/config.yaml, default ~/.config/sms-cli/config.yaml); None: none."""
-    from .starter import user_config_path  # late: starter reads the provider classes
+    from .cli.starter import user_config_path  # late: starter reads the provider classes
 
     if explicit:
         return Path(explicit)
@@ -212,7 +212,7 @@ def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Conf
 
 
 def _shown_path(path: Path) -> str:
-    from .rows import display_name  # late: rows is not needed to load a config otherwise
+    from .input.rows import display_name  # late: rows is not needed to load a config otherwise
 
     return display_name(str(path))
 
@@ -277,10 +277,10 @@ def parse_config(raw: Any, path: Path | None) -> Config:
                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "")
                  else _number(grace, f"{where}: grace_period", high=MAX_SECONDS),
                  guards=guards)
-    from .routes import parse_routes  # late: routes reads the guards' regions
+    from .run.routes import parse_routes  # late: routes reads the guards' regions
 
     cfg.routes = parse_routes(raw.get("routes"), providers, where)
-    from .guards import check_config  # late: guards import validation, which imports config
+    from .guards.rules import check_config  # late: guards import validation, which imports config
 
     check_config(cfg, where)
     return cfg

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
-from sms_cli.validate import parse_phone
+from sms_cli.validate.validator import parse_phone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def invoke(*args, cwd, input: str | None = None, env: dict | None = None) -> Inv
     subprocess. Use run_cli/start_cli where a real process matters (signals, kill -9, disk)."""
     from typer.testing import CliRunner
 
-    from sms_cli.cli import app
+    from sms_cli.cli.app import app
 
     base = {k: None for k in os.environ if k.startswith("SMS_CLI_")}
     base.update(env or {})

@@ -14,11 +14,9 @@ import requests
 
 from sms_cli.config import ConfigError, ProviderSettings, Template
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
-from sms_cli.model import Kind, Message
-from sms_cli.providers.aliyun import (
-    Aliyun, acs3_authorization, classify, form_body, percent_encode, read_answer, rpc_signature, safe_message,
-    string_to_sign,
-)
+from sms_cli.core.model import Kind, Message
+from sms_cli.providers.aliyun import (Aliyun, acs3_authorization, classify, form_body,
+    percent_encode, read_answer, rpc_signature, safe_message, string_to_sign)
 from sms_cli.providers.http import RequestFailed
 
 # --- published examples (auth-and-limits.md), copied here: tests never read /work/shared -----

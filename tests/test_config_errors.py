@@ -7,7 +7,7 @@ import pytest
 
 from conftest import invoke
 from sms_cli.config import load_config
-from sms_cli.errors import ConfigError
+from sms_cli.core.errors import ConfigError
 
 USPEEDO = "providers:\n  a:\n    type: uspeedo\n"
 

@@ -7,7 +7,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType as T
 
-from sms_cli.e164 import is_valid, parse_plus_digits
+from sms_cli.validate.e164 import is_valid, parse_plus_digits
 
 TYPES = (T.MOBILE, T.FIXED_LINE, T.TOLL_FREE, T.PREMIUM_RATE, T.VOIP, T.PERSONAL_NUMBER, T.UAN, T.PAGER,
          T.SHARED_COST, T.VOICEMAIL)

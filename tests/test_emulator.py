@@ -14,7 +14,7 @@ from conftest import ROOT, invoke
 from sms_cli.emulator import dialects
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Dialect, parse_e164, possible_e164
 from sms_cli.emulator.templates import load_templates
-from sms_cli.errors import SmsCliError
+from sms_cli.core.errors import SmsCliError
 from sms_cli.providers.tencent import CONTENT_TYPE, tc3_signature
 
 
@@ -141,7 +141,7 @@ def test_port_in_use_is_one_line(tmp_path, emu):
 
 
 def test_every_option_has_help():
-    from sms_cli.cli import app
+    from sms_cli.cli.app import app
 
     command = typer.main.get_command(app).commands["emulator"]
     options = [p for p in command.params if p.param_type_name == "option" and p.name != "help"]

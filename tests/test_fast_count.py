@@ -8,13 +8,13 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sms_cli import segments
+from sms_cli.validate import segments
 from sms_cli.config import Template
-from sms_cli.model import Message
-from sms_cli.plan import Estimator
-from sms_cli.segments import GSM_BASIC, GSM_EXTENSION, MissingParameter, Shape, count, render
-from sms_cli.validate import MAX_LENGTH, Filler, check_template, filler
-from sms_cli.validate import render as render_template
+from sms_cli.core.model import Message
+from sms_cli.run.plan import Estimator
+from sms_cli.validate.segments import GSM_BASIC, GSM_EXTENSION, MissingParameter, Shape, count, render
+from sms_cli.validate.validator import MAX_LENGTH, Filler, check_template, filler
+from sms_cli.validate.validator import render as render_template
 
 # characters of every kind the counter tells apart: plain ASCII, ASCII that is an escape pair or
 # not GSM-7 at all, GSM-7 letters outside ASCII, UCS-2 letters, characters outside the BMP

@@ -22,10 +22,10 @@ import requests
 
 from conftest import ROOT, accepted_counts, invoke, make_rows, phone_numbers
 from sms_cli.config import ProviderSettings
-from sms_cli.dispatch import Dispatcher, Policy, Stop
-from sms_cli.ledger import Ledger
-from sms_cli.model import Kind, Message
-from sms_cli.outcomes import Fate
+from sms_cli.run.dispatch import Dispatcher, Policy, Stop
+from sms_cli.store.ledger import Ledger
+from sms_cli.core.model import Kind, Message
+from sms_cli.core.outcomes import Fate
 from sms_cli.providers.aliyun import Aliyun
 from sms_cli.providers.base import CLASS_KIND, FATAL, OPT_OUT, UNKNOWN
 from sms_cli.providers.tencent import Tencent

@@ -178,7 +178,7 @@ def test_bad_guard_settings_are_config_errors(tmp_path):
 # --- the suppression list is a file of promises (issue 20, path 6) ----------------------------
 def _edit_forever(path: str, phone: str) -> None:
     """A child process: remove and add one number again and again, until it is killed."""
-    from sms_cli.guards import Suppression
+    from sms_cli.guards.rules import Suppression
 
     while True:
         Suppression(path).remove(phone)
@@ -186,7 +186,7 @@ def _edit_forever(path: str, phone: str) -> None:
 
 
 def _add_one(path: str, phone: str) -> None:
-    from sms_cli.guards import Suppression
+    from sms_cli.guards.rules import Suppression
 
     Suppression(path).add(phone, "added concurrently")
 
@@ -196,7 +196,7 @@ def test_suppression_list_survives_50_concurrent_and_killed_edits(tmp_path):
     import random
     import time
 
-    from sms_cli.guards import Suppression
+    from sms_cli.guards.rules import Suppression
 
     ctx = multiprocessing.get_context("fork")  # quick: the children only touch files
     listing = tmp_path / "optout.txt"

@@ -7,7 +7,7 @@ import shutil
 import typer
 
 from conftest import ROOT, invoke
-from sms_cli.cli import app
+from sms_cli.cli.app import app
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 
 

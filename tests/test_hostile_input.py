@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import cli_command, cli_env
-from sms_cli import rows as rows_mod
-from sms_cli.errors import InputError, SmsCliError
-from sms_cli.model import Message
-from sms_cli.rows import MAX_CELL, MAX_RECORD_LINES, RawRow, canonical, display_name, open_source
-from sms_cli.textsafe import printable
-from sms_cli.validate import Defaults, Rejected, Validator, extract
+from sms_cli.input import rows as rows_mod
+from sms_cli.core.errors import InputError, SmsCliError
+from sms_cli.core.model import Message
+from sms_cli.input.rows import MAX_CELL, MAX_RECORD_LINES, RawRow, canonical, display_name, open_source
+from sms_cli.core.textsafe import printable
+from sms_cli.validate.validator import Defaults, Rejected, Validator, extract
 
 GOOD = ["+6591234500", "+6591234501", "+85255311100", "+85255311102"]
 HEADER = "phone,template_id,param1\n"

@@ -7,9 +7,9 @@ import hashlib
 import pytest
 
 from conftest import invoke
-from sms_cli.errors import InputError
-from sms_cli.rows import open_source
-from sms_cli.validate import Defaults, Rejected, Validator
+from sms_cli.core.errors import InputError
+from sms_cli.input.rows import open_source
+from sms_cli.validate.validator import Defaults, Rejected, Validator
 
 ROWS = [("+85255311100", "ORDER_SHIPPED", "Café Noël", "2 days"),
         ("+6591234500", "OTP_LOGIN", "012345", "")]
@@ -177,7 +177,7 @@ def test_jsonl_and_json_in_utf16(tmp_path):
 
 def test_excel_scientific_notation_phone_says_format_as_text():
     v = Validator({}, "HK", Defaults(template_id="T"))
-    from sms_cli.rows import RawRow
+    from sms_cli.input.rows import RawRow
 
     for cell in ("8.52553E+10", "8,52553E+10", "6.59123E+9"):
         out = v.validate(RawRow(0, 2, {"phone": cell}))

@@ -280,10 +280,10 @@ def test_plan_shows_what_the_ledger_skips(tmp_path, emulator, write_config):
 
 # --- the summary ----------------------------------------------------------------------------
 def test_summary_counts_agree_and_hide_numbers(tmp_path, emulator, write_config):
-    from sms_cli import report
-    from sms_cli.ledger import Ledger, Row
-    from sms_cli.outcomes import Fate
-    from sms_cli.send import Summary
+    from sms_cli.cli import report
+    from sms_cli.store.ledger import Ledger, Row
+    from sms_cli.core.outcomes import Fate
+    from sms_cli.run.send import Summary
 
     ledger = Ledger()
     for i in range(12):

@@ -102,7 +102,7 @@ def test_format_is_spelt_one_way_in_every_command(tmp_path):
 def test_the_confirmation_asks_on_stderr_and_leaves_stdout_alone(monkeypatch, capsys):
     import io
 
-    from sms_cli.cli import ask
+    from sms_cli.cli.app import ask
 
     for typed, default, want in (("y\n", False, True), ("YES\n", False, True), ("n\n", False, False),
                                  ("\n", False, False), ("\n", True, True), ("maybe\n", False, False)):
@@ -118,8 +118,8 @@ def test_the_confirmation_asks_on_stderr_and_leaves_stdout_alone(monkeypatch, ca
 def test_validate_json_closes_its_object_with_the_error_that_stopped_it_half_way(tmp_path, monkeypatch):
     """An input that fails after some problems were written (here: the reader raises on the
     row after the first problem): the streamed object still parses, ending in `error`."""
-    from sms_cli import commands
-    from sms_cli.errors import InputError
+    from sms_cli.cli import commands
+    from sms_cli.core.errors import InputError
 
     real = commands.validate
 

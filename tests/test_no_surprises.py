@@ -4,8 +4,8 @@ import json
 import random
 
 from conftest import invoke
-from sms_cli.repeats import Repeats
-from sms_cli.textsafe import mask_numbers
+from sms_cli.run.repeats import Repeats
+from sms_cli.core.textsafe import mask_numbers
 
 
 def _rows(path, phones):
@@ -58,10 +58,10 @@ def test_failure_reasons_mask_phone_numbers_only():
 
 
 def test_summary_groups_reasons_keeping_their_dates(tmp_path):
-    from sms_cli import report
-    from sms_cli.ledger import Ledger, Row
-    from sms_cli.outcomes import Fate
-    from sms_cli.send import Summary
+    from sms_cli.cli import report
+    from sms_cli.store.ledger import Ledger, Row
+    from sms_cli.core.outcomes import Fate
+    from sms_cli.run.send import Summary
 
     ledger = Ledger()
     for i in range(3):

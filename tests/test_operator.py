@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import ROOT, make_rows, invoke
-from sms_cli.send import Summary
+from sms_cli.run.send import Summary
 
 SAMPLES = ROOT / "samples"
 GSM = "Your code is {1}. Thanks!"  # plain GSM-7
@@ -188,9 +188,9 @@ def test_version(tmp_path):
 def test_rich_progress_and_summary_table_on_a_terminal():
     from rich.console import Console
 
-    from sms_cli.ledger import Ledger, Row
-    from sms_cli.outcomes import Fate
-    from sms_cli.output import RunView
+    from sms_cli.store.ledger import Ledger, Row
+    from sms_cli.core.outcomes import Fate
+    from sms_cli.cli.output import RunView
 
     class provider:
         type = "uspeedo"
@@ -220,7 +220,7 @@ def test_rich_progress_and_summary_table_on_a_terminal():
 
 
 def test_no_color_is_honoured(monkeypatch):
-    from sms_cli.output import stderr_console
+    from sms_cli.cli.output import stderr_console
 
     monkeypatch.setitem(os.environ, "NO_COLOR", "1")
     assert stderr_console(force_terminal=True).no_color

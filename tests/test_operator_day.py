@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, cli_command, cli_env, invoke, make_rows
-from sms_cli.cliopts import FORMAT_CHOICES
+from sms_cli.cli.options import FORMAT_CHOICES
 
 SAMPLES = ROOT / "samples"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -202,8 +202,8 @@ class FakeEstimate:
 
 
 def test_when_a_send_asks():
-    from sms_cli.cli import confirm_send
-    from sms_cli.commands import SendRequest
+    from sms_cli.cli.app import confirm_send
+    from sms_cli.cli.commands import SendRequest
 
     asked = []
 
@@ -284,7 +284,7 @@ def test_without_a_terminal_a_large_send_never_asks(tmp_path, emulator, write_co
 def all_commands():
     from typer.main import get_command
 
-    from sms_cli.cli import app
+    from sms_cli.cli.app import app
 
     def walk(cmd, path):
         yield path, cmd
@@ -331,7 +331,7 @@ def test_completion_offers_formats_and_the_configs_providers(tmp_path, monkeypat
     from typer._completion_classes import BashComplete
     from typer.main import get_command
 
-    from sms_cli.cli import app
+    from sms_cli.cli.app import app
 
     cmd = get_command(app)
 
@@ -357,7 +357,7 @@ def test_completion_offers_formats_and_the_configs_providers(tmp_path, monkeypat
 
 
 def test_send_from_a_terminal_stdin_says_how_to_end(tmp_path, monkeypatch):
-    import sms_cli.cli as cli
+    import sms_cli.cli.app as cli
 
     monkeypatch.setattr(cli, "_terminal", lambda stream: stream is cli.sys.stdin)
     r = invoke("send", "-", "--format", "lines", "-t", "T", "--dry-run", cwd=tmp_path, input="+6591234500\n")
@@ -408,10 +408,10 @@ def frames(buf) -> list[str]:
 def test_progress_keeps_done_rate_and_eta_at_any_width(width):
     from rich.console import Console
 
-    from sms_cli.ledger import Ledger, Row
-    from sms_cli.outcomes import Fate
-    from sms_cli.output import RunView
-    from sms_cli.send import Summary
+    from sms_cli.store.ledger import Ledger, Row
+    from sms_cli.core.outcomes import Fate
+    from sms_cli.cli.output import RunView
+    from sms_cli.run.send import Summary
 
     buf = io.StringIO()
     view = RunView(console=Console(file=buf, force_terminal=True, width=width, color_system=None))
@@ -441,7 +441,7 @@ def test_progress_keeps_done_rate_and_eta_at_any_width(width):
 def test_progress_leaves_the_screen_when_the_run_raises():
     from rich.console import Console
 
-    from sms_cli.output import RunView
+    from sms_cli.cli.output import RunView
 
     buf = io.StringIO()
     with pytest.raises(RuntimeError):

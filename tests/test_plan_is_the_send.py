@@ -59,7 +59,7 @@ def test_a_run_refused_by_the_spend_cap_leaves_no_trace(tmp_path, emulator, writ
 
 def test_a_declined_confirmation_leaves_no_trace(tmp_path, emulator, write_config, monkeypatch):
     from conftest import make_rows
-    from sms_cli import cli
+    from sms_cli.cli import app as cli
 
     emu = emulator()
     cfg = write_config(emu)

@@ -16,10 +16,10 @@ import pytest
 
 from conftest import accepted_counts, invoke, make_rows
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
-from sms_cli.errors import SmsCliError
+from sms_cli.core.errors import SmsCliError
 from sms_cli.providers import aliyun, tencent, uspeedo
 from sms_cli.providers.base import DELIVERED, FAILED, PENDING, Report, Sent
-from sms_cli.receipts import Track, join, parse_duration, retryable
+from sms_cli.receipts.collect import Track, join, parse_duration, retryable
 
 PROVIDERS = ["uspeedo", "tencent", "aliyun"]
 FAST = ("--poll-interval", "0.01")  # no test sleeps through a real poll interval

@@ -13,9 +13,9 @@ import pytest
 from conftest import invoke, make_rows, run_cli, start_cli
 from redis_server import RedisServer, free_port
 from sms_cli.config import load_config
-from sms_cli.errors import ConfigError
-from sms_cli.ratebackend import SharedRateLimiter
-from sms_cli.ratelimit import RateLimiter
+from sms_cli.core.errors import ConfigError
+from sms_cli.run.ratebackend import SharedRateLimiter
+from sms_cli.run.ratelimit import RateLimiter
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 
 from sms_cli.config import ProviderSettings
-from sms_cli.dispatch import Dispatcher, Policy, Stop
-from sms_cli.errors import ExitCode
-from sms_cli.journal import RowState
-from sms_cli.ledger import Ledger
-from sms_cli.model import Kind, Message, Outcome
-from sms_cli.outcomes import Fate, exit_code
+from sms_cli.run.dispatch import Dispatcher, Policy, Stop
+from sms_cli.core.errors import ExitCode
+from sms_cli.store.journal import RowState
+from sms_cli.store.ledger import Ledger
+from sms_cli.core.model import Kind, Message, Outcome
+from sms_cli.core.outcomes import Fate, exit_code
 from sms_cli.providers.base import Provider
-from sms_cli.rows import RawRow
-from sms_cli.stream import Identity, Send, Settle, StreamOptions, row_stream
-from sms_cli.validate import Defaults, Validator
+from sms_cli.input.rows import RawRow
+from sms_cli.run.stream import Identity, Send, Settle, StreamOptions, row_stream
+from sms_cli.validate.validator import Defaults, Validator
 
 FAST = Policy(max_attempts=3, backoff_base=0.0, backoff_cap=0.0, grace=0.1)
 
@@ -203,7 +203,7 @@ def test_exit_code_follows_the_heaviest_fate():
 
 
 def test_an_answer_the_journal_cannot_record_still_settles_its_rows():
-    from sms_cli.errors import SmsCliError
+    from sms_cli.core.errors import SmsCliError
 
     class FullDisk:
         def mark_inflight(self, batch, attempt):

@@ -2,18 +2,8 @@ import dataclasses
 
 import pytest
 
-from sms_cli.segments import (
-    GSM7,
-    GSM_BASIC,
-    GSM_EXTENSION,
-    UCS2,
-    MissingParameter,
-    Segments,
-    count,
-    is_gsm7,
-    placeholders,
-    render,
-)
+from sms_cli.validate.segments import (GSM7, GSM_BASIC, GSM_EXTENSION, UCS2, MissingParameter,
+    Segments, count, is_gsm7, placeholders, render)
 
 CJK = "中"  # one UCS-2 unit
 EMOJI = "😀"  # U+1F600: a surrogate pair, two UTF-16 units

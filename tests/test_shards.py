@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import invoke, make_rows, write_config_file
-from sms_cli.errors import SmsCliError
-from sms_cli.model import Message, message_key
-from sms_cli.shards import Shard, parse
-from sms_cli.validate import Rejected
+from sms_cli.core.errors import SmsCliError
+from sms_cli.core.model import Message, message_key
+from sms_cli.run.shards import Shard, parse
+from sms_cli.validate.validator import Rejected
 
 PHONES = st.from_regex(r"\+[1-9][0-9]{7,13}", fullmatch=True)
 PARAMS = st.lists(st.text(max_size=8), max_size=3)

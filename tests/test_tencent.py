@@ -11,11 +11,10 @@ import requests
 
 from sms_cli.config import ConfigError, ProviderSettings, Template
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
-from sms_cli.model import Kind, Message
+from sms_cli.core.model import Kind, Message
 from sms_cli.providers.http import RequestFailed
-from sms_cli.providers.tencent import (
-    CONTENT_TYPE, Tencent, canonical_request, classify, hashed_canonical_request, read_answer, tc3_signature,
-)
+from sms_cli.providers.tencent import (CONTENT_TYPE, Tencent, canonical_request, classify,
+    hashed_canonical_request, read_answer, tc3_signature)
 
 # --- published example (auth-and-limits.md), copied here: tests never read /work/shared ------
 EX_PAYLOAD = rb'{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}'

@@ -23,19 +23,19 @@ import pytest
 import requests
 import urllib3
 
-from sms_cli import report
+from sms_cli.cli import report
 from sms_cli.config import ProviderSettings
-from sms_cli.dispatch import Dispatcher, Policy, Stop
-from sms_cli.errors import ExitCode
-from sms_cli.failures import FailuresWriter
-from sms_cli.journal import Journal
-from sms_cli.ledger import Ledger
-from sms_cli.outcomes import Fate
+from sms_cli.run.dispatch import Dispatcher, Policy, Stop
+from sms_cli.core.errors import ExitCode
+from sms_cli.store.failures import FailuresWriter
+from sms_cli.store.journal import Journal
+from sms_cli.store.ledger import Ledger
+from sms_cli.core.outcomes import Fate
 from sms_cli.providers.tencent import Tencent
-from sms_cli.rows import open_source
-from sms_cli.send import Options, Summary, execute
-from sms_cli.stream import Identity
-from sms_cli.validate import Defaults, Validator
+from sms_cli.input.rows import open_source
+from sms_cli.run.send import Options, Summary, execute
+from sms_cli.run.stream import Identity
+from sms_cli.validate.validator import Defaults, Validator
 
 FAST = Policy(max_attempts=3, backoff_base=0.0, backoff_cap=0.0, grace=5.0)
 # journal state of each fate (a row never sent has none)
@@ -385,7 +385,7 @@ class Clock:
 
 def journalled(tmp_path: Path, n: int):
     """A journal with one set and a run, the rows as messages of that set, and a ledger over it."""
-    from sms_cli.model import Message
+    from sms_cli.core.model import Message
 
     journal = Journal(tmp_path / "j.sqlite")
     ws = journal.create_set("0" * 64, "in")
@@ -466,7 +466,7 @@ def test_receipts_settle_rows_through_the_ledger(tmp_path):
     undelivered, a lost answer found becomes accepted, one not found stays unknown; a throttled
     query is retried after the send's backoff, paused on a fake clock."""
     from sms_cli.config import Config
-    from sms_cli.receipts import Collector, ReceiptsRequest, Result
+    from sms_cli.receipts.collect import Collector, ReceiptsRequest, Result
 
     run(tmp_path, lambda phones, n: requests.ReadTimeout("read timed out") if n == 3 else (200, statuses),
         n=6, batch=2)

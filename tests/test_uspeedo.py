@@ -7,8 +7,8 @@ import pytest
 from sms_cli.config import ProviderSettings, Template
 from sms_cli.emulator import Emulator, Options
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
-from sms_cli.model import Kind, Message
-from sms_cli.plan import Batcher
+from sms_cli.core.model import Kind, Message
+from sms_cli.run.plan import Batcher
 from sms_cli.providers.uspeedo import USpeedo, encode_value, sign, signing_string
 
 # auth-and-limits.md, "uSpeedo": published examples

@@ -17,10 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import phonenumbers
 
-from ..providers.aliyun import (
-    ACS3, ACTION, CHINA, QUERY, VERSION, acs3_canonical_request, acs3_signature, acs3_string_to_sign,
-    mainland_reading, rpc_signature, string_to_sign,
-)
+from ..providers.aliyun import (ACS3, ACTION, CHINA, QUERY, VERSION, acs3_canonical_request,
+    acs3_signature, acs3_string_to_sign, mainland_reading, rpc_signature, string_to_sign)
 from .server import FORM, Delivery, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 100
@@ -253,7 +251,7 @@ class AliyunDialect(Dialect):
 
     def _content(self, d: Delivery) -> str:
         """The text as sent, when --templates gave the template's text."""
-        from ..validate import render
+        from ..validate.validator import render
 
         tpl = (self.emu.templates or {}).get(d.entry.get("template_id") or "")
         if tpl is None or tpl.text is None:

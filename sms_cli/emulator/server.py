@@ -39,8 +39,8 @@ from urllib.parse import parse_qsl
 import phonenumbers
 
 from ..config import Template
-from ..errors import SmsCliError
-from ..paths import open_private_append
+from ..core.errors import SmsCliError
+from ..store.paths import open_private_append
 
 DEFAULT_KEY_ID = "emulator-key"
 DEFAULT_KEY_SECRET = "emulator-secret"
@@ -415,8 +415,8 @@ class Emulator:
         tpl = (self.templates or {}).get(template_id)
         if tpl is None or tpl.text is None:
             return 1
-        from ..segments import count
-        from ..validate import render
+        from ..validate.segments import count
+        from ..validate.validator import render
 
         try:
             return count(render(tpl, params)).parts

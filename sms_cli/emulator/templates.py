@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Template, _load_yaml
-from ..errors import ConfigError, SmsCliError
+from ..core.errors import ConfigError, SmsCliError
 
 
 def load_templates(path: str) -> dict[str, Template]:

@@ -26,9 +26,9 @@ from urllib.parse import quote, urlsplit
 import phonenumbers
 
 from ..config import ConfigError
-from ..model import Kind, Message, Outcome, mask_phone
-from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, PENDING, REQUEST, RETRY, UNKNOWN, Code, CodeTable,
-                   Provider, Report, Sent, compact_json)
+from ..core.model import Kind, Message, Outcome, mask_phone
+from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, PENDING, REQUEST, RETRY, UNKNOWN,
+    Code, CodeTable, Provider, Report, Sent, compact_json)
 from .http import RequestFailed
 
 ACTION = "SendBatchSms"

@@ -14,8 +14,8 @@ from collections.abc import Hashable, Iterator
 from typing import ClassVar
 
 from ..config import ConfigError, ProviderSettings, Template
-from ..model import Kind, Message, Outcome
-from ..ratelimit import RateLimiter
+from ..core.model import Kind, Message, Outcome
+from ..run.ratelimit import RateLimiter
 from .http import Http, RequestFailed
 
 # --- delivery receipts: one vocabulary for every provider -------------------------------------

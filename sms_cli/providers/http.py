@@ -23,7 +23,7 @@ import time
 import requests
 import urllib3.exceptions as u3
 
-from ..model import Kind, Outcome
+from ..core.model import Kind, Outcome
 
 log = logging.getLogger("sms_cli.http")
 

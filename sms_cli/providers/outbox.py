@@ -10,8 +10,8 @@ import os
 import threading
 import time
 
-from ..model import Kind, Message, Outcome
-from ..paths import open_private_append
+from ..core.model import Kind, Message, Outcome
+from ..store.paths import open_private_append
 from .base import Provider, ReceiptsUnsupported
 from .http import RequestFailed
 

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ..config import ConfigError
-from ..model import Kind, Message, Outcome
-from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, RETRY, ROW, UNKNOWN, Code,
-                   CodeTable, Provider, Report, Sent, compact_json)
+from ..core.model import Kind, Message, Outcome
+from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, RETRY,
+    ROW, UNKNOWN, Code, CodeTable, Provider, Report, Sent, compact_json)
 from .http import RequestFailed
 
 ACTION = "SendMultiGlobalSms"

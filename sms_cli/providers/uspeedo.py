@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..config import ConfigError
-from ..model import ACCEPTED, Kind, Message, Outcome
-from .base import (DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, ROW, UNKNOWN, Code, CodeTable, Provider,
-                   Report, Sent, compact_json)
+from ..core.model import ACCEPTED, Kind, Message, Outcome
+from .base import (DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, ROW, UNKNOWN, Code,
+    CodeTable, Provider, Report, Sent, compact_json)
 from .http import RequestFailed
 
 BATCH, SINGLE = "SendBatchUSMSMessage", "SendUSMSMessage"

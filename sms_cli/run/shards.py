@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .errors import SmsCliError
-from .model import Message
+from ..store import paths
+from ..core.errors import SmsCliError
+from ..core.model import Message
 
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job
 MAX_SHARDS = 1024
@@ -142,7 +142,7 @@ def check_layout(input_name: str, digest: str, shard: Shard | None, content: str
 def _has_set(jpath: Path, digest: str) -> bool:
     if not jpath.exists():
         return False
-    from .journal import Journal
+    from ..store.journal import Journal
 
     journal = Journal(jpath, readonly=True)
     try:

@@ -5,7 +5,7 @@ import enum
 
 import typer
 
-from .rows import FORMATS
+from ..input.rows import FORMATS
 
 # rows.FORMATS are the readers; "tsv" is their CSV reader with a tab (open_source takes it)
 FORMAT_CHOICES = ("csv", "tsv") + tuple(f for f in FORMATS if f != "csv")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .ledger import Row
-from .model import Message
-from .outcomes import ACCEPTED, FAILED, INFLIGHT, UNDELIVERED, UNKNOWN, Fate
-from .rows import RawRow
-from .validate import Rejected, Validator
+from ..store.ledger import Row
+from ..core.model import Message
+from ..core.outcomes import ACCEPTED, FAILED, INFLIGHT, UNDELIVERED, UNKNOWN, Fate
+from ..input.rows import RawRow
+from ..validate.validator import Rejected, Validator
 
 
 @dataclass(slots=True)

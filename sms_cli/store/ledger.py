@@ -11,10 +11,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .errors import SmsCliError
-from .model import Kind, Message, Outcome
-from .outcomes import JOURNAL_STATE, RETRY, Fate
-from .textsafe import mask_numbers
+from ..core.errors import SmsCliError
+from ..core.model import Kind, Message, Outcome
+from ..core.outcomes import JOURNAL_STATE, RETRY, Fate
+from ..core.textsafe import mask_numbers
 
 MAX_REASONS = 1000  # distinct failure reasons kept for the summary
 MAX_REFS = 100  # submission ids kept for the summary

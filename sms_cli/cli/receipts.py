@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from .cliopts import FORMAT, Format, value
+from .options import FORMAT, Format, value
 from .output import emit, stderr_console  # the run's JSON and console (stderr, NO_COLOR)
 
 SCHEMA_VERSION = 1
@@ -69,8 +69,8 @@ def receipts(
       sms-cli receipts recipients.csv --wait 30m --json
       sms-cli receipts --journal sms-stdin-0123456789ab.journal.sqlite
     """
-    from .logs import setup_logging
-    from .receipts import ReceiptsRequest, collect, parse_duration
+    from ..core.logs import setup_logging
+    from ..receipts.collect import ReceiptsRequest, collect, parse_duration
 
     req = ReceiptsRequest(
         input=input, config=config, provider=provider, journal=journal, fmt=value(fmt), template=template,
@@ -195,7 +195,8 @@ def _counts(t) -> str:
 def _resend(r) -> str:
     """The command that resends the undelivered rows (with --journal when the failures file's
     own name would not lead send to this journal)."""
-    from . import paths, report
+    from ..store import paths
+    from . import report
 
     path = r.failures_path
     cmd = f"sms-cli send {report.shown(path)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import SmsCliError
+from ..core.errors import SmsCliError
 
 STARTER_TYPES = ("uspeedo", "tencent", "aliyun")
 
@@ -61,7 +61,7 @@ def user_config_path() -> Path:
 
 def starter_text(ptype: str) -> str:
     """A commented config for one provider type; every secret is a ${VAR} reference."""
-    from .providers import provider_class
+    from ..providers import provider_class
 
     cls = provider_class(ptype)
     if cls is None or ptype not in STARTER_TYPES:

@@ -29,9 +29,9 @@ import threading
 import time
 from collections import Counter, deque
 
-from .ledger import Ledger
-from .model import Message
-from .outcomes import Fate
+from ..store.ledger import Ledger
+from ..core.model import Message
+from ..core.outcomes import Fate
 from .plan import Batcher, Estimator
 from .routes import Route, Routes
 
@@ -112,7 +112,7 @@ class Router:
         self.ledger, self.stop, self.poll, self.estimator = ledger, stop, poll, estimator
         self.dry = estimator is not None
         self.estimators: dict[tuple[str, str], Estimator] = {}
-        from .guards import prices
+        from ..guards.rules import prices
 
         for name, provider in self.providers.items():
             if self.dry:
@@ -324,7 +324,7 @@ class Router:
 
 
 def _no_route(msg: Message) -> str:
-    from .guards import region_of
+    from ..guards.rules import region_of
 
     return f"no route matches {region_of(msg.phone, msg.country_code)} and template {msg.template_id}"
 
@@ -332,7 +332,7 @@ def _no_route(msg: Message) -> str:
 def build(cfg, provider, concurrency: int) -> Router:
     """The router of a run over `cfg.routes`; `provider`: the adapter already made for one of
     its sections (setup's), reused. Every other section gets its own adapter."""
-    from .providers import make_provider
+    from ..providers import make_provider
 
     providers = {name: provider if name == provider.settings.name
                  else make_provider(cfg.providers[name], cfg.templates, concurrency=concurrency)

@@ -5,8 +5,8 @@ The text line, the table and the JSON all count from the same `COLUMNS`, so they
 from __future__ import annotations
 
 
-from .outcomes import Fate
-from .send import Summary
+from ..core.outcomes import Fate
+from ..run.send import Summary
 
 SCHEMA_VERSION = 1
 # (label, fates): the columns of the summary, in order
@@ -31,7 +31,7 @@ SHOWN_REASONS = 3
 def _printable(text: str) -> str:
     """Text from input or the file system, safe for any terminal: control characters escaped,
     and undecodable bytes of a file name (surrogate escapes) shown as \\xNN, never a crash."""
-    from .textsafe import printable
+    from ..core.textsafe import printable
 
     return printable(text).encode("utf-8", "backslashreplace").decode("utf-8")
 

@@ -19,9 +19,9 @@ import shutil
 import threading
 from pathlib import Path
 
-from .errors import SmsCliError
-from .rows import META, canonical, escape_cell, json_text
-from .validate import Defaults
+from ..core.errors import SmsCliError
+from ..input.rows import META, canonical, escape_cell, json_text
+from ..validate.validator import Defaults
 
 MIN_FREE_BYTES = 1 << 20
 

@@ -10,29 +10,29 @@ import logging
 
 import phonenumbers
 
-from . import failures as failures_mod
-from . import journal as journal_mod
-from . import paths
-from . import router as router_mod
-from . import setindex
-from . import shards
-from .config import Config, ConfigError, load_config
-from .errors import SmsCliError
-from .logs import register_secrets
-from .providers import make_provider
-from .rows import open_source
-from . import guards as guards_mod
-from .dispatch import Policy
-from .guards import GuardOptions
-from .journal import FINISHED
-from .ledger import Ledger
-from .plan import Estimator
-from .send import Options, Summary, execute, run_status
-from .stream import Identity
-from .validate import Defaults, Rejected, Validator
+from ..store import failures as failures_mod
+from ..store import journal as journal_mod
+from ..store import paths
+from ..store import setindex
+from ..run import router as router_mod
+from ..run import shards
+from ..config import Config, ConfigError, load_config
+from ..core.errors import SmsCliError
+from ..core.logs import register_secrets
+from ..providers import make_provider
+from ..input.rows import open_source
+from ..guards import rules as guards_mod
+from ..run.dispatch import Policy
+from ..guards.rules import GuardOptions
+from ..store.journal import FINISHED
+from ..store.ledger import Ledger
+from ..run.plan import Estimator
+from ..run.send import Options, Summary, execute, run_status
+from ..run.stream import Identity
+from ..validate.validator import Defaults, Rejected, Validator
 
 
-log = logging.getLogger("sms_cli.commands")
+log = logging.getLogger("sms_cli.cli.commands")
 REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
 
 
@@ -563,7 +563,7 @@ class Status:
         if not self.found or self.rerun is None:
             return 2
         s = self.rerun
-        from .outcomes import Fate
+        from ..core.outcomes import Fate
 
         done = s.n(Fate.ACCEPTED_EARLIER) + s.n(Fate.DUPLICATE)
         return 0 if s.rows == done else 1

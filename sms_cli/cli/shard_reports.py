@@ -7,15 +7,15 @@ import re
 from collections import Counter
 from dataclasses import replace
 
-from .ledger import Tally
-from .plan import Estimator
-from .send import Summary
-from .shards import Shard, existing
+from ..store.ledger import Tally
+from ..run.plan import Estimator
+from ..run.send import Summary
+from ..run.shards import Shard, existing
 
 
 def check_count(input_name: str, digest: str, n: int) -> None:
     """--shards N on a report: refuse when the input's shard journals are for another N."""
-    from .errors import SmsCliError
+    from ..core.errors import SmsCliError
 
     found = sorted(k for k in existing(input_name, digest) if k != n)
     if found:
@@ -94,10 +94,10 @@ def _add(into: dict, e: dict) -> None:
 def receipts(req, n: int, progress=None):
     """receipts.collect for each shard's journal (and its own undelivered file, which resends into
     that shard's journal), summed into one Result. Shards with no journal yet are left out."""
-    from .errors import SmsCliError
-    from .receipts import collect
-    from .rows import open_source
-    from .shards import failures_path, journal_path
+    from ..core.errors import SmsCliError
+    from ..receipts.collect import collect
+    from ..input.rows import open_source
+    from ..run.shards import failures_path, journal_path
 
     if not req.input or req.input == "-":
         raise SmsCliError("--shards finds each shard's journal beside the INPUT: give the input file")
@@ -131,8 +131,8 @@ def _no_pull_queue(config: str | None) -> None:
     """Tencent's pull queue gives each report once, to whoever asks first: the first shard's pass
     would take (and drop) the reports of the others' rows. The per-number lookup has no such
     problem."""
-    from .config import load_config
-    from .errors import SmsCliError
+    from ..config import load_config
+    from ..core.errors import SmsCliError
 
     cfg = load_config(config, strict_env=False)
     pulled = sorted(name for name, p in cfg.providers.items() if p.type == "tencent" and p.get("receipt_source") == "pull")
@@ -144,7 +144,7 @@ def _no_pull_queue(config: str | None) -> None:
 
 def merge_results(parts):
     """Several shards' receipts.Result as one."""
-    from .receipts import Result
+    from ..receipts.collect import Result
 
     first = parts[0]
     out = Result(journal=_pattern(first.journal), input=first.input)

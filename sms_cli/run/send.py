@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .dispatch import DryDispatcher, Dispatcher, Policy, Stop
-from .errors import ExitCode, SmsCliError
-from .ledger import Ledger, Tally
-from .outcomes import Fate, exit_code
+from ..core.errors import ExitCode, SmsCliError
+from ..store.ledger import Ledger, Tally
+from ..core.outcomes import Fate, exit_code
 from .plan import Batcher, Estimator
 from .repeats import Repeats
 from .stream import Identity, Send, StreamOptions, row_stream
-from .validate import Validator
+from ..validate.validator import Validator
 
 
 @dataclass

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 
-from .guards import region_of
-from .model import Message
-from .validate import filler
+from ..guards.rules import region_of
+from ..core.model import Message
+from ..validate.validator import filler
 
 
 class Batcher:

@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import JournalLocked, SmsCliError
-from .model import Message, Outcome
-from .outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
+from ..core.errors import JournalLocked, SmsCliError
+from ..core.model import Message, Outcome
+from ..core.outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
 
 SCHEMA_VERSION = "2"
 SCHEMA = """

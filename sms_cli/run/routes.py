@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 
 import phonenumbers
 
-from .errors import ConfigError
-from .guards import region_of
-from .model import Message
+from ..core.errors import ConfigError
+from ..guards.rules import region_of
+from ..core.model import Message
 
 ROUTE_KEYS = {"name", "match", "provider", "fallback", "templates"}
 MATCH_KEYS = {"countries", "templates"}
@@ -141,7 +141,7 @@ class Routes:
 
 
 def parse_routes(raw, providers: dict, where: str) -> Routes:
-    from .config import _kind, _no_unknown, _show  # late: config imports this module
+    from ..config import _kind, _no_unknown, _show  # late: config imports this module
 
     if raw is None:
         return Routes([])
@@ -206,7 +206,7 @@ def _names(value, where: str) -> frozenset[str] | None:
 
 
 def _mapping(value, chain: tuple[str, ...], where: str) -> dict[str, dict[str, Mapping]] | None:
-    from .config import _no_unknown, _show
+    from ..config import _no_unknown, _show
 
     if value is None:
         return None

@@ -32,8 +32,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InputError
-from .textsafe import printable
+from ..core.errors import InputError
+from ..core.textsafe import printable
 
 FORMATS = ("csv", "json", "jsonl", "lines")  # the readers (open_source also takes "tsv": csv, tab)
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",

@@ -14,12 +14,12 @@ from functools import lru_cache
 import phonenumbers
 
 from . import segments
-from .config import Template
+from ..config import Template
 from .e164 import is_valid, parse_plus_digits
-from .errors import SmsCliError
-from .model import Message, message_key
-from .rows import RawRow, canonical
-from .textsafe import printable
+from ..core.errors import SmsCliError
+from ..core.model import Message, message_key
+from ..input.rows import RawRow, canonical
+from ..core.textsafe import printable
 
 MAX_LENGTH = 500  # providers cap a message at about 500 characters
 MAX_PHONE = 64  # characters: the longest formatted number is about 30

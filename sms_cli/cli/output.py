@@ -12,7 +12,7 @@ import threading
 import time
 
 from . import report
-from .send import Summary
+from ..run.send import Summary
 
 SCHEMA_VERSION = report.SCHEMA_VERSION
 

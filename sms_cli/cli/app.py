@@ -11,10 +11,10 @@ from typing import List, Optional
 import typer
 from typer.core import TyperCommand
 
-from . import __version__
-from .errors import ExitCode, SmsCliError
-from .cliopts import FORMAT, Format
-from .cliopts import value as _value
+from .. import __version__
+from ..core.errors import ExitCode, SmsCliError
+from .options import FORMAT, Format
+from .options import value as _value
 
 
 class Command(TyperCommand):
@@ -150,7 +150,7 @@ def config_root(ctx: typer.Context):
 
 
 def _logging(verbose: bool, secrets=frozenset()) -> None:
-    from .logs import setup_logging
+    from ..core.logs import setup_logging
 
     setup_logging(verbose, secrets)
 
@@ -167,7 +167,7 @@ def _complete_provider(ctx: typer.Context, incomplete: str) -> list[str]:
     """The provider sections of the config that --config, $SMS_CLI_CONFIG, ./sms-cli.yaml or the
     user's config names; nothing when it cannot be read."""
     try:
-        from .config import load_config
+        from ..config import load_config
 
         cfg = load_config(ctx.params.get("config"), strict_env=False)
         return [name for name in cfg.providers if name.startswith(incomplete)]
@@ -237,7 +237,7 @@ MAX_PARTS = typer.Option(None, "--max-parts", min=0, metavar="N", help="Refuse t
 
 
 def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=None, max_cost=None, max_parts=None):
-    from .guards import GuardOptions
+    from ..guards.rules import GuardOptions
 
     return GuardOptions(suppress, quiet_hours, allow, block, valid_for, max_cost, max_parts)
 
@@ -252,7 +252,7 @@ def _request(input, config, provider, fmt, template, param, sender_id, default_r
 
 
 def _shard(shard: Optional[str], shards: Optional[int]):
-    from .shards import parse
+    from ..run.shards import parse
 
     return parse(shard, shards)
 
@@ -292,7 +292,7 @@ def confirm_text(est) -> str:
 
 
 def _provider_type(req) -> str | None:
-    from .config import load_config
+    from ..config import load_config
 
     try:
         return load_config(req.config, strict_env=False).provider(req.provider).type
@@ -372,7 +372,7 @@ def send(
     """
     from . import commands, output
     from .report import plan_exit
-    from .send import Options
+    from ..run.send import Options
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
@@ -420,7 +420,7 @@ def plan(
     """
     from . import commands, output
     from .report import plan_exit
-    from .send import Options
+    from ..run.send import Options
 
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    journal=journal, options=Options(limit=limit, dedupe=dedupe, dry_run=True),
@@ -563,8 +563,8 @@ def suppress_root(ctx: typer.Context):
 def _suppression(config, path, default_region=None):
     """The list, and the region for national numbers on the command line (--default-region,
     else the config's default_region). The file's own lines are read with the config's."""
-    from .config import load_config
-    from .guards import GuardOptions, Suppression, suppression_path
+    from ..config import load_config
+    from ..guards.rules import GuardOptions, Suppression, suppression_path
 
     cfg = load_config(config, strict_env=False)
     where = suppression_path(cfg, GuardOptions(suppress=path))
@@ -577,7 +577,7 @@ def _numbers(numbers, region):
     """Every number in E.164, or one error naming the first that is not one (so nothing is
     written for a half-good list). `-` reads numbers from stdin, one a line (# comments)."""
     from .report import shown
-    from .validate import parse_phone
+    from ..validate.validator import parse_phone
 
     given = []
     for n in numbers:
@@ -672,7 +672,7 @@ def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG,
 
 # The emulator command lives with the emulator (its options are the emulator's business); its
 # help here gets the metavars and examples every other command has.
-from .emulator.command import emulator as _emulator_command  # noqa: E402
+from ..emulator.command import emulator as _emulator_command  # noqa: E402
 
 EMULATOR_METAVARS = {"port": "PORT", "host": "ADDRESS", "blacklist": "NUMBER", "templates": "FILE",
                      "fail_rate": "SHARE", "throttle_rate": "SHARE", "timeout_rate": "SHARE", "drop_rate": "SHARE",
@@ -696,7 +696,7 @@ def _emulator_defaults() -> None:
     """The emulator's options whose None means a built-in value say which (help shows defaults)."""
     import inspect
 
-    from .emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
+    from ..emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 
     said = {"key_id": DEFAULT_KEY_ID, "key_secret": DEFAULT_KEY_SECRET, "seed": "unseeded"}
     for name, param in inspect.signature(_emulator_command).parameters.items():
@@ -715,7 +715,7 @@ Examples:
   sms-cli emulator --templates sms-cli.yaml --log accepted.jsonl
 """)(guarded(_emulator_command))
 # `sms-cli receipts` lives in receipts_command.py; registered here with the same help style
-from .receipts_command import receipts as _receipts_command  # noqa: E402
+from .receipts import receipts as _receipts_command  # noqa: E402
 
 command("receipts", cls=Command)(guarded(_receipts_command))
 
@@ -728,7 +728,7 @@ def providers():
     Examples:
       sms-cli providers
     """
-    from .providers import PROVIDERS, provider_class
+    from ..providers import PROVIDERS, provider_class
 
     for name in PROVIDERS:
         cls = provider_class(name)
@@ -747,7 +747,7 @@ def config_check(config: Optional[str] = CONFIG):
       sms-cli config check --config /etc/sms-cli.yaml
     """
     from .commands import config_check as check
-    from .config import find_config
+    from ..config import find_config
 
     lines, ok = check(config)
     for line in lines:
@@ -779,8 +779,8 @@ def config_init(
     """
     from pathlib import Path
 
-    from .config import find_config
-    from .providers import provider_class
+    from ..config import find_config
+    from ..providers import provider_class
     from .starter import user_config_path, write_starter
 
     ptype = _value(provider_type)

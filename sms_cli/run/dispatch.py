@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import SmsCliError
-from .ledger import Ledger
-from .model import Kind, Message, Outcome
-from .outcomes import Fate
+from ..core.errors import SmsCliError
+from ..store.ledger import Ledger
+from ..core.model import Kind, Message, Outcome
+from ..core.outcomes import Fate
 from .ratelimit import RateLimiter
 
 
-log = logging.getLogger("sms_cli.dispatch")
+log = logging.getLogger("sms_cli.run.dispatch")
 JOURNAL_FAILED = "the journal could not be written"
 
 

@@ -38,25 +38,26 @@ from pathlib import Path
 
 import phonenumbers
 
-from . import guards, paths
-from .config import Config, builtin_config, load_config
-from .dispatch import Policy
-from .errors import ConfigError, ExitCode, InputError, SmsCliError
-from .failures import FailuresWriter
-from .guards import region_of
-from .journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
-from .ledger import Ledger, reason_key
-from .logs import register_secrets
-from .model import Kind, Message
-from .outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
-from .plan import Estimator
-from .providers import make_provider
-from .providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
-from .providers.http import RequestFailed
-from .rows import open_source
-from .validate import Defaults, Validator
+from ..guards import rules as guards
+from ..store import paths
+from ..config import Config, builtin_config, load_config
+from ..run.dispatch import Policy
+from ..core.errors import ConfigError, ExitCode, InputError, SmsCliError
+from ..store.failures import FailuresWriter
+from ..guards.rules import region_of
+from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
+from ..store.ledger import Ledger, reason_key
+from ..core.logs import register_secrets
+from ..core.model import Kind, Message
+from ..core.outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
+from ..run.plan import Estimator
+from ..providers import make_provider
+from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
+from ..providers.http import RequestFailed
+from ..input.rows import open_source
+from ..validate.validator import Defaults, Validator
 
-log = logging.getLogger("sms_cli.receipts")
+log = logging.getLogger("sms_cli.receipts.collect")
 
 NO_RECEIPT, NOT_FOUND, UNSETTLEABLE = "no_receipt", "not_found", "unsettleable"
 STATUSES = (DELIVERED, FAILED, PENDING, NO_RECEIPT, NOT_FOUND, UNSETTLEABLE)

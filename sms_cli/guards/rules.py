@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
-from .errors import ConfigError
-from .failures import remove_stale_temps
-from .model import Message
-from .outcomes import Fate
+from ..core.errors import ConfigError
+from ..store.failures import remove_stale_temps
+from ..core.model import Message
+from ..core.outcomes import Fate
 
 UNKNOWN_ZONE = "Etc/Unknown"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -88,7 +88,7 @@ def zones_of(phone: str) -> tuple[str, ...]:
 # --- suppression list ---------------------------------------------------------------------------
 def normalise(number: str, region: str | None = None) -> str | None:
     """Any spelling of a number -> E.164, or None when it is not a number."""
-    from .validate import parse_phone
+    from ..validate.validator import parse_phone
 
     parsed = parse_phone(number.strip(), region)
     return None if isinstance(parsed, str) else parsed[0]

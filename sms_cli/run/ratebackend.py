@@ -33,7 +33,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 from .ratelimit import RateLimiter
 
 SOCKET_TIMEOUT = 2.0  # seconds: a Redis that does not answer in this is lost
@@ -143,8 +143,8 @@ class SharedRateLimiter(RateLimiter):
             except Exception as exc:
                 lost = exc
         if lost is not None:
-            from .model import Kind, Outcome
-            from .providers.http import RequestFailed
+            from ..core.model import Kind, Outcome
+            from ..providers.http import RequestFailed
 
             raise RequestFailed(Outcome(Kind.FATAL, "RateBackendLost", (
                 f"rate_backend {shown(self.url)} was lost mid-run ({type(lost).__name__}); this process "
