@@ -103,7 +103,8 @@ class Router:
         self.routes, self.providers, self.templates = routes, providers, templates
         self.lanes: dict[str, Lane] = {}
         self.moved: deque = deque()  # (rows, why): handed back by a provider that went down
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # for the summary: each provider that went down, once
+        self._noted: set[str] = set()
         self.dry = False
 
     def start(self, ledger: Ledger, stop, make_dispatcher, poll, estimator: Estimator | None = None) -> "Router":
@@ -190,8 +191,9 @@ class Router:
     def pump(self) -> None:
         """Place the rows handed back, and those still buffered for a provider now down."""
         for rows, why in self._drain():
-            name = rows[0].provider
-            if name and f"provider {name} went down" not in " ".join(self.notes):
+            name = rows[0].provider  # the lane's: every row handed back was placed there
+            if name not in self._noted:
+                self._noted.add(name)
                 self.notes.append(f"provider {name} went down ({why}); its rows moved to the next "
                                   "provider of their route")
                 log.warning("provider %s went down (%s): moving its rows to their fallback", name, why)
