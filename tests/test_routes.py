@@ -313,3 +313,35 @@ def test_validate_reports_the_rows_no_route_or_provider_takes(tmp_path, emulator
     assert "NoMapping" in out and "no template mapping for PROMO_NOV on provider tc" in out
     assert "NoRoute" in out and "no route matches MY" in out
     assert not emu.accepted
+
+
+def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_the_rest(tmp_path, emulator):
+    import signal
+    import time
+
+    from conftest import start_cli
+
+    tc, usp = emulator(account_limit=400), emulator(latency_ms=300)
+    cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
+                              WORLD)
+    rows = mixed(3000, 0)
+    write_input(tmp_path / "in.csv", rows)
+    proc = start_cli("send", "in.csv", "--config", cfg, "--json", "--concurrency", "1", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while usp.stats()["requests"] < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first = json.loads(out.splitlines()[-1])
+    assert proc.returncode == 130 and first["accepted"] < 3000, err
+    once = taken(tc) + taken(usp)
+    assert max(once.values()) == 1 and sum(once.values()) == first["accepted"] + first["unknown"]
+    code, s = send(tmp_path, cfg)  # Tencent still refuses: the rest goes to uSpeedo
+    every = taken(tc) + taken(usp)
+    assert code in (0, 4) and s["accepted"] == 3000 - sum(once.values()), s
+    assert max(every.values()) == 1 and set(every) == {p for p, _, _ in rows}
