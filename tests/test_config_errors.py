@@ -6,7 +6,7 @@ import time
 import pytest
 
 from conftest import invoke
-from sms_cli.config import load_config
+from sms_cli.config.load import load_config
 from sms_cli.core.errors import ConfigError
 
 USPEEDO = "providers:\n  a:\n    type: uspeedo\n"

@@ -1,5 +1,5 @@
 """The rate limiter on a frozen clock that the test steps: no sleeping, no timing."""
-from sms_cli.run.ratelimit import RateLimiter
+from sms_cli.providers.ratelimit import RateLimiter
 
 
 class Clock:

@@ -276,7 +276,7 @@ def test_join_known_ids_and_lost_answers():
 
 
 def test_receipt_rates_follow_the_documented_limits(emulator, write_config, tmp_path):
-    from sms_cli.config import load_config
+    from sms_cli.config.load import load_config
     from sms_cli.providers import make_provider
 
     emu = emulator()

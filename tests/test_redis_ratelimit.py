@@ -12,10 +12,10 @@ import pytest
 
 from conftest import invoke, make_rows, run_cli, start_cli
 from redis_server import RedisServer, free_port
-from sms_cli.config import load_config
+from sms_cli.config.load import load_config
 from sms_cli.core.errors import ConfigError
-from sms_cli.run.ratebackend import SharedRateLimiter
-from sms_cli.run.ratelimit import RateLimiter
+from sms_cli.providers.ratebackend import SharedRateLimiter, limiter_for
+from sms_cli.providers.ratelimit import RateLimiter
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_without_rate_backend_nothing_changes(tmp_path):
     cfg.write_text("providers:\n  t: {type: tencent, rate_limit: 10}\n", encoding="utf-8")
     settings = load_config(str(cfg), strict_env=False).provider("t")
     assert settings.rate_backend is None
-    assert type(RateLimiter.for_provider(10, settings)) is RateLimiter
+    assert type(limiter_for(10, settings)) is RateLimiter
 
 
 def test_a_bad_rate_backend_is_refused_without_showing_its_password(tmp_path):

@@ -254,7 +254,7 @@ def test_no_fallback_left_stops_the_run_and_a_rerun_sends_exactly_the_rest(tmp_p
 
 
 def test_the_example_configs_routes_parse(tmp_path, monkeypatch):
-    from sms_cli.config import load_config
+    from sms_cli.config.load import load_config
 
     text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text(encoding="utf-8")
     block = text[text.index("#routes:"):]
@@ -317,6 +317,7 @@ def test_validate_reports_the_rows_no_route_or_provider_takes(tmp_path, emulator
 
 def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_the_rest(tmp_path, emulator):
     import signal
+    import subprocess
     import time
 
     from conftest import start_cli
@@ -327,16 +328,15 @@ def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_th
     rows = mixed(3000, 0)
     write_input(tmp_path / "in.csv", rows)
     proc = start_cli("send", "in.csv", "--config", cfg, "--json", "--concurrency", "1", cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while usp.stats()["requests"] < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # interrupted once the fallback has taken a request
+    proc.send_signal(signal.SIGINT)
     try:
-        deadline = time.monotonic() + 30
-        while usp.stats()["requests"] < 1 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     first = json.loads(out.splitlines()[-1])
     assert proc.returncode == 130 and first["accepted"] < 3000, err
     once = taken(tc) + taken(usp)

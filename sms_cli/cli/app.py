@@ -167,7 +167,7 @@ def _complete_provider(ctx: typer.Context, incomplete: str) -> list[str]:
     """The provider sections of the config that --config, $SMS_CLI_CONFIG, ./sms-cli.yaml or the
     user's config names; nothing when it cannot be read."""
     try:
-        from ..config import load_config
+        from ..config.load import load_config
 
         cfg = load_config(ctx.params.get("config"), strict_env=False)
         return [name for name in cfg.providers if name.startswith(incomplete)]
@@ -292,7 +292,7 @@ def confirm_text(est) -> str:
 
 
 def _provider_type(req) -> str | None:
-    from ..config import load_config
+    from ..config.load import load_config
 
     try:
         return load_config(req.config, strict_env=False).provider(req.provider).type
@@ -563,7 +563,7 @@ def suppress_root(ctx: typer.Context):
 def _suppression(config, path, default_region=None):
     """The list, and the region for national numbers on the command line (--default-region,
     else the config's default_region). The file's own lines are read with the config's."""
-    from ..config import load_config
+    from ..config.load import load_config
     from ..guards.rules import GuardOptions, Suppression, suppression_path
 
     cfg = load_config(config, strict_env=False)
@@ -747,7 +747,7 @@ def config_check(config: Optional[str] = CONFIG):
       sms-cli config check --config /etc/sms-cli.yaml
     """
     from .commands import config_check as check
-    from ..config import find_config
+    from ..config.load import find_config
 
     lines, ok = check(config)
     for line in lines:
@@ -779,9 +779,10 @@ def config_init(
     """
     from pathlib import Path
 
-    from ..config import find_config
+    from ..config.load import find_config
     from ..providers import provider_class
-    from .starter import user_config_path, write_starter
+    from ..config.load import user_config_path
+    from .starter import write_starter
 
     ptype = _value(provider_type)
     target = write_starter(Path(path) if path else user_config_path(), ptype)

@@ -16,12 +16,15 @@ from ..store import paths
 from ..store import setindex
 from ..run import router as router_mod
 from ..run import shards
-from ..config import Config, ConfigError, load_config
+from ..config.settings import Config
+from ..core.errors import ConfigError
+from ..config.load import load_config
 from ..core.errors import SmsCliError
 from ..core.logs import register_secrets
 from ..providers import make_provider
 from ..input.rows import open_source
 from ..guards import rules as guards_mod
+from ..guards.settings import prices, timestamp
 from ..run.dispatch import Policy
 from ..guards.rules import GuardOptions
 from ..store.journal import FINISHED
@@ -124,7 +127,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
             raise SmsCliError("--continue-edited joins an edited input to its earlier version; a failures "
                               "file already belongs to the working set it came from: leave the flag out")
         own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)",
-                                                                    created=guards_mod.timestamp())
+                                                                    created=timestamp())
         sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
         return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
                                 _taken(journal, origin), True)
@@ -152,7 +155,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                     "treat the new version as a new campaign")
         elif req.continue_edited:
             raise SmsCliError(_no_version(name, journal))
-        ws = journal.create_set(source.digest, name, linked, created=guards_mod.timestamp())
+        ws = journal.create_set(source.digest, name, linked, created=timestamp())
     elif req.continue_edited and len(journal.link_group(ws.id)) == 1:
         # this content was sent before on its own: join it to the newest other version now
         other = journal.other_version(name, source.digest)
@@ -180,7 +183,7 @@ def _origin(journal, ref: str):
     if origin is None and not journal.readonly:
         twin = journal.other_kind(prefix)
         if twin is not None:
-            origin = journal.create_set(twin.digest, twin.name, created=guards_mod.timestamp())
+            origin = journal.create_set(twin.digest, twin.name, created=timestamp())
     return origin
 
 
@@ -408,10 +411,10 @@ def _dry_run(req, cfg, provider, source, validator, jpath, policy, summary, prog
         if ws is not None:
             summary.resumed, summary.previous = True, journal.counts(ws.id)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
-                                  first_started=ws.created if ws is not None else guards_mod.timestamp())
+                                  first_started=ws.created if ws is not None else timestamp())
         if on_start:
             on_start(provider, cfg, source)
-        estimator = Estimator(validator.templates, guards_mod.prices(provider.settings))
+        estimator = Estimator(validator.templates, prices(provider.settings))
         execute(source, validator, provider, Ledger(), ident, req.options, policy, summary,
                 resend=resend, taken=taken, guards=guards, estimator=estimator, progress=progress, router=router)
         if req.guards.max_cost is not None or req.guards.max_parts is not None:

@@ -131,7 +131,7 @@ def _no_pull_queue(config: str | None) -> None:
     """Tencent's pull queue gives each report once, to whoever asks first: the first shard's pass
     would take (and drop) the reports of the others' rows. The per-number lookup has no such
     problem."""
-    from ..config import load_config
+    from ..config.load import load_config
     from ..core.errors import SmsCliError
 
     cfg = load_config(config, strict_env=False)

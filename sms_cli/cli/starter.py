@@ -52,13 +52,6 @@ _TITLES = {
 }
 
 
-def user_config_path() -> Path:
-    """$XDG_CONFIG_HOME/sms-cli/config.yaml, or ~/.config/sms-cli/config.yaml."""
-    base = os.environ.get("XDG_CONFIG_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"  # the spec ignores relative values
-    return root / "sms-cli" / "config.yaml"
-
-
 def starter_text(ptype: str) -> str:
     """A commented config for one provider type; every secret is a ${VAR} reference."""
     from ..providers import provider_class

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 import phonenumbers
 
-from ..config import Template
+from ..config.settings import Template
 from ..core.errors import SmsCliError
 from ..store.paths import open_private_append
 

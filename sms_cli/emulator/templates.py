@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Template, _load_yaml
+from ..config.settings import Template
+from ..config.load import _load_yaml
 from ..core.errors import ConfigError, SmsCliError
 
 

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import phonenumbers
 
-from ..config import ConfigError
+from ..core.errors import ConfigError
 from ..core.model import Kind, Message, Outcome, mask_phone
 from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, PENDING, REQUEST, RETRY, UNKNOWN,
     Code, CodeTable, Provider, Report, Sent, compact_json)

@@ -13,9 +13,11 @@ from dataclasses import dataclass, replace
 from collections.abc import Hashable, Iterator
 from typing import ClassVar
 
-from ..config import ConfigError, ProviderSettings, Template
+from ..core.errors import ConfigError
+from ..config.settings import ProviderSettings, Template
 from ..core.model import Kind, Message, Outcome
-from ..run.ratelimit import RateLimiter
+from .ratebackend import limiter_for
+from .ratelimit import RateLimiter
 from .http import Http, RequestFailed
 
 # --- delivery receipts: one vocabulary for every provider -------------------------------------
@@ -143,7 +145,7 @@ class Provider(ABC):
         self.templates = templates or {}
         self.endpoint = settings.endpoint or self.default_endpoint
         # one limiter per provider: the workers reserve slots with it, and Http paces the wire
-        self.limiter = RateLimiter.for_provider(self.rate_limit, settings)  # shared through rate_backend, if set
+        self.limiter = limiter_for(self.rate_limit, settings)  # shared through rate_backend, if set
         self.http = (Http(settings, pool_size=concurrency, secrets=settings.secrets, pace=self.limiter.pace,
                           transport=transport) if self.uses_http else None)
         self._receipt_limiter: RateLimiter | None = None  # made when receipts are first asked for

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from ..config import ConfigError
+from ..core.errors import ConfigError
 from ..core.model import Kind, Message, Outcome
 from .base import (BISECT, CLASS_KIND, DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, RETRY,
     ROW, UNKNOWN, Code, CodeTable, Provider, Report, Sent, compact_json)

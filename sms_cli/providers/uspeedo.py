@@ -15,7 +15,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from ..config import ConfigError
+from ..core.errors import ConfigError
 from ..core.model import ACCEPTED, Kind, Message, Outcome
 from .base import (DELIVERED, FAILED, FATAL, OPT_OUT, PENDING, REQUEST, ROW, UNKNOWN, Code,
     CodeTable, Provider, Report, Sent, compact_json)

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import phonenumbers
 
-from ..guards import rules as guards
+from ..guards import settings as guard_settings
 from ..store import paths
-from ..config import Config, builtin_config, load_config
+from ..config.settings import Config, builtin_config
+from ..config.load import load_config
 from ..run.dispatch import Policy
 from ..core.errors import ConfigError, ExitCode, InputError, SmsCliError
 from ..store.failures import FailuresWriter
@@ -81,7 +82,7 @@ def retryable(code: str) -> str:
 
 def parse_duration(text: str, where: str) -> float:
     """'250ms', '90s', '30m', '2h', '3d' or plain seconds -> seconds (0 allowed): the guards'
-    durations (guards.parse_duration), plus what receipts' options have always taken beyond them
+    durations (guards/settings.parse_duration), plus what receipts' options have always taken beyond them
     (milliseconds for tests and quick retries, a bare number of seconds, and 0: give up at once)."""
     value, scale = str(text).strip(), 1.0
     if value.endswith("ms"):
@@ -89,10 +90,10 @@ def parse_duration(text: str, where: str) -> float:
     elif value[-1:].isdigit():
         value += "s"
     try:  # the guards' grammar (every digit a 1: their refusal of 0 does not apply here)
-        guards.parse_duration("".join("1" if ch.isdecimal() else ch for ch in value), where)
+        guard_settings.parse_duration("".join("1" if ch.isdecimal() else ch for ch in value), where)
     except ConfigError:
         raise SmsCliError(f"{where}: expected a duration such as 30s, 10m, 2h or 3d, got {text!r}") from None
-    return 0.0 if float(value[:-1]) == 0 else guards.parse_duration(value, where) * scale
+    return 0.0 if float(value[:-1]) == 0 else guard_settings.parse_duration(value, where) * scale
 
 
 def undelivered_path(input_name: str, fmt: str, digest: str) -> Path:

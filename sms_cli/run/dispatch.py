@@ -19,7 +19,7 @@ from ..core.errors import SmsCliError
 from ..store.ledger import Ledger
 from ..core.model import Kind, Message, Outcome
 from ..core.outcomes import Fate
-from .ratelimit import RateLimiter
+from ..providers.ratelimit import RateLimiter
 
 
 log = logging.getLogger("sms_cli.run.dispatch")

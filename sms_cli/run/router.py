@@ -29,11 +29,14 @@ import threading
 import time
 from collections import Counter, deque
 
-from ..store.ledger import Ledger
+from ..config.routes import Route, Routes
 from ..core.model import Message
 from ..core.outcomes import Fate
+from ..guards.rules import region_of
+from ..guards.settings import prices
+from ..providers import make_provider
+from ..store.ledger import Ledger
 from .plan import Batcher, Estimator
-from .routes import Route, Routes
 
 log = logging.getLogger("sms_cli.router")
 
@@ -113,8 +116,6 @@ class Router:
         self.ledger, self.stop, self.poll, self.estimator = ledger, stop, poll, estimator
         self.dry = estimator is not None
         self.estimators: dict[tuple[str, str], Estimator] = {}
-        from ..guards.rules import prices
-
         for name, provider in self.providers.items():
             if self.dry:
                 per = {r.name: self.estimators.setdefault((r.name, name), Estimator(self.templates,
@@ -131,7 +132,7 @@ class Router:
     def add(self, msg: Message) -> tuple:
         if self.moved:
             self.pump()
-        route = self.routes.route_of(msg)
+        route = self.routes.route_of(msg, region_of(msg.phone, msg.country_code))
         if route is None:
             self.ledger.stopped([msg], Fate.INVALID, "NoRoute", _no_route(msg))
             return ()
@@ -247,7 +248,7 @@ class Router:
 
     def check(self, msg: Message) -> tuple[str, str] | None:
         """`validate`: (code, reason) when no route, or no provider of its route, can take the row."""
-        route = self.routes.route_of(msg)
+        route = self.routes.route_of(msg, region_of(msg.phone, msg.country_code))
         if route is None:
             return "NoRoute", _no_route(msg)
         placed = route.place(msg, [(n, self.providers[n]) for n in route.providers], self._names(msg.template_id))
@@ -326,16 +327,12 @@ class Router:
 
 
 def _no_route(msg: Message) -> str:
-    from ..guards.rules import region_of
-
     return f"no route matches {region_of(msg.phone, msg.country_code)} and template {msg.template_id}"
 
 
 def build(cfg, provider, concurrency: int) -> Router:
     """The router of a run over `cfg.routes`; `provider`: the adapter already made for one of
     its sections (setup's), reused. Every other section gets its own adapter."""
-    from ..providers import make_provider
-
     providers = {name: provider if name == provider.settings.name
                  else make_provider(cfg.providers[name], cfg.templates, concurrency=concurrency)
                  for name in cfg.routes.providers}

@@ -36,6 +36,19 @@ from urllib.parse import urlsplit
 from ..core.errors import ConfigError
 from .ratelimit import RateLimiter
 
+ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id", "access_key_id")  # what names the account a limit is for
+
+
+def limiter_for(rate: float | None, settings) -> RateLimiter:
+    """The limiter of a provider section: shared through `rate_backend` when it has one (every
+    process sending through the same account shares one sequence of slots), this process's
+    own otherwise."""
+    backend = getattr(settings, "rate_backend", None)
+    if not backend or not rate:
+        return RateLimiter(rate)
+    account = next((settings.get(k) for k in ACCOUNT_KEYS if settings.get(k)), "")
+    return SharedRateLimiter(rate, backend, f"{settings.type}|{account}")
+
 SOCKET_TIMEOUT = 2.0  # seconds: a Redis that does not answer in this is lost
 # Slots are 5% further apart than 1/rate (10/s: 9.52/s at most): a provider counts requests as
 # they arrive, and two requests ten slots apart reach it up to (0.05 + 1.0 * MARGIN) s closer

@@ -1,4 +1,4 @@
-"""YAML config with ${VAR} expansion -> typed settings.
+"""The config loader: YAML with ${VAR} expansion -> the typed settings of settings.py.
 
 Every scalar is read as a string (a custom loader drops YAML's int/float/bool guessing), so a
 sender id or a parameter like `0123` is never turned into a number; the few numeric keys are
@@ -10,37 +10,24 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from .core.errors import ConfigError
-from .core.textsafe import printable
+from ..core.errors import ConfigError
+from ..core.textsafe import printable
+from ..guards.settings import check_config
+from ..input.rows import display_name
+from ..providers import PROVIDERS, provider_class
+from .routes import parse_routes
+from .settings import (COMMON_PROVIDER_KEYS, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD,
+                       DEFAULT_MAX_ATTEMPTS, DEFAULT_READ_TIMEOUT, GUARD_KEYS, MAX_ATTEMPTS, MAX_CONFIG_BYTES,
+                       MAX_DEPTH, MAX_RATE_LIMIT, MAX_SECONDS, MAX_TIMEOUT, PROVIDER_GUARD_KEYS, TEMPLATE_KEYS,
+                       TOP_KEYS, Config, ProviderSettings, Template, builtin_config)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# guards (guards.py reads them): top level, and per provider where a provider may differ
-GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
-PROVIDER_GUARD_KEYS = {"quiet_hours", "countries", "prices"}
-TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period", "routes"} | GUARD_KEYS
-COMMON_PROVIDER_KEYS = ({"type", "endpoint", "rate_limit", "rate_backend", "timeout", "max_attempts", "backoff"}
-                        | PROVIDER_GUARD_KEYS)
-TEMPLATE_KEYS = {"params", "text"}
-DEFAULT_MAX_ATTEMPTS = 4
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_READ_TIMEOUT = 30.0
-DEFAULT_BACKOFF = (0.5, 30.0)  # seconds: first retry waits up to base, doubling up to cap
-DEFAULT_GRACE_PERIOD = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
-# Bounds: a config is a few KiB written by hand; anything far outside these is a mistake (or an
-# attack: a YAML alias bomb of 1 KiB once took 45 s and 3.5 GB), refused at load time.
-MAX_CONFIG_BYTES = 256 * 1024  # thousands of templates; PyYAML reads it in about 2 s at worst
-MAX_DEPTH = 50  # nesting of mappings and lists
-MAX_TIMEOUT = 600.0  # seconds, connect or read
-MAX_RATE_LIMIT = 10000.0  # requests per second
-MAX_ATTEMPTS = 100
-MAX_SECONDS = 3600.0  # backoff base and cap, grace_period
 
 
 class _StringLoader(yaml.SafeLoader):
@@ -88,87 +75,17 @@ _StringLoader.yaml_implicit_resolvers = {
 }
 
 
-@dataclass(frozen=True)
-class Template:
-    id: str
-    names: tuple[str, ...] | None = None  # named parameters, in positional order
-    count: int | None = None  # number of parameters (names given or not)
-    text: str | None = None
 
-
-@dataclass
-class ProviderSettings:
-    name: str
-    type: str
-    endpoint: str | None
-    rate_limit: float | None  # requests per second; None = the adapter's default
-    connect_timeout: float
-    read_timeout: float
-    max_attempts: int
-    options: dict[str, str] = field(default_factory=dict)  # the type's own keys
-    backoff_base: float = DEFAULT_BACKOFF[0]
-    backoff_cap: float = DEFAULT_BACKOFF[1]
-    guards: dict[str, Any] = field(default_factory=dict)  # quiet_hours, countries, prices as written
-    secrets: frozenset[str] = frozenset()  # resolved secret values, for redaction
-    rate_backend: str | None = None  # redis://HOST:PORT/DB: the rate limit shared by every process
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        value = self.options.get(key)
-        return default if value in (None, "") else value
-
-
-@dataclass
-class Config:
-    path: Path | None
-    default_provider: str | None
-    default_region: str | None
-    providers: dict[str, ProviderSettings]
-    templates: dict[str, Template]
-    missing_vars: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    grace_period: float = DEFAULT_GRACE_PERIOD
-    guards: dict[str, Any] = field(default_factory=dict)  # GUARD_KEYS as written (guards.py checks them)
-    routes: Any = None  # routes.Routes: which provider each row goes to, and its fallbacks (routes.py)
-
-    def provider(self, name: str | None) -> ProviderSettings:
-        name = name or self.default_provider
-        if name is None and not self.providers:  # a config of templates only: the outbox
-            return builtin_config().providers["outbox"]
-        if name is None:
-            if len(self.providers) == 1:
-                return next(iter(self.providers.values()))
-            raise ConfigError(
-                f"{self.path}: several providers and no default_provider; choose one with --provider"
-            )
-        try:
-            return self.providers[name]
-        except KeyError:
-            known = ", ".join(sorted(self.providers)) or "none"
-            raise ConfigError(f"unknown provider {name!r} (configured: {known})") from None
-
-    @property
-    def secrets(self) -> frozenset[str]:
-        out: set[str] = set()
-        for p in self.providers.values():
-            out |= p.secrets
-        return frozenset(out)
-
-
-def builtin_config() -> Config:
-    """No config file at all: the outbox provider, nothing leaves the machine."""
-    outbox = ProviderSettings(
-        name="outbox", type="outbox", endpoint=None, rate_limit=None,
-        connect_timeout=DEFAULT_CONNECT_TIMEOUT, read_timeout=DEFAULT_READ_TIMEOUT,
-        max_attempts=DEFAULT_MAX_ATTEMPTS, options={},
-    )
-    return Config(None, "outbox", None, {"outbox": outbox}, {})
+def user_config_path() -> Path:
+    """$XDG_CONFIG_HOME/sms-cli/config.yaml, or ~/.config/sms-cli/config.yaml."""
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"  # the spec ignores relative values
+    return root / "sms-cli" / "config.yaml"
 
 
 def find_config(explicit: str | None) -> Path | None:
     """--config, $SMS_CLI_CONFIG, ./sms-cli.yaml, then the user's own config
     ($XDG_CONFIG_HOME/sms-cli/config.yaml, default ~/.config/sms-cli/config.yaml); None: none."""
-    from .cli.starter import user_config_path  # late: starter reads the provider classes
-
     if explicit:
         return Path(explicit)
     env = os.environ.get("SMS_CLI_CONFIG")
@@ -212,8 +129,6 @@ def load_config(explicit: str | None = None, *, strict_env: bool = True) -> Conf
 
 
 def _shown_path(path: Path) -> str:
-    from .input.rows import display_name  # late: rows is not needed to load a config otherwise
-
     return display_name(str(path))
 
 
@@ -230,7 +145,6 @@ def _load_yaml(text: str, path: Path) -> Any:
 
 
 def parse_config(raw: Any, path: Path | None) -> Config:
-    from .providers import provider_class  # late: providers import config types
 
     where = _shown_path(path) if path else "config"
     if not isinstance(raw, dict):
@@ -247,7 +161,6 @@ def parse_config(raw: Any, path: Path | None) -> Config:
             raise ConfigError(f"{here}.type: expected a name such as uspeedo, got {_kind(ptype)}")
         cls = provider_class(ptype) if ptype else None
         if cls is None:
-            from .providers import PROVIDERS
 
             raise ConfigError(f"{here}.type: must be one of {', '.join(PROVIDERS)} (got {_show(ptype)})")
         _no_unknown(section, COMMON_PROVIDER_KEYS | set(cls.config_keys), here)
@@ -276,12 +189,7 @@ def parse_config(raw: Any, path: Path | None) -> Config:
                  missing_vars=sorted(set(missing)),
                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "")
                  else _number(grace, f"{where}: grace_period", high=MAX_SECONDS),
-                 guards=guards)
-    from .run.routes import parse_routes  # late: routes reads the guards' regions
-
-    cfg.routes = parse_routes(raw.get("routes"), providers, where)
-    from .guards.rules import check_config  # late: guards import validation, which imports config
-
+                 guards=guards, routes=parse_routes(raw.get("routes"), providers, where))
     check_config(cfg, where)
     return cfg
 
@@ -481,7 +389,6 @@ def _template(tid: str, entry: Any, where: str) -> Template:
 
 def _warn_literal_secrets(cfg: Config, raw: dict) -> None:
     """Warn (naming the file, never the value) when a literal secret sits in a readable file."""
-    from .providers import provider_class
 
     if cfg.path is None or os.name != "posix":
         return

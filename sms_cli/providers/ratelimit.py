@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 
 
-ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id", "access_key_id")  # what names the account a limit is for
-
 
 class RateLimiter:
     """Spaces requests at least 1/rate seconds apart across all threads (no bursts), so any
@@ -20,19 +18,6 @@ class RateLimiter:
         self._next = 0.0
         self._last_wire = float("-inf")
         self._lock = threading.Lock()
-
-    @staticmethod
-    def for_provider(rate: float | None, settings) -> "RateLimiter":
-        """The limiter of a provider section: shared through `rate_backend` when it has one (every
-        process sending through the same account shares one sequence of slots), this process's
-        own otherwise."""
-        backend = getattr(settings, "rate_backend", None)
-        if not backend or not rate:
-            return RateLimiter(rate)
-        from .ratebackend import SharedRateLimiter
-
-        account = next((settings.get(k) for k in ACCOUNT_KEYS if settings.get(k)), "")
-        return SharedRateLimiter(rate, backend, f"{settings.type}|{account}")
 
     def start(self) -> None:
         """Called before a send's first request: a shared limiter checks its backend answers."""

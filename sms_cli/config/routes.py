@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 import phonenumbers
 
 from ..core.errors import ConfigError
-from ..guards.rules import region_of
 from ..core.model import Message
+from ..core.textsafe import printable
 
 ROUTE_KEYS = {"name", "match", "provider", "fallback", "templates"}
 MATCH_KEYS = {"countries", "templates"}
@@ -125,8 +125,8 @@ class Routes:
         """Every provider section a route may use, in first-seen order."""
         return list(dict.fromkeys(p for r in self.routes for p in r.providers))
 
-    def route_of(self, msg: Message) -> Route | None:
-        region = region_of(msg.phone, msg.country_code)
+    def route_of(self, msg: Message, region: str) -> Route | None:
+        """`region`: the ISO region of the row's number (guards' region_of)."""
         key = (region, msg.template_id)
         if key not in self._cache:  # a few countries x templates per input
             self._cache[key] = next((r for r in self.routes if r.matches(region, msg.template_id)), None)
@@ -140,9 +140,23 @@ class Routes:
         return ids.pop() if len(ids) == 1 else None
 
 
-def parse_routes(raw, providers: dict, where: str) -> Routes:
-    from ..config import _kind, _no_unknown, _show  # late: config imports this module
+def _no_unknown(section: dict, allowed: set[str], where: str) -> None:
+    unknown = [k for k in section if k not in allowed]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {_show(unknown[0])} (allowed: {', '.join(sorted(allowed))})")
 
+
+def _show(value) -> str:
+    text = printable(repr(value))
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list"}.get(type(value)) or _show(value)
+
+
+def parse_routes(raw, providers: dict, where: str) -> Routes:
+    """`routes:` as written -> Routes; every name checked against the provider sections."""
     if raw is None:
         return Routes([])
     if not isinstance(raw, list):
@@ -206,8 +220,6 @@ def _names(value, where: str) -> frozenset[str] | None:
 
 
 def _mapping(value, chain: tuple[str, ...], where: str) -> dict[str, dict[str, Mapping]] | None:
-    from ..config import _no_unknown, _show
-
     if value is None:
         return None
     if not isinstance(value, dict):
