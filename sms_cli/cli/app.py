@@ -244,7 +244,7 @@ def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=N
 
 def _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding=None,
              delimiter=None, **kw):
-    from .commands import SendRequest
+    from ..campaign import SendRequest
 
     return SendRequest(input=input, config=config, provider=provider, fmt=_value(fmt), template=template,
                        params=tuple(param), sender_id=sender_id, region=default_region, encoding=encoding,

@@ -34,6 +34,8 @@ import time
 from urllib.parse import urlsplit
 
 from ..core.errors import ConfigError
+from ..core.model import Kind, Outcome
+from .http import RequestFailed
 from .ratelimit import RateLimiter
 
 ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id", "access_key_id")  # what names the account a limit is for
@@ -156,9 +158,6 @@ class SharedRateLimiter(RateLimiter):
             except Exception as exc:
                 lost = exc
         if lost is not None:
-            from ..core.model import Kind, Outcome
-            from ..providers.http import RequestFailed
-
             raise RequestFailed(Outcome(Kind.FATAL, "RateBackendLost", (
                 f"rate_backend {shown(self.url)} was lost mid-run ({type(lost).__name__}); this process "
                 "stopped sending")))

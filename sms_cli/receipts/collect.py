@@ -41,6 +41,7 @@ import phonenumbers
 from ..guards import settings as guard_settings
 from ..store import paths
 from ..config.settings import Config, builtin_config
+from ..campaign import SendRequest, locate_journal
 from ..config.load import load_config
 from ..run.dispatch import Policy
 from ..core.errors import ConfigError, ExitCode, InputError, SmsCliError
@@ -680,8 +681,9 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
     try:
         if req.journal:
             jpath = Path(req.journal)
-        elif source is not None:
-            jpath = paths.journal_path(req.input, source.digest)
+        elif source is not None:  # the journal a send of this input records into, found as send finds it
+            jpath = locate_journal(SendRequest(req.input, config=req.config, provider=req.provider), source,
+                                   False, [])
         else:
             raise SmsCliError("give the INPUT the send read, or --journal PATH (a stdin run's journal is "
                               "sms-stdin-<hash>.journal.sqlite)")

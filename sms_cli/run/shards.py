@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import paths
+from ..store.journal import Journal
 from ..core.errors import SmsCliError
 from ..core.model import Message
 
@@ -142,8 +143,6 @@ def check_layout(input_name: str, digest: str, shard: Shard | None, content: str
 def _has_set(jpath: Path, digest: str) -> bool:
     if not jpath.exists():
         return False
-    from ..store.journal import Journal
-
     journal = Journal(jpath, readonly=True)
     try:
         return journal.find_set(digest) is not None

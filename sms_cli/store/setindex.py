@@ -5,7 +5,7 @@ symlink to it, a copy in another folder, or a failures file written elsewhere wi
 would each find no journal and start a ledger of their own (and send everything again). Every
 real send records here (content hash of its working set -> journal, input path); a send that
 finds no record of its content in its own journal asks the index where that content was sent
-before, and records into that journal instead (commands.locate_journal).
+before, and records into that journal instead (campaign.locate_journal).
 
 `$XDG_STATE_HOME/sms-cli/index.sqlite` (default `~/.local/state/sms-cli/`), folder 0700, file
 0600: it holds file paths, never a phone number. Rehearsals (the outbox) are not recorded. The

@@ -1,0 +1,351 @@
+"""The campaign: one working set, opened once for every command that starts from it.
+
+`Campaign.open(request)` does, in one place and one order, everything a command needs before it
+reads a row: the config, the provider section (and its transport), the input, the validator,
+the journal that holds this content (beside the input, or the one the per-user index knows),
+the failures file, and, for a send, the working set the run records into. `send`, `plan`,
+`status` and `receipts` all start here, so the resend hints, the status forecast and the
+send itself can never resolve the working set differently.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import phonenumbers
+
+from .config.load import load_config
+from .config.settings import Config
+from .core.errors import ConfigError, SmsCliError
+from .core.logs import register_secrets
+from .guards.rules import GuardOptions
+from .guards.settings import timestamp
+from .input.rows import open_source
+from .providers import make_provider
+from .run import router as router_mod
+from .run import shards
+from .run.send import Options
+from .run.stream import Identity
+from .store import journal as journal_mod
+from .store import paths, setindex
+from .store.journal import FINISHED
+from .validate.validator import Defaults, Validator
+
+REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
+
+
+@dataclass
+class SendRequest:
+    input: str
+    config: str | None = None
+    provider: str | None = None
+    fmt: str | None = None
+    template: str | None = None
+    params: tuple[str, ...] = ()
+    sender_id: str | None = None
+    region: str | None = None
+    failures: str | None = None
+    journal: str | None = None
+    fresh: bool = False
+    yes: bool = False
+    continue_edited: bool = False
+    options: Options = field(default_factory=Options)
+    guards: GuardOptions = field(default_factory=GuardOptions)
+    encoding: str | None = None  # --encoding: the input's text encoding (default: detected)
+    delimiter: str | None = None  # --delimiter: the CSV field separator (default: detected)
+    shard: shards.Shard | None = None  # --shard K/N: only this shard's rows, in its own journal
+
+
+@dataclass
+class Campaign:
+    """What a command knows before it reads a row (see the module's docstring)."""
+    req: SendRequest
+    cfg: Config
+    provider: object  # providers.base.Provider
+    source: object  # input.rows.Source (a ShardSource under --shard)
+    validator: Validator
+    journal_path: Path | None  # None: opened without looking for its journal (validate)
+    failures_path: Path
+    rehearsal: bool  # the outbox: its runs record into sets of their own
+    notes: list[str] = field(default_factory=list)  # what the summary says about where the ledger is
+    router: object = None  # run.router.Router: config routes choose each row's provider (None: one provider)
+
+    @classmethod
+    def open(cls, req: SendRequest, *, sending: bool = True, locate: bool = True, transport=None) -> "Campaign":
+        """Everything that can fail before sending. Commands that send nothing (plan, --dry-run,
+        validate, status) need no secrets; `validate` (locate=False) reads no journal at all.
+        `transport`: a scripted wire for tests."""
+        cfg: Config = load_config(req.config, strict_env=sending)
+        register_secrets(cfg.secrets)
+        routed = router_mod.routed(cfg, req.provider)
+        settings = (cfg.providers[cfg.routes.providers[0]] if routed and not cfg.default_provider
+                    else cfg.provider(req.provider))
+        provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency, transport=transport)
+        try:
+            region = (req.region or cfg.default_region or "").upper() or None
+            if region and region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
+            source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
+        except BaseException:
+            provider.close()
+            raise
+        try:
+            defaults = Defaults(req.template, tuple(req.params), req.sender_id)
+            # with routes, each row's provider checks it when the router places it there
+            validator = Validator(cfg.templates, region, defaults, None if routed else provider,
+                                  key_prefix=source.digest[:12] + "-")
+            if req.shard is not None:
+                source = shards.ShardSource(source, req.shard, validator)
+            rehearsal = provider.type == REHEARSAL and not routed
+            notes: list[str] = []
+            jpath = locate_journal(req, source, rehearsal, notes) if locate else None
+            fpath = (Path(req.failures) if req.failures
+                     else shards.failures_path(req.input, source.fmt, source.digest, req.shard))
+        except BaseException:
+            provider.close()
+            source.cleanup()
+            raise
+        camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes)
+        if routed:  # its other sections' adapters: made last, so nothing before can leak them
+            camp.router = router_mod.build(cfg, provider, req.options.concurrency)
+        return camp
+
+    def close(self) -> None:
+        if self.router is not None:
+            self.router.close_adapters(but=self.provider)
+        self.provider.close()
+        self.source.cleanup()
+
+    def __enter__(self) -> "Campaign":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def refuse_input_as_output(self) -> None:
+        """--failures or --journal naming the input itself would overwrite what is being read."""
+        if self.source.is_stdin:
+            return
+        for flag, path in (("--failures", self.req.failures), ("--journal", self.req.journal)):
+            if path and _same_file(Path(path), self.source.path):
+                raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
+
+    def remember(self, ws) -> str | None:
+        """Record in the per-user index that this content was sent from here, into this journal
+        (rehearsals are not recorded). -> None, or why the index could not be written."""
+        if self.rehearsal:
+            return None
+        source = self.source
+        piped = source.is_stdin or getattr(source, "spooled", False)
+        return setindex.record(ws.digest, self.journal_path, storable(source.display) if piped
+                               else _resolved(source.path))
+
+    def choose(self, journal) -> "WorkingSetChoice":
+        """The working set a send records into (may create it)."""
+        return choose_working_set(journal, self.source, self.req)
+
+    def forecast(self, journal) -> "WorkingSetChoice":
+        """The working set a send would record into, read only (plan, --dry-run, status): what
+        the ledger would skip, without creating anything. `journal` may be None (no journal yet)."""
+        req, source = self.req, self.source
+        ws = journal.find_set(source.digest) if journal is not None else None
+        ref = source.first_ref()
+        origin = _origin(journal, ref) if ref and journal is not None else None
+        if origin is not None:
+            own = ws.id if ws else -1
+            ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
+            return WorkingSetChoice(ws, ident, True, _taken(journal, origin), ws is not None)
+        if ws is not None and not req.fresh:
+            taken = _taken(journal, ws)
+            if taken is None and req.continue_edited:
+                taken = _version_taken(journal, req, source)
+            return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, taken, True)
+        taken = None
+        if journal is not None and req.continue_edited and not req.fresh:
+            taken = _version_taken(journal, req, source)
+        return WorkingSetChoice(ws, Identity(-1, source.digest[:16], None), False, taken, ws is not None)
+
+
+def storable(name: str) -> str:
+    """A file name as text SQLite can store: bytes that are not UTF-8 (kept by Python as
+    surrogate escapes) become \\xNN, the same way every time."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+@dataclass
+class WorkingSetChoice:
+    ws: object  # journal.WorkingSet: the set this run records into
+    ident: Identity
+    resend: bool  # the input is a failures file of `ws`
+    taken: set[int] | None  # --continue-edited: messages an earlier version accepted
+    resumed: bool  # `ws` existed before this run (its states are read once the run has started)
+    fresh: bool = False
+    continued_from: int | None = None
+
+
+def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
+    """Which working set this input belongs to; refuses (exit 2) where going on could send an
+    accepted message again, or where a flag cannot apply."""
+    name = storable(paths.base(req.input, source.digest).name)
+    if req.fresh and req.continue_edited:
+        raise SmsCliError("--fresh starts a new working set and --continue-edited joins an earlier one: "
+                          "give one of them")
+    ref = source.first_ref()
+    if ref:  # a failures file: its rows belong to the set they were written from
+        origin = _origin(journal, ref)
+        if origin is None:
+            raise SmsCliError(f"{source.display}: its rows were written from a run that {journal.path} does not "
+                              "hold; pass --journal with the journal of the input it came from")
+        if req.fresh:
+            raise SmsCliError("--fresh starts a working set over: use it with the original input, "
+                              "not with its failures file")
+        if req.continue_edited:
+            raise SmsCliError("--continue-edited joins an edited input to its earlier version; a failures "
+                              "file already belongs to the working set it came from: leave the flag out")
+        own = journal.find_set(source.digest) or journal.create_set(source.digest, f"{name} (resend)",
+                                                                    created=timestamp())
+        sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
+        return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
+                                _taken(journal, origin), True)
+    ws = journal.find_set(source.digest)
+    fresh = False
+    if ws is not None and req.fresh:
+        accepted = journal.counts(ws.id).get("accepted", 0)
+        if accepted and not req.yes:
+            raise SmsCliError(f"{journal.path}: {accepted} rows of this input were already accepted; --fresh "
+                              "would send them again. Add --yes to start over anyway")
+        ws, fresh = None, True
+    resumed = ws is not None
+    if ws is None:
+        linked = None
+        other = None if fresh else journal.other_version(name, source.digest)
+        if other is not None:
+            if req.continue_edited:
+                linked = other.id
+            elif journal.set_status(other.id) not in (None, FINISHED):
+                counts = journal.counts(other.id)
+                raise SmsCliError(
+                    f"{source.display} changed since an unfinished run of it ({counts.get('accepted', 0)} rows "
+                    f"accepted, {counts.get('unknown', 0) + counts.get('inflight', 0)} unknown). Add "
+                    "--continue-edited to send only the messages that run did not accept, or --fresh --yes to "
+                    "treat the new version as a new campaign")
+        elif req.continue_edited:
+            raise SmsCliError(_no_version(name, journal))
+        ws = journal.create_set(source.digest, name, linked, created=timestamp())
+    elif req.continue_edited and len(journal.link_group(ws.id)) == 1:
+        # this content was sent before on its own: join it to the newest other version now
+        other = journal.other_version(name, source.digest)
+        if other is None:
+            raise SmsCliError(_no_version(name, journal))
+        journal.link(ws.id, other.id)
+        ws = journal.get_set(ws.id)
+    return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, _taken(journal, ws),
+                            resumed, fresh, ws.linked)
+
+
+def _no_version(name: str, journal) -> str:
+    return (f"--continue-edited: {journal.path} holds no other version of {name} to continue; "
+            "leave the flag out to send this input as it is")
+
+
+def _origin(journal, ref: str):
+    """The set a failures-file row's sms_ref names. A failures file a rehearsal wrote, resent
+    through a real provider (or the other way round), names the same content: its rows are the
+    same rows of a set of this journal's kind, made here when there is none yet."""
+    prefix = ref.partition(":")[0] if ":" in ref else ""
+    if not prefix:
+        return None
+    origin = journal.find_set(prefix)
+    if origin is None and not journal.readonly:
+        twin = journal.other_kind(prefix)
+        if twin is not None:
+            origin = journal.create_set(twin.digest, twin.name, created=timestamp())
+    return origin
+
+
+def _taken(journal, ws) -> set[int] | None:
+    """Messages the other versions of this working set (every set joined to it by
+    --continue-edited, before or after it) took: never sent again from this one."""
+    others = [g for g in journal.link_group(ws.id) if g != ws.id]
+    return journal.taken_messages(others) if others else None
+
+
+def _journal_key(source) -> str:
+    """What the ledger knows this input by: a failures file by the set its rows came from."""
+    ref = source.first_ref()
+    return ref.partition(":")[0] if ref and ":" in ref else source.digest
+
+
+def _holds(jpath: Path, key: str) -> bool:
+    if not jpath.is_file():
+        return False
+    try:
+        with journal_mod.Journal.leave_as_found(jpath):
+            j = journal_mod.Journal(jpath, readonly=True)
+            try:
+                return j.find_set(key) is not None
+            finally:
+                j.close()
+    except SmsCliError:
+        return False
+
+
+def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) -> Path:
+    """The journal this command records into (send) or reads (plan, --dry-run, status). The
+    default beside the input, unless it has no record of this content and the per-user index
+    knows the journal that has (the same list renamed, behind a symlink, in another folder, or
+    a failures file written elsewhere): then that one, said in `notes`. An explicit --journal
+    without the record is refused when another journal has it, unless --fresh."""
+    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
+    journal_mod.refuse_symlink_out(jpath)
+    key = _journal_key(source)
+    # a shard records into its own journal beside the input: pods of one job must never be led
+    # into one shared journal by the index
+    if rehearsal or req.shard is not None or _holds(jpath, key):
+        return jpath
+    here = _resolved(jpath)
+    for digest, journal, sent_from in setindex.lookup(key):
+        if journal == here or not _holds(Path(journal), digest):
+            continue
+        if req.journal and not req.fresh:
+            raise SmsCliError(f"this content was sent before from {sent_from}, recorded in {journal}; "
+                              f"--journal {req.journal} would start a second ledger and send it again. "
+                              f"Use --journal {journal} to continue it, or add --fresh to start over")
+        if req.journal:
+            return jpath
+        notes.append(f"this content was sent before from {sent_from}: continuing its working set in {journal}")
+        return Path(journal)
+    return jpath
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)
+
+
+def _version_taken(journal, req: SendRequest, source) -> set[int] | None:
+    """--continue-edited in a dry run: what the send would join this input to (the newest other
+    version of its name, and every version linked to that one) has taken these messages."""
+    other = journal.other_version(storable(paths.base(req.input, source.digest).name), source.digest)
+    return journal.taken_messages(journal.link_group(other.id)) if other is not None else None
+
+
+def leaving_journal_as_found(req: SendRequest):
+    """Around a dry run of `req`: the journal's folder is left as it was (journal.py,
+    `leave_as_found`). A file input's journal name does not depend on its content; stdin's
+    does, so a dry run of stdin without --journal is not covered."""
+    if req.input == "-" and not req.journal:
+        return nullcontext()
+    jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, "", req.shard)
+    return journal_mod.Journal.leave_as_found(jpath)
+
