@@ -29,7 +29,6 @@ import threading
 import time
 from collections import Counter, deque
 
-from ..config.routes import Route, Routes
 from ..core.model import Message
 from ..core.outcomes import Fate
 from ..guards.rules import region_of
@@ -37,6 +36,7 @@ from ..guards.settings import prices
 from ..providers import make_provider
 from ..store.ledger import Ledger
 from .plan import Batcher, Estimator
+from .routes import Route, Routes
 
 log = logging.getLogger("sms_cli.router")
 
