@@ -78,7 +78,7 @@ def _help_when_bare(ctx: typer.Context) -> None:
     no_args_is_help prints it on stderr and exits 2)."""
     if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
         print(ctx.get_help())
-        raise typer.Exit(0)
+        raise typer.Exit(int(ExitCode.OK))
 
 
 def err(text: str) -> None:
@@ -454,6 +454,7 @@ def validate(
       cat numbers.txt | sms-cli validate - --format lines --template OTP_LOGIN --param 0
     """
     from . import commands, output
+    from ..core.outcomes import Fate, exit_code
     from .report import SCHEMA_VERSION, shown
 
     problems = 0
@@ -487,7 +488,7 @@ def validate(
     except StopIteration as done:
         rows = done.value
     err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
-    code = 1 if problems else 0
+    code = int(exit_code({Fate.INVALID: problems}))
     if json_out:
         counts = {"rows": rows, "valid": rows - problems, "invalid": problems, "exit_code": code}
         if problems:
@@ -667,7 +668,9 @@ def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG,
         hit = n in lst
         listed += hit
         print(f"{n}: {'suppressed' if hit else 'not listed'}")
-    raise typer.Exit(1 if listed else 0)
+    from ..core.outcomes import Fate, exit_code
+
+    raise typer.Exit(int(exit_code({Fate.SUPPRESSED: listed})))  # as a send would refuse them
 
 
 # The emulator command lives with the emulator (its options are the emulator's business); its
@@ -755,7 +758,7 @@ def config_check(config: Optional[str] = CONFIG):
     if find_config(config) is None:
         err("sms-cli: searched --config, $SMS_CLI_CONFIG, ./sms-cli.yaml and $XDG_CONFIG_HOME/sms-cli/config.yaml "
             "(~/.config/sms-cli/config.yaml); `sms-cli config init` writes a starter there")
-    raise typer.Exit(0 if ok else int(ExitCode.USAGE))
+    raise typer.Exit(int(ExitCode.OK if ok else ExitCode.USAGE))
 
 
 @config_app.command("init", cls=Command)
