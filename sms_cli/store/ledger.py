@@ -120,7 +120,8 @@ class Ledger:
         fates = [FATE_OF[o.kind] if f else None for o, f in zip(outcomes, final)]
         try:
             if self.journal is not None:
-                self.journal.record(batch, outcomes, [JOURNAL_STATE[f] if f else RowState.RETRYABLE for f in fates], attempt)
+                states = [JOURNAL_STATE[f] if f else RowState.RETRYABLE for f in fates]
+                self.journal.record(batch, outcomes, states, attempt)
         finally:
             # the answer is known even when the journal could not take it (a full disk): count
             # and file it all the same; the journal keeps these rows in flight, which the next
