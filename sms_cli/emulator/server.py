@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..config.settings import Template
+from ..core.settings import Template
 from ..core.errors import SmsCliError
 from ..store.paths import open_private_append
 from ..validate.segments import count

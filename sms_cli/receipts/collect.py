@@ -40,7 +40,7 @@ import phonenumbers
 
 from ..guards import settings as guard_settings
 from ..store import paths
-from ..config.settings import Config, builtin_config
+from ..core.settings import Config, builtin_config
 from ..campaign import SendRequest, locate_journal
 from ..config.load import load_config
 from ..run.dispatch import Policy
