@@ -83,6 +83,14 @@ class RunEnd(enum.StrEnum):
 _EXIT_OF_STOP = {RunEnd.FATAL: ExitCode.FATAL, RunEnd.SIGINT: ExitCode.SIGINT, RunEnd.SIGTERM: ExitCode.SIGTERM}
 
 
+class Retryable(enum.StrEnum):
+    """A failures-file row's `retryable` column: whether resending it is safe."""
+
+    YES = "yes"  # never taken: resend it
+    NO = "no"  # refused, or left out for what it carries: fix it first
+    UNKNOWN = "unknown"  # may have been taken: resent only with --retry-unknown
+
+
 class Weight(enum.IntEnum):
     """How a fate bears on the exit code; the heaviest one present decides."""
 
@@ -98,19 +106,19 @@ class Fate(enum.Enum):
     ACCEPTED = ("accepted", None, Weight.DONE)  # the provider took it in this invocation
     ACCEPTED_EARLIER = ("accepted_earlier", None, Weight.DONE)  # the ledger says it was taken before
     DUPLICATE = ("duplicates", None, Weight.DONE)  # --dedupe: the same message as another row
-    INVALID = ("invalid", "no", Weight.NOT_ACCEPTED)  # failed validation, never sent
-    REJECTED = ("rejected", "no", Weight.NOT_ACCEPTED)  # the provider refused it for good
-    FAILED = ("failed", "yes", Weight.NOT_ACCEPTED)  # transient failures outlasted max_attempts
-    NOT_SENT = ("not_sent", "yes", Weight.NOT_ACCEPTED)  # the run stopped, or it failed before leaving
-    SKIPPED = ("skipped", "no", Weight.NOT_ACCEPTED)  # --only-retryable left a non-retryable row
-    SUPPRESSED = ("suppressed", "no", Weight.NOT_ACCEPTED)  # on the suppression list (opted out)
-    COUNTRY = ("country_not_allowed", "no", Weight.NOT_ACCEPTED)  # outside the allowed countries
-    EXPIRED = ("expired", "no", Weight.NOT_ACCEPTED)  # not sent within --valid-for
-    UNKNOWN = ("unknown", "unknown", Weight.UNKNOWN)  # may have been taken; never resent by itself
-    DEFERRED = ("deferred", "yes", Weight.DEFERRED)  # --limit reached: a later run sends it
-    QUIET = ("quiet_hours", "yes", Weight.DEFERRED)  # quiet hours where the recipient is
+    INVALID = ("invalid", Retryable.NO, Weight.NOT_ACCEPTED)  # failed validation, never sent
+    REJECTED = ("rejected", Retryable.NO, Weight.NOT_ACCEPTED)  # the provider refused it for good
+    FAILED = ("failed", Retryable.YES, Weight.NOT_ACCEPTED)  # transient failures outlasted max_attempts
+    NOT_SENT = ("not_sent", Retryable.YES, Weight.NOT_ACCEPTED)  # the run stopped, or it failed before leaving
+    SKIPPED = ("skipped", Retryable.NO, Weight.NOT_ACCEPTED)  # --only-retryable left a non-retryable row
+    SUPPRESSED = ("suppressed", Retryable.NO, Weight.NOT_ACCEPTED)  # on the suppression list (opted out)
+    COUNTRY = ("country_not_allowed", Retryable.NO, Weight.NOT_ACCEPTED)  # outside the allowed countries
+    EXPIRED = ("expired", Retryable.NO, Weight.NOT_ACCEPTED)  # not sent within --valid-for
+    UNKNOWN = ("unknown", Retryable.UNKNOWN, Weight.UNKNOWN)  # may have been taken; never resent by itself
+    DEFERRED = ("deferred", Retryable.YES, Weight.DEFERRED)  # --limit reached: a later run sends it
+    QUIET = ("quiet_hours", Retryable.YES, Weight.DEFERRED)  # quiet hours where the recipient is
 
-    def __init__(self, counter: str, retryable: str | None, weight: Weight):
+    def __init__(self, counter: str, retryable: Retryable | None, weight: Weight):
         self.counter, self.retryable, self.weight = counter, retryable, weight
 
     # Members are singletons: identity hashing is exact, and in C (Enum's own __hash__ is

@@ -51,7 +51,7 @@ from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
 from ..store.ledger import Ledger, reason_key
 from ..core.logs import register_secrets
 from ..core.model import Kind, Message
-from ..core.outcomes import RowState, RunEnd, Weight, exit_code
+from ..core.outcomes import Retryable, RowState, RunEnd, Weight, exit_code
 from ..run.plan import Estimator
 from ..providers import make_provider
 from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
@@ -77,9 +77,9 @@ _PERMANENT = re.compile(r"REJECT|BLACK|BARRED|INVALID|ILLEGAL|NOT_?EXIST|UNKNOWN
                         r"NUMBER_?ERROR|EMPTY_?NUMBER|OPT_?OUT", re.IGNORECASE)
 
 
-def retryable(code: str) -> str:
+def retryable(code: str) -> Retryable:
     """The failures file's retryable flag for a message its operator did not deliver."""
-    return "no" if _PERMANENT.search(code or "") else "yes"
+    return Retryable.NO if _PERMANENT.search(code or "") else Retryable.YES
 
 
 def parse_duration(text: str, where: str) -> float:

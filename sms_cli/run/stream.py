@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..store.ledger import Row
 from ..core.model import Message
-from ..core.outcomes import Fate, RowState, RunEnd
+from ..core.outcomes import Fate, Retryable, RowState, RunEnd
 from ..input.rows import RawRow
 from ..validate.validator import Rejected, Validator
 
@@ -144,7 +144,7 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 # --only-retryable only when its retryable is yes, below); a re-run of the input never
                 yield Settle(row(raw, set_id, seq), Fate.REJECTED, state.code or "Undelivered", state.message)
                 continue
-        elif raw.retryable == "unknown" and not opts.retry_unknown:
+        elif raw.retryable == Retryable.UNKNOWN and not opts.retry_unknown:
             # a failures-file row whose ledger is not at hand: still never resent by itself
             yield Settle(row(raw, set_id, seq), Fate.UNKNOWN, "Unknown",
                          "outcome unknown in an earlier run; resend with --retry-unknown")
@@ -154,7 +154,7 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
         if isinstance(msg, Rejected):
             yield Settle(row(raw, set_id, seq), Fate.INVALID, msg.code, msg.reason)
             continue
-        if raw.retryable == "no" and opts.only_retryable:
+        if raw.retryable == Retryable.NO and opts.only_retryable:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.SKIPPED, "Skipped", "marked retryable: no; left out by --only-retryable")
             continue
         if stop is RunEnd.FATAL:
