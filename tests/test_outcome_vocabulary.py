@@ -121,6 +121,16 @@ def test_a_send_opening_an_old_journal_migrates_its_states_once(tmp_path):
     assert raw_states(path)[0] == "failed"
 
 
+def test_a_journal_of_a_later_schema_is_not_rewritten(tmp_path):
+    path = old_journal(tmp_path / "in.journal.sqlite")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    db.commit()
+    db.close()
+    Journal(path).close()
+    assert schema_of(path) == "4" and raw_states(path)[1] == "failed"
+
+
 def test_after_the_migration_a_re_run_resends_only_what_the_old_journal_said_to(tmp_path):
     """The old `failed` row stays refused, the old `retry` row is sent, the one cut off in flight
     is unknown (the ledger settles it when the run starts), the accepted one is not sent."""

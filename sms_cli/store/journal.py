@@ -205,8 +205,8 @@ class Journal:
         as `failed` and the rows a re-run sends as `retry`. (A read-only open reads those names
         through STATE_OF instead.) A new journal is stamped with the current version."""
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is not None and row[0] == SCHEMA_VERSION:
-            return
+        if row is not None and (not row[0].isdigit() or int(row[0]) >= int(SCHEMA_VERSION)):
+            return  # current (or a later version's: not this one's to rewrite)
         with self._transaction():
             if row is not None:
                 for old, new in (("failed", RowState.REJECTED), ("retry", RowState.RETRYABLE)):
