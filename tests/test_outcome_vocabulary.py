@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import pytest
+from conftest import write_config_file
+
+from sms_cli.campaign import SendRequest
+from sms_cli.cli import commands, report
 
 from sms_cli.core.errors import ExitCode
 from sms_cli.core.outcomes import STATE_OF, Fate, RowState, RunEnd, Weight, exit_code, public_counts
-from sms_cli.input.rows import RawRow
+from sms_cli.input.rows import RawRow, open_source
 from sms_cli.run.stream import Identity, Send, StreamOptions, row_stream
 from sms_cli.store.journal import SCHEMA_VERSION, Journal
 from sms_cli.store.ledger import Ledger
@@ -54,11 +59,11 @@ def phone(i: int) -> str:
     return f"+659123{i:04d}"
 
 
-def old_journal(path):
+def old_journal(path, digest: str = DIGEST):
     """A journal as the earlier version left it: one set, a stopped run and a killed one."""
     db = sqlite3.connect(path)
     db.executescript(OLD_SCHEMA)
-    db.execute("INSERT INTO sets VALUES (1, ?, 1, 'in', 1.0, NULL, 0)", (DIGEST,))
+    db.execute("INSERT INTO sets VALUES (1, ?, 1, 'in', 1.0, NULL, 0)", (digest,))
     db.executemany("INSERT INTO runs VALUES (?, 1, 'in.csv', 'tc', ?, 1.0, 2.0, ?)",
                    [(1, json.dumps({"type": "tencent"}), "stopped"), (2, json.dumps({"type": "tencent"}), "running")])
     db.executemany("INSERT INTO rows(set_id, seq, line, phone, msg, state, code, message, run, template) "
@@ -105,6 +110,23 @@ def test_a_read_only_open_reads_an_old_journal_in_the_new_names_and_changes_noth
     finally:
         journal.close()
     assert path.read_bytes() == before and schema_of(path) == "2"
+
+
+def test_status_of_an_old_journal_speaks_the_public_names_and_writes_nothing(tmp_path):
+    """`status --json` of a journal the earlier version wrote, in-process: the states and run
+    statuses by the names the output always had, the journal untouched."""
+    path = tmp_path / "in.csv"
+    path.write_text("phone,template_id,param1\n" + "".join(f"{phone(i)},OTP_LOGIN,{i}\n" for i in range(5)))
+    journal = old_journal(tmp_path / "in.journal.sqlite", open_source(str(path)).digest)
+    before = journal.read_bytes()
+    cfg = write_config_file(tmp_path, SimpleNamespace(url="http://127.0.0.1:9"))  # status never connects
+    d = report.status_dict(commands.status(SendRequest(input=str(path), config=str(cfg))))
+    assert d["found"] and d["journal_states"] == {"accepted": 1, "failed": 1, "retry": 1, "unknown": 1,
+                                                  "inflight": 1, "undelivered": 0}
+    assert [r["status"] for r in d["runs"]] == ["stopped", "killed"]
+    skips = d["rerun"]["ledger_skips"]
+    assert skips == {"accepted_earlier": 1, "unknown": 2, "rejected": 1} and d["rerun"]["to_send"] == 1
+    assert d["exit_code"] == 1 and journal.read_bytes() == before
 
 
 def test_a_send_opening_an_old_journal_migrates_its_states_once(tmp_path):
