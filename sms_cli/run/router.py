@@ -30,7 +30,7 @@ import time
 from collections import Counter, deque
 
 from ..core.model import Message
-from ..core.outcomes import Fate
+from ..core.outcomes import Fate, RunEnd
 from ..guards.rules import region_of
 from ..guards.settings import prices
 from ..providers import make_provider
@@ -170,8 +170,9 @@ class Router:
             for lane in self.lanes.values():
                 lane.dispatcher.close(poll)
             # a stop left these unplaced: not sent, as the dispatcher settles its queued rows
-            why = (self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
-                   if self.stop.reason else "the run stopped")
+            reason = self.stop.reason
+            why = (self.stop.detail if reason == RunEnd.FATAL
+                   else f"the run was interrupted ({reason})" if reason else "the run stopped")
             rest = [m for rows, _ in self._drain() for m in rows]
             rest += [m for lane in self.lanes.values() for b in lane.batchers.values() for batch in b.flush()
                      for m in batch]
@@ -229,7 +230,7 @@ class Router:
         reasons, alive = placed, bool(up)
         if not alive:  # no fallback left: the run stops as it would without routes (exit 3)
             why = why or f"route {route.name}: every provider is down"
-            self.stop.set("fatal", why)
+            self.stop.set(RunEnd.FATAL, why)
             self.ledger.stopped([msg], Fate.NOT_SENT, "NotSent", f"not sent: {why}")
         elif why is None:  # no provider of its route can take it at all: invalid, as a bad row
             self.ledger.stopped([msg], Fate.INVALID, "NoMapping", "; ".join(reasons))
