@@ -95,7 +95,9 @@ def test_an_account_refusal_stops_the_run_and_the_same_command_sends_the_rest(tm
     assert code == 3 and s["stopped"] == "fatal" and FATAL_CODE[ptype] in s["fatal"]
     taken = once(emu)
     assert s["accepted"] == len(taken) <= limit and s["splits"] == 0  # never bisected
-    assert s["requests"] <= -(-limit // {"uspeedo": 1000, "tencent": 200, "aliyun": 100}[ptype]) + 4
+    # at most the requests the other workers had on the wire when the refusal came (one per
+    # worker: the default --concurrency, 8)
+    assert s["requests"] <= -(-limit // {"uspeedo": 1000, "tencent": 200, "aliyun": 100}[ptype]) + 8
     rest = failures(tmp_path / "in.failed.csv")
     assert set(rest) == set(phones) - set(taken) and {r["retryable"] for r in rest.values()} == {"yes"}
     assert all(FATAL_CODE[ptype] in r["error_message"] for r in rest.values())

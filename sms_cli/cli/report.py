@@ -4,8 +4,8 @@ The text line, the table and the JSON all count from the same `COLUMNS`, so they
 """
 from __future__ import annotations
 
-
-from ..core.outcomes import Fate
+from ..core.errors import ExitCode
+from ..core.outcomes import Fate, RowState, RunEnd, exit_code
 from ..run.send import Summary
 import shlex
 from ..core.textsafe import printable
@@ -77,6 +77,7 @@ def summary_dict(s: Summary) -> dict:
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,  # warnings the text summary shows as note: lines (rows repeating others...)
+        **(s.routes or {}),  # config routes: "routes" and "providers", rows and requests of each
         "rehearsal": s.provider_type == "outbox",  # the outbox sent nothing: its acceptances are a rehearsal's
         "exit_code": int(s.exit_code()),
     }
@@ -94,7 +95,7 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if s.continued_from is not None:
         lines.append("continued an edited input (--continue-edited): messages its earlier version had "
                      "accepted count as accepted earlier and were not sent again")
-    if s.stopped == "fatal":
+    if s.stopped == RunEnd.FATAL:
         what = "local failure" if s.local else "provider refused the run"
         lines.append(f"stopped: {what}: {_printable(s.fatal or '')}")
     elif s.stopped:
@@ -123,6 +124,7 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if s.limit is not None and s.n(Fate.DEFERRED):
         lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
                      "to continue")
+    lines += route_lines(s.routes)
     lines += [f"note: {_printable(n)}" for n in s.notes]
     if short:
         return "\n".join(lines)
@@ -162,6 +164,7 @@ def plan_dict(s: Summary) -> dict:
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,
+        **(s.routes or {}),  # config routes: rows, requests and cost per route and per provider
         "exit_code": plan_exit(s),
     }
 
@@ -170,7 +173,11 @@ def plan_exit(s: Summary) -> int:
     """A plan (plan, send --dry-run) exits like validate, by one rule: 1 when a row would be
     refused before sending for something the row itself carries (invalid, on the suppression
     list, in a country not allowed), as send would exit 1 for it; 0 otherwise."""
-    return 1 if s.n(Fate.INVALID) or s.n(Fate.SUPPRESSED) or s.n(Fate.COUNTRY) else 0
+    return int(exit_code({f: s.n(f) for f in PLAN_FATES}))
+
+
+# what a plan judges: the fates a row carries by itself, the rest (deferred, unknown) it only reports
+PLAN_FATES = (Fate.INVALID, Fate.SUPPRESSED, Fate.COUNTRY)
 
 
 def plan_text(s: Summary) -> str:
@@ -214,8 +221,30 @@ def plan_text(s: Summary) -> str:
         lines.append(f"  billable parts (templates with text): {d['billable_parts']}")
     for (code, message), n in s.tally.reasons.most_common(5):
         lines.append(f"  {n} not sendable x {_printable(code)}: {_printable(message)}")
+    lines += ["  " + line for line in route_lines(s.routes)]
     lines += [f"  note: {_printable(n)}" for n in s.notes]
     return "\n".join(lines)
+
+
+def route_lines(routes: dict | None) -> list[str]:
+    """Config routes: one line per route and provider (rows, how they ended, requests, cost)."""
+    if not routes:
+        return []
+    lines = []
+
+    def one(label: str, e: dict) -> str:
+        ends = ", ".join(f"{n} {k}" for k, n in e.items() if k not in ("rows", "requests", "parts", "cost", "down",
+                                                                        "providers") and n)
+        cost = (f", {e['parts']} parts" if "parts" in e else "") + (f", cost {e['cost']:.4f}" if e.get("cost") is not None
+                                                                     else "")
+        return (f"{label}: {e['rows']} rows" + (f" ({ends})" if ends else "") + f", {e['requests']} requests"
+                + cost + (f"; down: {_printable(e['down'])}" if e.get("down") else ""))
+
+    for name, r in routes["routes"].items():
+        lines.append(one(f"route {_printable(name)}", r))
+        lines += ["  " + one(p, e) for p, e in r["providers"].items()]
+    lines += [one(f"provider {p}", e) for p, e in routes["providers"].items()]
+    return lines
 
 
 def summary_table(s: Summary):
@@ -250,10 +279,11 @@ def _when(ts: float | None) -> str | None:
 
 
 def _run_status(run, active: bool, last: bool) -> str:
-    """A run the journal still calls running is running only while a send holds the journal."""
-    if run.status == "running" and not (active and last):
-        return "killed"
-    return run.status
+    """A run's public status. A run the journal still calls running is running only while a
+    send holds the journal."""
+    if run.status == RunEnd.RUNNING and not (active and last):
+        return RunEnd.KILLED.public
+    return getattr(run.status, "public", run.status)
 
 
 def status_dict(st) -> dict:
@@ -282,7 +312,8 @@ def status_dict(st) -> dict:
     }
 
 
-_SHOWN_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
+# the states the text names on their own line; any other (undelivered, a later version's) follows
+_SHOWN_STATES = tuple(s.public for s in RowState if s is not RowState.UNDELIVERED)
 
 
 def status_text(st) -> str:
@@ -333,7 +364,7 @@ def _status_lines(st) -> str:
             bound = "at least " if p["lower_bound"] else ""
             cost = f", cost {bound}{p['cost']:.4f}" if p["cost"] is not None else ""
             lines.append(f"  it would send {p['to_send']} message(s): {bound}{p['parts']} parts{cost}")
-        elif st.exit_code == 0:
+        elif st.exit_code == ExitCode.OK:
             lines.append("  nothing left to send: every row is accepted")
         else:
             lines.append("  it would send nothing; rows not accepted stay in the failures file "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..core.errors import SmsCliError
 from ..store.ledger import Ledger
 from ..core.model import Kind, Message, Outcome
-from ..core.outcomes import Fate
+from ..core.outcomes import Fate, RunEnd
 from ..providers.ratelimit import RateLimiter
 
 
@@ -43,12 +43,12 @@ class Stop:
 
     def __init__(self):
         self.event = threading.Event()
-        self.reason: str | None = None  # "fatal", "SIGINT", "SIGTERM"
+        self.reason: RunEnd | None = None  # FATAL, SIGINT, SIGTERM
         self.detail: str | None = None
         self.local = False  # a local disk or journal failure, not the provider's refusal
         self._lock = threading.Lock()
 
-    def set(self, reason: str, detail: str | None = None, *, local: bool = False) -> None:
+    def set(self, reason: RunEnd, detail: str | None = None, *, local: bool = False) -> None:
         with self._lock:  # never called from a signal handler (see run.py)
             if self.reason is None:
                 self.reason, self.detail, self.local = reason, detail, local
@@ -62,8 +62,15 @@ class Dispatcher:
     def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 8,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None,
                  progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
-                 wait: Callable[[float], bool] | None = None):
+                 wait: Callable[[float], bool] | None = None,
+                 failover: Callable[[list[Message], str], None] | None = None):
         self.provider, self.ledger, self.policy, self.stop = provider, ledger, policy, stop
+        # routes (router.py): on an account-level refusal or an unreachable endpoint this
+        # provider goes `down` and hands every row it never took to `failover` (which must not
+        # block) instead of stopping the run; without it, such an answer stops the run
+        self.failover = failover
+        self.down: str | None = None
+        self._active = 0  # batches submitted and not yet finished by a worker (see idle())
         self.limiter = limiter or RateLimiter(None)
         self.rng = rng or random.Random()
         self.progress = progress
@@ -87,13 +94,25 @@ class Dispatcher:
     # --- the main thread ----------------------------------------------------------------------
     def submit(self, batch: list[Message], poll: Callable[[], None] = lambda: None) -> None:
         """Queue a batch (blocking while the queue is full); a stopped run settles it unsent."""
+        if self.down is not None and not self.stop.is_set():
+            self.failover(batch, self.down)
+            return
+        with self._lock:
+            self._active += 1
         while not self.stop.is_set():
             try:
                 self.queue.put(batch, timeout=0.05)
                 return
             except queue.Full:
                 poll()  # lets the caller notice a signal while the workers are busy
+        with self._lock:
+            self._active -= 1
         self._not_sent(batch)
+
+    def idle(self) -> bool:
+        """Every batch submitted has been answered, settled or handed over."""
+        with self._lock:
+            return self._active == 0
 
     def close(self, poll: Callable[[], None] = lambda: None) -> None:
         """No more batches: wait for the workers (at most the grace period once stopped), then
@@ -113,7 +132,7 @@ class Dispatcher:
         stuck: list[tuple[list[Message], list]] = []
         while True:
             poll()
-            if self.stop.is_set() and self.stop.reason in ("SIGINT", "SIGTERM") and deadline is None:
+            if self.stop.is_set() and self.stop.reason in (RunEnd.SIGINT, RunEnd.SIGTERM) and deadline is None:
                 deadline = self.clock() + self.policy.grace
             with self._lock:
                 alive = [t for t in self.workers if t.is_alive()]
@@ -138,7 +157,7 @@ class Dispatcher:
             self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why, journal=True)
         except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
             self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why)
-            self.stop.set("fatal", str(exc), local=True)
+            self.stop.set(RunEnd.FATAL, str(exc), local=True)
         for _, work in stuck:  # never sent: the journal keeps them pending for the next run
             self._abandon([rows for rows, _, _ in work])
 
@@ -156,7 +175,7 @@ class Dispatcher:
                 self._not_sent(batch)
 
     def _not_sent(self, batch: list[Message]) -> None:
-        why = self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
+        why = self.stop.detail if self.stop.reason is RunEnd.FATAL else f"the run was interrupted ({self.stop.reason})"
         self.ledger.stopped(batch, Fate.NOT_SENT, "NotSent", f"not sent: {why}")
 
     # --- workers ------------------------------------------------------------------------------
@@ -168,9 +187,12 @@ class Dispatcher:
             try:
                 self._send(batch)
             except SmsCliError as exc:  # the journal could not be written: stop, keep the truth
-                self.stop.set("fatal", str(exc), local=True)
+                self.stop.set(RunEnd.FATAL, str(exc), local=True)
             except Exception as exc:  # a bug must not hang the run or lose its rows
-                self.stop.set("fatal", f"internal error: {type(exc).__name__}: {exc}", local=True)
+                self.stop.set(RunEnd.FATAL, f"internal error: {type(exc).__name__}: {exc}", local=True)
+            finally:
+                with self._lock:
+                    self._active -= 1
             self.progress()
 
     def _send(self, batch: list[Message]) -> None:
@@ -178,6 +200,9 @@ class Dispatcher:
         work: list[tuple[list[Message], int, bool]] = [(batch, 1, False)]
         while work:
             pending, attempt, split = work.pop()
+            if self.down is not None and not self.stop.is_set():  # gone down while this waited
+                self.failover([m for rows in (pending, *(rows for rows, _, _ in work)) for m in rows], self.down)
+                return
             if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
                 self._abandon([pending, *(rows for rows, _, _ in work)])
                 return
@@ -213,7 +238,7 @@ class Dispatcher:
                 for m, o in zip(pending, outcomes):
                     if o.kind is Kind.FATAL:
                         fatal = fatal or o
-                        final.append(True)
+                        final.append(self.failover is None)  # with routes: not settled, moved on
                     elif o.kind is Kind.RETRYABLE and attempt < self.policy.max_attempts:
                         retry.append(m)
                         wait = max(wait, o.retry_after or 0.0)
@@ -227,8 +252,18 @@ class Dispatcher:
                               JOURNAL_FAILED)
                 raise
             self.progress()
+            if fatal is not None and self.failover is not None:
+                refused = [m for m, o in zip(pending, outcomes) if o.kind is Kind.FATAL]
+                if not self.stop.is_set():
+                    # the provider never took these rows (an account-level refusal says nothing
+                    # was sent; an unknown answer is never FATAL): the next provider may
+                    self.down = self.down or f"{fatal.code}: {fatal.message}"
+                    self.failover([m for rows in (refused, retry, *(rows for rows, _, _ in work)) for m in rows],
+                                  self.down)
+                    return
+                self._abandon([refused])  # stopped meanwhile: not sent, as without routes
             if fatal is not None:
-                self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
+                self.stop.set(RunEnd.FATAL, f"{fatal.code}: {fatal.message}")
                 # every row not settled by this answer ends here, once: the ones to retry and
                 # the rest of a split (each other half is still on the stack)
                 self._abandon([retry, *(rows for rows, _, _ in work)])

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from .dispatch import DryDispatcher, Dispatcher, Policy, Stop
 from ..core.errors import ExitCode, SmsCliError
 from ..store.ledger import Ledger, Tally
-from ..core.outcomes import Fate, exit_code
+from ..core.outcomes import Fate, RunEnd, exit_code
 from .plan import Batcher, Estimator
 from .repeats import Repeats
+from ..input.rows import Source
 from .stream import Identity, Send, StreamOptions, row_stream
 from ..validate.validator import Rejected, Validator
 
@@ -43,7 +44,7 @@ class Summary:
     previous: dict[str, int] = field(default_factory=dict)  # journal states before this run
     fresh: bool = False  # --fresh --yes started the working set over
     continued_from: int | None = None  # --continue-edited: the working set of the earlier version
-    stopped: str | None = None  # "fatal", "SIGINT", "SIGTERM"
+    stopped: RunEnd | None = None  # FATAL, SIGINT, SIGTERM: the run did not go through its input
     fatal: str | None = None
     local: bool = False  # the stop was a local disk/journal failure
     failures_path: str | None = None
@@ -56,6 +57,7 @@ class Summary:
     estimates: dict[str, dict] = field(default_factory=dict)  # dry run: per template cost
     estimator: Estimator | None = None  # dry run: parts and cost per country
     notes: list[str] = field(default_factory=list)  # things the summary should mention
+    routes: dict | None = None  # routes (router.py): rows, requests (and a plan's cost) per route and provider
     resend: str = ""  # the options a resend of the failures file needs (--config, --provider, ...)
 
     def n(self, fate: Fate) -> int:
@@ -104,7 +106,7 @@ class Signals:
     def poll(self) -> None:
         got = self.received
         if got is not None and not self.stop.is_set():
-            self.stop.set("SIGINT" if got == signal.SIGINT else "SIGTERM")
+            self.stop.set(RunEnd.SIGINT if got == signal.SIGINT else RunEnd.SIGTERM)
 
     @contextmanager
     def installed(self):
@@ -122,10 +124,11 @@ class Signals:
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
             guards=None, estimator: Estimator | None = None, progress=lambda tally: None,
-            prefix: tuple[int, dict[str, int]] | None = None) -> Summary:
+            prefix: tuple[int, dict[str, int]] | None = None, router=None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
     a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3).
-    `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it."""
+    `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it.
+    `router` (router.py): config routes, in place of the one provider's batcher and dispatcher."""
     started = time.monotonic()
     stop = Stop()
     sig = Signals(stop)
@@ -136,14 +139,14 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     def tick() -> None:
         progress(tally)
 
-    def stopping() -> str | None:
+    def stopping() -> RunEnd | None:
         if not stop.event.is_set():
             sig.poll()
             if ledger.local_error is not None:
-                stop.set("fatal", str(ledger.local_error), local=True)
+                stop.set(RunEnd.FATAL, str(ledger.local_error), local=True)
             if not stop.event.is_set():
                 return None
-        return "fatal" if stop.reason == "fatal" else "interrupt"
+        return stop.reason
 
     # a resume counts the accepted rows the journal holds from the first row on instead of
     # reading them one by one: a run killed at 90% sends its first request at once
@@ -162,7 +165,16 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():
-        if dry:
+        if router is not None:
+            batcher = dispatcher = router.start(
+                ledger, stop, lambda wire, failover: Dispatcher(
+                    wire, ledger, Policy(wire.provider.settings.max_attempts, wire.provider.settings.backoff_base,
+                                         wire.provider.settings.backoff_cap, policy.grace), stop,
+                    concurrency=options.concurrency, limiter=wire.provider.limiter,
+                    progress=tick, failover=failover), sig.poll, estimator if dry else None)
+            if not dry:
+                sys.setswitchinterval(0.001)
+        elif dry:
             dispatcher = DryDispatcher(estimator)
         else:
             # The reader thread is CPU-bound; with the default 5 ms switch interval a worker
@@ -186,11 +198,11 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
             except SmsCliError as exc:  # the input or the journal failed mid-way
                 if not dry and tally.requests == 0 and not stop.is_set():
                     raise  # nothing was sent: an input error, exit 2
-                stop.set("fatal", str(exc), local=True)
+                stop.set(RunEnd.FATAL, str(exc), local=True)
             for batch in batcher.flush():
                 submit(batch, sig.poll)
         except BaseException:
-            stop.set("fatal", "internal error", local=True)
+            stop.set(RunEnd.FATAL, "internal error", local=True)
             raise
         finally:
             dispatcher.close(sig.poll)
@@ -201,13 +213,16 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
         except SmsCliError as exc:
             summary.notes.append(f"the {start} rows accepted earlier are not counted per template: {exc}")
     if ledger.local_error is not None and not stop.is_set():
-        stop.set("fatal", str(ledger.local_error), local=True)
+        stop.set(RunEnd.FATAL, str(ledger.local_error), local=True)
     if stop.local and not dry and tally.requests == 0:
         raise SmsCliError(stop.detail or "local failure")  # nothing was sent: exit 2
     summary.tally = tally
     summary.stopped, summary.fatal, summary.local = stop.reason, stop.detail, stop.local
     summary.elapsed = time.monotonic() - started
     summary.limit = options.limit
+    if router is not None:
+        summary.routes = router.report(tally)
+        summary.notes += router.notes
     if repeats is not None and repeats.count:
         summary.notes.append(repeats.note())
     if dry:
@@ -227,7 +242,8 @@ def resume_rows(source, validator: Validator, ident: Identity, start: int):
     rows begin at the same lines; still, the row found there must be row start-1 itself (same
     seq, line and message key, validated as it was when sent), or the input is read from the
     top and the prefix stepped over row by row, as without the journal's help."""
-    point = ident.journal.resume_point(ident.own_set, start - 1) if getattr(source, "fmt", None) == "csv" else None
+    plain_csv = isinstance(source, Source) and source.fmt == "csv"  # not a shard's filter of one
+    point = ident.journal.resume_point(ident.own_set, start - 1) if plain_csv else None
     if point is not None:
         line, key = point
         rows = source.rows(start - 1, at=(start - 1, line))
@@ -243,13 +259,13 @@ def resume_rows(source, validator: Validator, ident: Identity, start: int):
     return source.rows(start)
 
 
-def run_status(summary: Summary) -> str:
-    """How the journal remembers this run: stopped, partial (a later run has rows to send) or
-    finished."""
+def run_end(summary: Summary) -> RunEnd:
+    """How the journal remembers this run: its stop (fatal, a signal), partial (a later run has
+    rows to send) or finished."""
     if summary.stopped:
-        return "stopped"
+        return RunEnd(summary.stopped)
     if summary.n(Fate.DEFERRED):
-        return "partial"
-    return "finished"
+        return RunEnd.PARTIAL
+    return RunEnd.FINISHED
 
 
