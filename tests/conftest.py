@@ -16,6 +16,9 @@ from sms_cli.validate.validator import parse_phone
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# counts the tests that start a process or sleep (issue 21 budget); see process_census.py
+pytest_plugins = ["process_census"]
+
 TEMPLATES = {
     "OTP_LOGIN": ["code"],
     "ORDER_SHIPPED": ["order", "eta"],
@@ -30,6 +33,78 @@ def private_state(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
+class SignallingLock:
+    """The emulator's lock, which also tells waiting tests that its state changed: every request
+    it counts and every message it takes happens under `with emu.lock`, so a test waits for "the
+    k-th request arrived" on this event instead of sleeping between looks. Re-entrant, so a
+    predicate may call emu.stats() while the waiter holds it."""
+
+    def __init__(self):
+        self.changed = threading.Condition(threading.RLock())
+
+    def __enter__(self):
+        self.changed.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.changed.notify_all()
+        self.changed.release()
+
+    def acquire(self, *args, **kw):
+        return self.changed.acquire(*args, **kw)
+
+    def release(self):
+        self.changed.notify_all()
+        self.changed.release()
+
+
+def signalling(emu: Emulator) -> Emulator:
+    """Give a not yet serving emulator a SignallingLock (see wait_for)."""
+    emu.lock = SignallingLock()
+    return emu
+
+
+def wait_for(emu: Emulator, predicate, *, timeout: float = 30.0, what: str = "condition", procs=()) -> None:
+    """Block until predicate() holds, woken by the emulator's state changes and by the end of any
+    process in `procs` (so "or the process ended" may be part of the predicate): an event, no
+    sleep. Fails after `timeout` seconds."""
+    lock: SignallingLock = emu.lock
+    for proc in procs:  # a process ending is an event too
+        def tell(proc=proc):
+            proc.wait()
+            with lock:
+                pass
+        threading.Thread(target=tell, daemon=True).start()
+    with lock.changed:
+        assert lock.changed.wait_for(predicate, timeout), f"timed out waiting for {what}"
+
+
+def poll_until(predicate, *, timeout: float = 20.0, what: str = "condition", every: float = 0.005) -> None:
+    """Poll a condition nothing can signal (a /proc field, a server's port) until it holds, failing
+    after `timeout` seconds. The one place a test waits between looks; the census counts it
+    as polling, not as a sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def signal_unless_ended(proc: subprocess.Popen, sig, after: float | None) -> None:
+    """Send `sig` to `proc` `after` seconds from now, unless it ends first (the moment is the
+    test's input, as in "a signal 30 ms into start-up"): a wait for the process's end with a
+    deadline, not a sleep."""
+    if after:
+        try:
+            proc.wait(timeout=after)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
 @pytest.fixture
 def emulator(tmp_path):
     """Factory: emulator(**Options kwargs) -> a started Emulator, stopped at teardown.
@@ -40,7 +115,7 @@ def emulator(tmp_path):
     def start(**kw) -> Emulator:
         kw.setdefault("seed", 1234 + len(started))
         kw.setdefault("log_path", str(tmp_path / ("accepted.jsonl" if not started else f"accepted-{len(started)}.jsonl")))
-        emu = Emulator(Options(host="127.0.0.1", port=0, **kw))
+        emu = signalling(Emulator(Options(host="127.0.0.1", port=0, **kw)))
         # Emulator.start() with a short poll, so stop() at teardown returns at once
         threading.Thread(target=emu.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(emu)
@@ -56,8 +131,8 @@ def module_emulator():
     """One emulator for a whole test module (starting one per test is slow for adapter tests).
     It blacklists +60111111111 and +85255311101 and blocks the word "casino" in template
     variables; use `emu` for a clean accepted log per test."""
-    emu = Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
-                           blocked_words={"casino"})).start()
+    emu = signalling(Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
+                                      blocked_words={"casino"}))).start()
     yield emu
     emu.stop()
 
