@@ -291,3 +291,93 @@ def accepted_counts(emu) -> "Counter":
 
     with emu.lock:
         return Counter(e["phone"] for e in emu.accepted)
+
+
+CLOSED = object()  # run_main(stdin=CLOSED): started with stdin closed (`0<&-`), so sys.stdin is None
+
+
+class Ran(Invoked):
+    """What run_main gave: exit code, stdout and stderr as bytes (`out`, `err`) and as text."""
+
+    def __init__(self, returncode: int, out: bytes, err: bytes):
+        super().__init__(returncode, out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "surrogateescape"))
+        self.out, self.err = out, err
+
+
+def run_main(*args, cwd, stdin=None, stdout=None, stderr=None, env: dict | None = None,
+             errors: str = "surrogateescape") -> Ran:
+    """`sms-cli ARGS` through the real entry point's second half (sms_cli.cli.app.main: its own
+    usage-error and --json handling, its stream protection) in this process, with the standard
+    streams a process would have: stdin is empty, CLOSED (sys.stdin None, as Python starts with
+    fd 0 closed), bytes, or a file object (a pty, /dev/zero); stdout is a UTF-8 stream with the
+    given `errors` ("strict" is PYTHONIOENCODING=utf-8:strict) unless a stream is given; stderr
+    uses Python's backslashreplace. `env` entries are set for the call (TMPDIR included: the
+    temporary folder is looked up afresh). For what a real process must show (signals, kill -9,
+    a closed pipe at exit) use start_cli."""
+    import io
+    import tempfile
+
+    from sms_cli.cli import app as cli_app
+
+    out_buf, err_buf = io.BytesIO(), io.BytesIO()
+    if stdin is CLOSED:
+        new_in = None
+    elif stdin is None or isinstance(stdin, bytes):
+        new_in = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+    else:
+        new_in = stdin
+    new_out = stdout or io.TextIOWrapper(out_buf, encoding="utf-8", errors=errors, write_through=True)
+    new_err = stderr or io.TextIOWrapper(err_buf, encoding="utf-8", errors="backslashreplace", write_through=True)
+    saved = sys.stdin, sys.stdout, sys.stderr, sys.argv, os.getcwd(), dict(os.environ), tempfile.tempdir
+    for key in [k for k in os.environ if k.startswith("SMS_CLI_")]:
+        del os.environ[key]
+    os.environ.setdefault("NO_COLOR", "1")
+    os.environ.update(env or {})
+    tempfile.tempdir = None
+    sys.stdin, sys.stdout, sys.stderr, sys.argv = new_in, new_out, new_err, ["sms-cli", *map(str, args)]
+    os.chdir(cwd)
+    try:
+        try:
+            cli_app.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved[:4]
+        os.chdir(saved[4])
+        os.environ.clear()
+        os.environ.update(saved[5])
+        tempfile.tempdir = saved[6]
+    ran = Ran(code, out_buf.getvalue(), err_buf.getvalue())
+    assert "Traceback" not in ran.stderr, ran.stderr
+    return ran
+
+
+class Background:
+    """fn() on a thread of this process, looked at like a Popen: poll() is None while it runs,
+    wait(timeout) returns its result (or raises what it raised). For a run that must go on while
+    the test does something else (stop Redis, read its status) but needs no process of its own.
+    One CLI call at a time may use the standard streams: run the other side through commands."""
+
+    def __init__(self, fn):
+        self._result, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn):
+        try:
+            self._result = fn()
+        except BaseException as exc:  # handed to wait()
+            self._error = exc
+
+    def poll(self):
+        return None if self._thread.is_alive() else True
+
+    def wait(self, timeout: float | None = None):
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the background run did not end in time"
+        if self._error is not None:
+            raise self._error
+        return self._result

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, invoke, make_rows, run_cli, start_cli
+from conftest import cli_env, invoke, make_rows, run_cli, start_cli, wait_for
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -79,13 +79,6 @@ def expected_exit(s: dict) -> int:
     if s["invalid"] + s["failed"] + s["not_sent"]:
         return 1
     return 4 if s["unknown"] else 0
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def check_accounting(phones: list[str], emu, fpath, s: dict) -> dict[str, dict]:
@@ -257,7 +250,7 @@ def test_second_process_on_the_same_journal_is_refused(tmp_path, emulator, write
     phones = make_rows(inp, 1000)
     first = start_cli(*send_cmd(inp, cfg, "--concurrency", "1"), cwd=tmp_path)
     try:
-        wait_for(lambda: emu.stats()["requests"] >= 1, what="the first run to send")
+        wait_for(emu, lambda: emu.stats()["requests"] >= 1, what="the first run to send")
         second = run_cli(*send_cmd(inp, cfg), cwd=tmp_path)
         assert first.poll() is None, "the first run ended before the second one started"
         assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
@@ -383,8 +376,22 @@ def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provide
 
 
 # --- kill -9 and signals ---------------------------------------------------------------------
-@pytest.mark.parametrize("provider,rows,concurrency", [("uspeedo", 9000, 1), ("tencent", 4000, 3)])
-def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, provider, rows, concurrency):
+# where a kill lands, each an event at the emulator (no timer): the k-th request has arrived and
+# waits out its latency; the provider is taking its batch (the answer not yet read); a later
+# request arrived, so an answer came back and was journaled
+KILL_POINTS = ("arrived", "taken", "answered")
+
+
+def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, monkeypatch):
+    # one test, two runs (its processes counted once): a sequential uSpeedo send, a concurrent Tencent one
+    for provider, rows, concurrency in (("uspeedo", 9000, 1), ("tencent", 4000, 3)):
+        work = tmp_path / provider
+        work.mkdir()
+        monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
+        kill_9_then_resume(work, emulator, write_config, provider, rows, concurrency)
+
+
+def kill_9_then_resume(tmp_path, emulator, write_config, provider, rows, concurrency):
     rng = random.Random(f"{provider}-kill")
     emu = emulator(latency_ms=60)
     cfg = write_config(emu, provider)
@@ -397,13 +404,19 @@ def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, p
     for _ in range(6):
         if kills == 3:
             break
-        seen = emu.stats()["requests"]
+        seen, taken = emu.stats()["requests"], len(emu.accepted)
         proc = start_cli(*args, cwd=tmp_path)
         try:
             k = rng.randint(1, 2)  # kill once this run's k-th request reached the provider...
-            wait_for(lambda: emu.stats()["requests"] >= seen + k or proc.poll() is not None,
-                     what="requests to reach the emulator")
-            time.sleep(rng.uniform(0, 0.08))  # ...at a random moment of its 60 ms in flight, or after
+            when = rng.choice(KILL_POINTS)  # ...while in flight, as it is taken, or once answered
+            if when == "arrived":
+                ready = lambda: emu.stats()["requests"] >= seen + k
+            elif when == "taken":  # the provider took a batch; its answer is on the way
+                ready = lambda: len(emu.accepted) > taken + (k - 1) * batch
+            else:  # the next request arrived: the k-th answer came back and was handled
+                ready = lambda: emu.stats()["requests"] >= seen + k + concurrency
+            wait_for(emu, lambda: ready() or proc.poll() is not None, procs=[proc],
+                     what=f"request {k} to be {when}")
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
@@ -429,8 +442,15 @@ def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, p
     assert s["requests"] == 0 and s["unknown"] == len(failed) and code == expected_exit(s)
 
 
-@pytest.mark.parametrize("sig,exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code):
+def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, monkeypatch):
+    for sig, exit_code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):  # one test, both signals
+        work = tmp_path / sig.name
+        work.mkdir()
+        monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
+        signal_mid_run_then_resume(work, emulator, write_config, sig, exit_code)
+
+
+def signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code):
     emu = emulator(latency_ms=80)
     cfg = write_config(emu, "tencent")
     inp = tmp_path / "in.csv"
@@ -440,7 +460,9 @@ def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_
     args = send_cmd(inp, cfg, "--concurrency", "2")
     proc = start_cli(*args, cwd=tmp_path)
     try:
-        wait_for(lambda: emu.stats()["requests"] >= 4, what="requests to reach the emulator")
+        wait_for(emu, lambda: emu.stats()["requests"] >= 4 or proc.poll() is not None, procs=[proc],
+                 what="requests to reach the emulator")
+        assert proc.poll() is None, proc.communicate()
         sent_at = time.monotonic()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
@@ -479,7 +501,7 @@ def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_t
     args = send_cmd(inp, cfg, "--concurrency", "2")
     proc = start_cli(*args, cwd=tmp_path)
     try:
-        wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
+        wait_for(emu, lambda: len(emu.accepted) >= 400, what="two requests to be taken")
     except BaseException:
         proc.kill()
         proc.wait()
@@ -492,8 +514,8 @@ def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, 
                                                        stall_ms=20000, read_timeout=30)
     try:
         proc.send_signal(signal.SIGINT)  # waits for the two stalled requests (grace period)...
-        time.sleep(0.3)
-        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):  # (a window in which it must not end)
+            proc.wait(timeout=0.3)
         proc.send_signal(signal.SIGINT)  # ...a second Ctrl-C does not
         proc.communicate(timeout=8)
     finally:
