@@ -72,7 +72,42 @@ def pytest_runtest_protocol(item, nextitem):
     current[0] = item.nodeid
 
 
+def _tables() -> dict:
+    return {"processes": {t: dict(c) for t, c in processes.items()}, "sleeps": dict(sleeps), "polls": dict(polls)}
+
+
+def _merge(tables: dict) -> None:
+    for t, c in tables["processes"].items():
+        processes[t].update(c)
+    for name, into in (("sleeps", sleeps), ("polls", polls)):
+        for t, n in tables[name].items():
+            into[t] += n
+
+
+class _Xdist:
+    """Under pytest-xdist each worker counts its own tests and hands the counts to the controller,
+    which prints the summary (hooks of xdist's, so registered only when it is there)."""
+
+    def pytest_testnodedown(self, node, error):
+        tables = getattr(node, "workeroutput", {}).get("process_census")
+        if tables:
+            _merge(tables)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_Xdist(), "process_census_xdist")
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker: the controller reports
+        workeroutput["process_census"] = _tables()
+
+
 def pytest_terminal_summary(terminalreporter):
+    if hasattr(terminalreporter.config, "workeroutput"):
+        return
     by_test = sorted(t for t, c in processes.items() if c["test"])
     infra = sorted(t for t, c in processes.items() if c["infrastructure"])
     sleepers = sorted(t for t, n in sleeps.items() if n)
