@@ -16,7 +16,7 @@ from pathlib import Path
 import phonenumbers
 
 from .config.load import load_config
-from .config.settings import Config
+from .core.settings import Config
 from .core.errors import ConfigError, SmsCliError
 from .core.logs import register_secrets
 from .guards.rules import GuardOptions

@@ -11,8 +11,8 @@ import requests
 import typer.main
 
 from conftest import ROOT, invoke
-from sms_cli.emulator import dialects
-from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Dialect, parse_e164, possible_e164
+from sms_cli.emulator.server import DIALECTS
+from sms_cli.emulator.wire import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Dialect, parse_e164, possible_e164
 from sms_cli.emulator.templates import load_templates
 from sms_cli.core.errors import SmsCliError
 from sms_cli.providers.tencent import CONTENT_TYPE, tc3_signature
@@ -184,8 +184,8 @@ def test_templates_option_reaches_the_server(tmp_path):
 
 
 def test_a_dialect_is_one_class_and_one_registry_line():
-    assert all(issubclass(d, Dialect) for d in dialects())
-    assert [d.name for d in dialects()] == ["tencent", "aliyun", "uspeedo"]
+    assert all(issubclass(d, Dialect) for d in DIALECTS)
+    assert [d.name for d in DIALECTS] == ["tencent", "aliyun", "uspeedo"]
 
 
 @pytest.mark.parametrize("number", ["+6591234500", "+6512", "+6512345678", "+60111111111", "+4407911123456",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sms_cli.config.settings import Template
+from sms_cli.core.settings import Template
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 
 # what must arrive intact: Chinese, astral-plane emoji, spaces and every character that URL,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sms_cli.validate import segments
-from sms_cli.config.settings import Template
+from sms_cli.core.settings import Template
 from sms_cli.core.model import Message
 from sms_cli.run.plan import Estimator
 from sms_cli.validate.segments import GSM_BASIC, GSM_EXTENSION, MissingParameter, Shape, count, render

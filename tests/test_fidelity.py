@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from conftest import ROOT, accepted_counts, invoke, make_rows, phone_numbers
-from sms_cli.config.settings import ProviderSettings
+from sms_cli.core.settings import ProviderSettings
 from sms_cli.run.dispatch import Dispatcher, Policy, Stop
 from sms_cli.store.ledger import Ledger
 from sms_cli.core.model import Kind, Message

@@ -362,7 +362,7 @@ def test_reasons_never_hold_the_number(phone):
 
 
 def test_input_values_in_reasons_are_escaped():
-    from sms_cli.config.settings import Template
+    from sms_cli.core.settings import Template
 
     v = Validator({"T": Template("T", ("name",), 1, "Hi {name}")}, "SG", Defaults())
     out = v.validate(RawRow(0, 2, {"phone": GOOD[0], "template_id": "T", "params": {"name": "a", "\x1b[2J": "b"}}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sms_cli.config.settings import ProviderSettings
+from sms_cli.core.settings import ProviderSettings
 from sms_cli.run.dispatch import Dispatcher, Policy, Stop
 from sms_cli.core.errors import ExitCode
 from sms_cli.store.journal import RowState
@@ -226,7 +226,7 @@ def test_an_answer_the_journal_cannot_record_still_settles_its_rows():
 def test_a_messages_key_does_not_depend_on_the_provider():
     """Aliyun turns positional params into named ones; the message is the same message, so
     --dedupe and --continue-edited must see one key whichever provider validated it."""
-    from sms_cli.config.settings import Template
+    from sms_cli.core.settings import Template
     from sms_cli.providers.aliyun import Aliyun
 
     templates = {"T": Template("T", names=("code",), count=1)}

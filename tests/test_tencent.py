@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from sms_cli.core.errors import ConfigError
-from sms_cli.config.settings import ProviderSettings, Template
+from sms_cli.core.settings import ProviderSettings, Template
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, Emulator, Options
 from sms_cli.core.model import Kind, Message
 from sms_cli.providers.http import RequestFailed

@@ -24,7 +24,7 @@ import requests
 import urllib3
 
 from sms_cli.cli import report
-from sms_cli.config.settings import ProviderSettings
+from sms_cli.core.settings import ProviderSettings
 from sms_cli.run.dispatch import Dispatcher, Policy, Stop
 from sms_cli.core.errors import ExitCode
 from sms_cli.store.failures import FailuresWriter
@@ -465,7 +465,7 @@ def test_receipts_settle_rows_through_the_ledger(tmp_path):
     with a scripted receipt API: a delivered row stays accepted, an undelivered one becomes
     undelivered, a lost answer found becomes accepted, one not found stays unknown; a throttled
     query is retried after the send's backoff, paused on a fake clock."""
-    from sms_cli.config.settings import Config
+    from sms_cli.core.settings import Config
     from sms_cli.receipts.collect import Collector, ReceiptsRequest, Result
 
     run(tmp_path, lambda phones, n: requests.ReadTimeout("read timed out") if n == 3 else (200, statuses),

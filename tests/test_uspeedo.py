@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sms_cli.config.settings import ProviderSettings, Template
-from sms_cli.emulator import Emulator, Options
+from sms_cli.core.settings import ProviderSettings, Template
+from sms_cli.emulator.server import Emulator, Options
 from sms_cli.emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 from sms_cli.core.model import Kind, Message
 from sms_cli.run.plan import Batcher

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import re
 import sys
 from contextlib import nullcontext
@@ -12,15 +13,30 @@ import typer
 from typer.core import TyperCommand
 
 from .. import __version__
+from ..campaign import SendRequest
+from ..config.load import find_config, load_config, user_config_path
 from ..core.errors import ExitCode, SmsCliError
+from ..core.logs import setup_logging
+from ..emulator.command import emulator as _emulator_command
+from ..emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
+from ..guards.rules import GuardOptions, Suppression, suppression_path
+from ..providers import PROVIDERS, provider_class
+from ..run.send import Options
+from ..run.shards import parse as parse_shard
+from ..validate.validator import parse_phone
+from . import commands, output
 from .options import FORMAT, Format
 from .options import value as _value
+from .output import json_error, protect_streams
+from .receipts import receipts as _receipts_command
+from .report import SCHEMA_VERSION, plan_exit, shown, status_dict, status_text
+from .shard_reports import status as sharded_status
+from .starter import write_starter
 
 
 class Command(TyperCommand):
     """Help that names arguments as people write them (`INPUT`, `[PATH]`, `NUMBER...`), where
     typer would show `{input}` and `<str>`."""
-
     @staticmethod
     def _arg(param, usage: bool = False) -> str:
         name = param.metavar or param.name.upper()
@@ -92,7 +108,6 @@ def fail(message: str, exit_code: int, code: str, json_out: bool) -> None:
     """An error's one line on stderr; with --json, its object on stdout too (README: JSON output)."""
     err(message)
     if json_out:
-        from .output import json_error
 
         json_error(code, re.sub(r"^sms-cli: (error: )?", "", message), exit_code)
 
@@ -150,7 +165,6 @@ def config_root(ctx: typer.Context):
 
 
 def _logging(verbose: bool, secrets=frozenset()) -> None:
-    from ..core.logs import setup_logging
 
     setup_logging(verbose, secrets)
 
@@ -167,7 +181,6 @@ def _complete_provider(ctx: typer.Context, incomplete: str) -> list[str]:
     """The provider sections of the config that --config, $SMS_CLI_CONFIG, ./sms-cli.yaml or the
     user's config names; nothing when it cannot be read."""
     try:
-        from ..config.load import load_config
 
         cfg = load_config(ctx.params.get("config"), strict_env=False)
         return [name for name in cfg.providers if name.startswith(incomplete)]
@@ -237,14 +250,12 @@ MAX_PARTS = typer.Option(None, "--max-parts", min=0, metavar="N", help="Refuse t
 
 
 def _guards(suppress=None, quiet_hours=None, allow=None, block=None, valid_for=None, max_cost=None, max_parts=None):
-    from ..guards.rules import GuardOptions
 
     return GuardOptions(suppress, quiet_hours, allow, block, valid_for, max_cost, max_parts)
 
 
 def _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding=None,
              delimiter=None, **kw):
-    from ..campaign import SendRequest
 
     return SendRequest(input=input, config=config, provider=provider, fmt=_value(fmt), template=template,
                        params=tuple(param), sender_id=sender_id, region=default_region, encoding=encoding,
@@ -252,9 +263,8 @@ def _request(input, config, provider, fmt, template, param, sender_id, default_r
 
 
 def _shard(shard: Optional[str], shards: Optional[int]):
-    from ..run.shards import parse
 
-    return parse(shard, shards)
+    return parse_shard(shard, shards)
 
 
 def _stdin_hint(input: str) -> None:
@@ -292,7 +302,6 @@ def confirm_text(est) -> str:
 
 
 def _provider_type(req) -> str | None:
-    from ..config.load import load_config
 
     try:
         return load_config(req.config, strict_env=False).provider(req.provider).type
@@ -305,7 +314,6 @@ def confirm_send(req, *, yes: bool, dry_run: bool, terminal: bool, estimate=None
     estimate is the dry run `plan` shows, so it reads the journal and writes nothing."""
     if not may_ask(req.input, yes=yes, dry_run=dry_run, terminal=terminal):
         return True
-    from . import commands
 
     if estimate is None and _provider_type(req) == "outbox":
         return True  # nothing leaves the machine: no need to read the input twice
@@ -370,10 +378,6 @@ def send(
       sms-cli send recipients.csv --provider tencent --limit 500
       sms-cli send recipients.failed.csv --only-retryable
     """
-    from . import commands, output
-    from .report import plan_exit
-    from ..run.send import Options
-
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    failures=failures, journal=journal, fresh=fresh, yes=yes, continue_edited=continue_edited,
                    shard=_shard(shard, shards),
@@ -418,10 +422,6 @@ def plan(
       sms-cli plan recipients.csv --provider tencent --json
       sms-cli plan numbers.txt --template OTP_LOGIN --param 123456
     """
-    from . import commands, output
-    from .report import plan_exit
-    from ..run.send import Options
-
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    journal=journal, options=Options(limit=limit, dedupe=dedupe, dry_run=True),
                    continue_edited=continue_edited,
@@ -453,9 +453,6 @@ def validate(
       sms-cli validate recipients.jsonl --json
       cat numbers.txt | sms-cli validate - --format lines --template OTP_LOGIN --param 0
     """
-    from . import commands, output
-    from .report import SCHEMA_VERSION, shown
-
     problems = 0
     _stdin_hint(input)
     gen = commands.validate(_request(input, config, provider, fmt, template, param, sender_id, default_region,
@@ -521,16 +518,12 @@ def status(
       sms-cli status recipients.csv --json
       sms-cli status today.csv --journal /var/lib/sms/today.journal.sqlite
     """
-    from . import commands, output
-    from .report import status_dict, status_text
-
     if input == "-":
         raise SmsCliError("status reads the input to find its runs and stdin can be read only once: give the "
                           "file that was piped in, with --journal sms-stdin-<hash>.journal.sqlite")
     req = _request(input, config, provider, fmt, template, param, sender_id, default_region, encoding, delimiter,
                    journal=journal)
     if shards:  # every shard's journal, reported as one working set
-        from .shard_reports import status as sharded_status
 
         st = sharded_status(req, shards)
     else:
@@ -563,9 +556,6 @@ def suppress_root(ctx: typer.Context):
 def _suppression(config, path, default_region=None):
     """The list, and the region for national numbers on the command line (--default-region,
     else the config's default_region). The file's own lines are read with the config's."""
-    from ..config.load import load_config
-    from ..guards.rules import GuardOptions, Suppression, suppression_path
-
     cfg = load_config(config, strict_env=False)
     where = suppression_path(cfg, GuardOptions(suppress=path))
     if where is None:
@@ -576,9 +566,6 @@ def _suppression(config, path, default_region=None):
 def _numbers(numbers, region):
     """Every number in E.164, or one error naming the first that is not one (so nothing is
     written for a half-good list). `-` reads numbers from stdin, one a line (# comments)."""
-    from .report import shown
-    from ..validate.validator import parse_phone
-
     given = []
     for n in numbers:
         if n == "-":
@@ -672,7 +659,6 @@ def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG,
 
 # The emulator command lives with the emulator (its options are the emulator's business); its
 # help here gets the metavars and examples every other command has.
-from ..emulator.command import emulator as _emulator_command  # noqa: E402
 
 EMULATOR_METAVARS = {"port": "PORT", "host": "ADDRESS", "blacklist": "NUMBER", "templates": "FILE",
                      "fail_rate": "SHARE", "throttle_rate": "SHARE", "timeout_rate": "SHARE", "drop_rate": "SHARE",
@@ -681,8 +667,6 @@ EMULATOR_METAVARS = {"port": "PORT", "host": "ADDRESS", "blacklist": "NUMBER", "
 
 
 def _name_metavars(fn, names: dict[str, str]) -> None:
-    import inspect
-
     for name, param in inspect.signature(fn).parameters.items():
         info = param.default
         if name in names and getattr(info, "metavar", "unset") is None:
@@ -694,9 +678,6 @@ _name_metavars(_emulator_command, EMULATOR_METAVARS)
 
 def _emulator_defaults() -> None:
     """The emulator's options whose None means a built-in value say which (help shows defaults)."""
-    import inspect
-
-    from ..emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 
     said = {"key_id": DEFAULT_KEY_ID, "key_secret": DEFAULT_KEY_SECRET, "seed": "unseeded"}
     for name, param in inspect.signature(_emulator_command).parameters.items():
@@ -714,9 +695,7 @@ Examples:
   sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1
   sms-cli emulator --templates sms-cli.yaml --log accepted.jsonl
 """)(guarded(_emulator_command))
-# `sms-cli receipts` lives in receipts_command.py; registered here with the same help style
-from .receipts import receipts as _receipts_command  # noqa: E402
-
+# `sms-cli receipts` lives in cli/receipts.py; registered here with the same help style
 command("receipts", cls=Command)(guarded(_receipts_command))
 
 
@@ -728,8 +707,6 @@ def providers():
     Examples:
       sms-cli providers
     """
-    from ..providers import PROVIDERS, provider_class
-
     for name in PROVIDERS:
         cls = provider_class(name)
         print(f"{name:8}  {cls.max_batch:>5} numbers/request  {cls.description}")
@@ -746,10 +723,7 @@ def config_check(config: Optional[str] = CONFIG):
       sms-cli config check
       sms-cli config check --config /etc/sms-cli.yaml
     """
-    from .commands import config_check as check
-    from ..config.load import find_config
-
-    lines, ok = check(config)
+    lines, ok = commands.config_check(config)
     for line in lines:
         print(line)
     if find_config(config) is None:
@@ -779,10 +753,6 @@ def config_init(
     """
     from pathlib import Path
 
-    from ..config.load import find_config
-    from ..providers import provider_class
-    from ..config.load import user_config_path
-    from .starter import write_starter
 
     ptype = _value(provider_type)
     target = write_starter(Path(path) if path else user_config_path(), ptype)
@@ -813,7 +783,6 @@ def main() -> None:
         from typer._click.exceptions import ClickException  # typer 0.2x vendors click
     except ImportError:  # older typer: click itself
         from click.exceptions import ClickException
-    from .output import protect_streams
 
     protect_streams()
     json_out = wants_json(sys.argv[1:])
@@ -822,7 +791,6 @@ def main() -> None:
     except ClickException as exc:
         exc.show()
         if json_out:
-            from .output import json_error
 
             json_error(type(exc).__name__, exc.format_message(), exc.exit_code)
         code = exc.exit_code

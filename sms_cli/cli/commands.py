@@ -24,6 +24,9 @@ from ..store import journal as journal_mod
 from ..store import paths
 from ..store.ledger import Ledger
 from ..validate.validator import Rejected
+from ..core.outcomes import Fate
+from .report import plan_dict
+from .starter import placeholders_left
 
 log = logging.getLogger("sms_cli.cli.commands")
 
@@ -173,8 +176,6 @@ def _dry_run(camp: Campaign, policy, summary, progress, on_start, options=None) 
 def config_check(path: str | None) -> tuple[list[str], bool]:
     """Load and resolve the config; report missing variables and values still at the starter's
     placeholders by name, never secret values."""
-    from .starter import placeholders_left
-
     cfg = load_config(path, strict_env=False)
     where = cfg.path or "(no config file: built-in outbox provider)"
     lines = [f"config: {where}"]
@@ -244,8 +245,6 @@ class Estimate:
 def estimate(req: SendRequest) -> Estimate:
     """The dry run of `req` (the journal only read, no secrets needed, nothing written), as the
     figures a confirmation shows. Never refuses: --max-cost/--max-parts are the send's business."""
-    from .report import plan_dict
-
     seen = {}
 
     def started(provider, cfg, source):
@@ -288,7 +287,6 @@ class Status:
         if not self.found or self.rerun is None:
             return 2
         s = self.rerun
-        from ..core.outcomes import Fate
 
         done = s.n(Fate.ACCEPTED_EARLIER) + s.n(Fate.DUPLICATE)
         return 0 if s.rows == done else 1

@@ -15,6 +15,12 @@ import typer
 
 from .options import FORMAT, Format, value
 from .output import emit, stderr_console  # the run's JSON and console (stderr, NO_COLOR)
+from . import report
+from ..core.logs import setup_logging
+from ..receipts.collect import ReceiptsRequest, collect, parse_duration
+from ..store import paths
+from .report import shown
+from .shard_reports import receipts as sharded_receipts
 
 SCHEMA_VERSION = 1
 
@@ -69,9 +75,6 @@ def receipts(
       sms-cli receipts recipients.csv --wait 30m --json
       sms-cli receipts --journal sms-stdin-0123456789ab.journal.sqlite
     """
-    from ..core.logs import setup_logging
-    from ..receipts.collect import ReceiptsRequest, collect, parse_duration
-
     req = ReceiptsRequest(
         input=input, config=config, provider=provider, journal=journal, fmt=value(fmt), template=template,
         params=tuple(param), sender_id=sender_id, region=default_region, failures=failures,
@@ -81,7 +84,6 @@ def receipts(
     setup_logging(verbose, frozenset())
     with Progress(enabled=not quiet and bool(wait)) as view, _ctrl_c_stops_waiting():
         if shards:  # each shard's journal in turn, reported as one (shard_reports.py)
-            from .shard_reports import receipts as sharded_receipts
 
             result = sharded_receipts(req, shards, progress=view.update)
         else:
@@ -195,9 +197,6 @@ def _counts(t) -> str:
 def _resend(r) -> str:
     """The command that resends the undelivered rows (with --journal when the failures file's
     own name would not lead send to this journal)."""
-    from ..store import paths
-    from . import report
-
     path = r.failures_path
     cmd = f"sms-cli send {report.shown(path)}"
     try:
@@ -210,8 +209,6 @@ def _resend(r) -> str:
 
 def summary_lines(r, *, table: bool = False) -> list[str]:
     """Plain text (and, under the table, the lines the table does not hold)."""
-    from .report import shown
-
     t = r.total
     lines = []
     if r.stopped == "fatal":
@@ -273,7 +270,6 @@ def summary_lines(r, *, table: bool = False) -> list[str]:
 def summary_table(r):
     from rich.table import Table
 
-    from .report import shown
 
     table = Table(title="delivery receipts", title_justify="left", caption_justify="left")
     for name in ("", "sent", "delivered", "failed", "pending", "no receipt", "unknown", "rate", "median", "p95"):

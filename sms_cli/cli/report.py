@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ..core.outcomes import Fate
 from ..run.send import Summary
+import shlex
+from ..core.textsafe import printable
 
 SCHEMA_VERSION = 1
 # (label, fates): the columns of the summary, in order
@@ -31,8 +33,6 @@ SHOWN_REASONS = 3
 def _printable(text: str) -> str:
     """Text from input or the file system, safe for any terminal: control characters escaped,
     and undecodable bytes of a file name (surrogate escapes) shown as \\xNN, never a crash."""
-    from ..core.textsafe import printable
-
     return printable(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -118,7 +118,6 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
         lines.append(f"failures file: {fpath}  (to finish, run the same command again: it resumes)")
     elif fpath:
         # exactly the command that continues this working set: the same config and provider
-        import shlex
         again = " ".join(x for x in (shlex.quote(s.failures_path), s.resend) if x)
         lines.append(f"failures file: {fpath}  (resend: sms-cli send {_printable(again)})")
     if s.limit is not None and s.n(Fate.DEFERRED):

@@ -11,12 +11,16 @@ from ..store.ledger import Tally
 from ..run.plan import Estimator
 from ..run.send import Summary
 from ..run.shards import Shard, existing
+from . import commands
+from ..config.load import load_config
+from ..core.errors import SmsCliError
+from ..input.rows import open_source
+from ..receipts.collect import Result, collect
+from ..run.shards import failures_path, journal_path
 
 
 def check_count(input_name: str, digest: str, n: int) -> None:
     """--shards N on a report: refuse when the input's shard journals are for another N."""
-    from ..core.errors import SmsCliError
-
     found = sorted(k for k in existing(input_name, digest) if k != n)
     if found:
         raise SmsCliError(f"{input_name} was sent in {found[0]} shards, not {n}: use --shards {found[0]}")
@@ -24,8 +28,6 @@ def check_count(input_name: str, digest: str, n: int) -> None:
 
 def status(req, n: int):
     """One Status for the N shards of `req.input` (commands.status of each, summed)."""
-    from . import commands
-
     check_count(req.input, "", n)  # (the digest names only stdin's files, which status refuses)
     parts = [commands.status(replace(req, shard=Shard(k, n))) for k in range(n)]
     first = parts[0]
@@ -94,11 +96,6 @@ def _add(into: dict, e: dict) -> None:
 def receipts(req, n: int, progress=None):
     """receipts.collect for each shard's journal (and its own undelivered file, which resends into
     that shard's journal), summed into one Result. Shards with no journal yet are left out."""
-    from ..core.errors import SmsCliError
-    from ..receipts.collect import collect
-    from ..input.rows import open_source
-    from ..run.shards import failures_path, journal_path
-
     if not req.input or req.input == "-":
         raise SmsCliError("--shards finds each shard's journal beside the INPUT: give the input file")
     if req.journal or req.failures:
@@ -131,9 +128,6 @@ def _no_pull_queue(config: str | None) -> None:
     """Tencent's pull queue gives each report once, to whoever asks first: the first shard's pass
     would take (and drop) the reports of the others' rows. The per-number lookup has no such
     problem."""
-    from ..config.load import load_config
-    from ..core.errors import SmsCliError
-
     cfg = load_config(config, strict_env=False)
     pulled = sorted(name for name, p in cfg.providers.items() if p.type == "tencent" and p.get("receipt_source") == "pull")
     if pulled:
@@ -144,8 +138,6 @@ def _no_pull_queue(config: str | None) -> None:
 
 def merge_results(parts):
     """Several shards' receipts.Result as one."""
-    from ..receipts.collect import Result
-
     first = parts[0]
     out = Result(journal=_pattern(first.journal), input=first.input)
     for r in parts:

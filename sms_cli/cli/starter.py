@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..core.errors import SmsCliError
+from ..providers import provider_class
 
 STARTER_TYPES = ("uspeedo", "tencent", "aliyun")
 
@@ -54,8 +55,6 @@ _TITLES = {
 
 def starter_text(ptype: str) -> str:
     """A commented config for one provider type; every secret is a ${VAR} reference."""
-    from ..providers import provider_class
-
     cls = provider_class(ptype)
     if cls is None or ptype not in STARTER_TYPES:
         raise SmsCliError(f"no starter config for provider type {ptype!r} (choose {', '.join(STARTER_TYPES)})")

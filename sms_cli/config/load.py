@@ -21,7 +21,7 @@ from ..core.textsafe import printable
 from ..guards.settings import check_config
 from ..input.rows import display_name
 from ..providers import PROVIDERS, provider_class
-from .settings import (COMMON_PROVIDER_KEYS, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD,
+from ..core.settings import (COMMON_PROVIDER_KEYS, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD,
                        DEFAULT_MAX_ATTEMPTS, DEFAULT_READ_TIMEOUT, GUARD_KEYS, MAX_ATTEMPTS, MAX_CONFIG_BYTES,
                        MAX_DEPTH, MAX_RATE_LIMIT, MAX_SECONDS, MAX_TIMEOUT, PROVIDER_GUARD_KEYS, TEMPLATE_KEYS,
                        TOP_KEYS, Config, ProviderSettings, Template, builtin_config)

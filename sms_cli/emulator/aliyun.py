@@ -19,7 +19,8 @@ import phonenumbers
 
 from ..providers.aliyun import (ACS3, ACTION, CHINA, QUERY, VERSION, acs3_canonical_request,
     acs3_signature, acs3_string_to_sign, mainland_reading, rpc_signature, string_to_sign)
-from .server import FORM, Delivery, Dialect, Reply, Request, possible_e164
+from ..validate.validator import render
+from .wire import FORM, Delivery, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 100
 MAX_PAGE = 50  # QuerySendDetails PageSize
@@ -251,8 +252,6 @@ class AliyunDialect(Dialect):
 
     def _content(self, d: Delivery) -> str:
         """The text as sent, when --templates gave the template's text."""
-        from ..validate.validator import render
-
         tpl = (self.emu.templates or {}).get(d.entry.get("template_id") or "")
         if tpl is None or tpl.text is None:
             return ""

@@ -5,6 +5,11 @@ from typing import List, Optional
 
 import typer
 
+from .server import Emulator
+from .server import Options as EmuOptions
+from .templates import load_templates
+from .wire import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist, load_undeliverable
+
 
 def emulator(
     port: int = typer.Option(8787, "--port", help="Port to listen on, 0-65535 (0 picks a free one)."),
@@ -59,10 +64,6 @@ def emulator(
 
     Example: sms-cli emulator --port 8787 --blacklist +85255310000 --fail-rate 0.1 --undeliverable +6591234567
     """
-    from . import Emulator, Options as EmuOptions
-    from .server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, load_blacklist, load_undeliverable
-    from .templates import load_templates
-
     # every problem below is an SmsCliError: one line and exit code 2, never a traceback
     opts = EmuOptions(host=host, port=port, blacklist=load_blacklist(blacklist), fail_rate=fail_rate,
                       throttle_rate=throttle_rate, timeout_rate=timeout_rate, drop_rate=drop_rate,

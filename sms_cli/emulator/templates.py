@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config.settings import Template
+from ..core.settings import Template
 from ..config.load import _load_yaml
 from ..core.errors import ConfigError, SmsCliError
 

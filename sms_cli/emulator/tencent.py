@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import phonenumbers
 
 from ..providers.tencent import ACTION, ALGORITHM, PULL, PULL_BY_PHONE, REGIONS, SERVICE, VERSION
-from .server import FORM, MAX_DEPTH, BadRequest, Delivery, Dialect, Reply, Request, parse_e164
+from .wire import FORM, MAX_DEPTH, BadRequest, Delivery, Dialect, Reply, Request, parse_e164
 
 MAX_NUMBERS = 200
 ACTIONS = (ACTION, PULL, PULL_BY_PHONE)

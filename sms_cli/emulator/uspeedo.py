@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import phonenumbers
 
 from ..providers.uspeedo import BATCH, RECEIPT, RECEIPT_BASIC, RECEIPT_MAX_SESSIONS, SINGLE, sign
-from .server import Delivery, Dialect, Reply, Request, possible_e164
+from .wire import Delivery, Dialect, Reply, Request, possible_e164
 
 MAX_NUMBERS = 1000
 MAX_NONCE = 32

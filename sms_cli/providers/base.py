@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterator
 from typing import ClassVar
 
 from ..core.errors import ConfigError
-from ..config.settings import ProviderSettings, Template
+from ..core.settings import ProviderSettings, Template
 from ..core.model import Kind, Message, Outcome
 from .ratebackend import limiter_for
 from .ratelimit import RateLimiter

@@ -40,7 +40,7 @@ import phonenumbers
 
 from ..guards import settings as guard_settings
 from ..store import paths
-from ..config.settings import Config, builtin_config
+from ..core.settings import Config, builtin_config
 from ..campaign import SendRequest, locate_journal
 from ..config.load import load_config
 from ..run.dispatch import Policy
@@ -58,6 +58,7 @@ from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
 from ..providers.http import RequestFailed
 from ..input.rows import open_source
 from ..validate.validator import Defaults, Validator
+import sys
 
 log = logging.getLogger("sms_cli.receipts.collect")
 
@@ -355,7 +356,6 @@ class _Stop(Exception):
 # --- the run ---------------------------------------------------------------------------------
 class Collector:
     """One `sms-cli receipts` run over an open journal."""
-
     def __init__(self, req: ReceiptsRequest, cfg: Config, journal: Journal, sets: list[WorkingSet], result: Result,
                  *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, progress: Callable[[Result, int, float], None] | None = None,
@@ -650,7 +650,6 @@ def _open_input(req: ReceiptsRequest):
     if req.input is None:
         return None
     if req.input == "-":
-        import sys
 
         try:
             if sys.stdin is None or sys.stdin.isatty():

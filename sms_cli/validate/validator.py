@@ -14,7 +14,7 @@ from functools import lru_cache
 import phonenumbers
 
 from . import segments
-from ..config.settings import Template
+from ..core.settings import Template
 from .e164 import is_valid, parse_plus_digits
 from ..core.errors import SmsCliError
 from ..core.model import Message, message_key

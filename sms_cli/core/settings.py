@@ -1,6 +1,6 @@
 """The settings a config holds, as typed values: templates, provider sections and the whole
-config, with the defaults and bounds the loader (load.py) applies. Every layer may read these;
-only load.py reads YAML and the environment.
+config, with the defaults and bounds the loader (config/load.py) applies. Every layer may read these;
+only config/load.py reads YAML and the environment.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
+from .errors import ConfigError
 
 # guards (guards.py reads them): top level, and per provider where a provider may differ
 GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
