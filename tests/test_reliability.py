@@ -231,7 +231,7 @@ def test_stdin_is_journaled_in_the_working_directory(tmp_path, emulator, write_c
     digest = hashlib.sha256(data.encode()).hexdigest()[:12]
     jpath = work / f"sms-stdin-{digest}.journal.sqlite"  # named by content: a resume finds it again
     assert jpath.exists() and s["journal"] == jpath.name
-    assert journal_states(jpath) == Counter(accepted=119, failed=1)
+    assert journal_states(jpath) == Counter(accepted=119, rejected=1)
     fpath = work / s["failures_file"]  # relative names: in the working directory
     assert fpath.parent == work and fpath.suffix == ".csv"  # CSV in, CSV failures file out
     assert set(failures(fpath)) == {phones[7]}

@@ -7,7 +7,7 @@ import random
 from sms_cli.core.settings import ProviderSettings
 from sms_cli.run.dispatch import Dispatcher, Policy, Stop
 from sms_cli.core.errors import ExitCode
-from sms_cli.store.journal import RowState
+from sms_cli.store.journal import Recorded
 from sms_cli.store.ledger import Ledger
 from sms_cli.core.model import Kind, Message, Outcome
 from sms_cli.core.outcomes import Fate, exit_code
@@ -176,8 +176,8 @@ def stream(rows, states=(), **opts):
 
 def test_stream_skips_what_the_ledger_holds_and_sends_the_rest():
     out = stream(raws("+6591230000", "+6591230001", "+6591230002", "bad"),
-                 [RowState(0, "accepted", "", "", 0), RowState(1, "unknown", "Unknown", "lost", 0),
-                  RowState(2, "retry", "HTTP503", "", 0)])
+                 [Recorded(0, "accepted", "", "", 0), Recorded(1, "unknown", "Unknown", "lost", 0),
+                  Recorded(2, "retryable", "HTTP503", "", 0)])
     kinds = [(type(x).__name__, getattr(x, "fate", None)) for x in out]
     assert kinds == [("Settle", Fate.ACCEPTED_EARLIER), ("Settle", Fate.UNKNOWN), ("Send", None),
                      ("Settle", Fate.INVALID)]
@@ -186,7 +186,7 @@ def test_stream_skips_what_the_ledger_holds_and_sends_the_rest():
 
 def test_stream_dedupe_limit_and_refused_rows():
     rows = raws("+6591230000", "(65)91230000", "+6591230001", "+6591230002", "+6591230003")
-    out = stream(rows, [RowState(2, "failed", "Blacklist", "no", 0)], dedupe=True, limit=1)
+    out = stream(rows, [Recorded(2, "rejected", "Blacklist", "no", 0)], dedupe=True, limit=1)
     fates = [x.fate if isinstance(x, Settle) else "send" for x in out]
     assert fates == ["send", Fate.DUPLICATE, Fate.REJECTED, Fate.DEFERRED, Fate.DEFERRED]
     assert isinstance(out[0], Send) and out[0].msg.digest != 0

@@ -39,8 +39,8 @@ from sms_cli.validate.validator import Defaults, Validator
 
 FAST = Policy(max_attempts=3, backoff_base=0.0, backoff_cap=0.0, grace=5.0)
 # journal state of each fate (a row never sent has none)
-STATE = {Fate.ACCEPTED: {"accepted"}, Fate.REJECTED: {"failed"}, Fate.UNKNOWN: {"unknown"},
-         Fate.FAILED: {"retry"}, Fate.NOT_SENT: {"retry", None}}
+STATE = {Fate.ACCEPTED: {"accepted"}, Fate.REJECTED: {"rejected"}, Fate.UNKNOWN: {"unknown"},
+         Fate.FAILED: {"retryable"}, Fate.NOT_SENT: {"retryable", None}}
 
 # Tencent codes of each class (auth-and-limits.md, corrected; the adapter's CODES table)
 ROW = "FailedOperation.ContainSensitiveWord"
@@ -263,7 +263,7 @@ def test_an_account_refusal_stops_the_run_and_sends_nothing_more(tmp_path, answe
     ran = run(tmp_path, lambda phones, n: answer, n=20, batch=4)
     assert fates(ran) == {Fate.NOT_SENT: set(range(20))}
     assert ran.summary["stopped"] == "fatal" and ran.exit == ExitCode.FATAL and len(ran.script.seen) == 1
-    assert {ran.states[phone(i)] for i in range(4)} == {"retry"}  # the refused request's rows: pending
+    assert {ran.states[phone(i)] for i in range(4)} == {"retryable"}  # the refused request's rows: pending
     assert {ran.states[phone(i)] for i in range(4, 20)} == {None}  # never sent
 
 
@@ -343,7 +343,7 @@ def test_a_fatal_answer_at_each_step_of_a_split(tmp_path, fatal_at, how):
     assert [[int(p[-6:]) for p in r] for r in ran.script.seen] == SPLIT[:fatal_at]
     assert ran.summary["stopped"] == "fatal" and ran.exit == ExitCode.FATAL
     for i in set(range(8)) - taken - alone:  # the next run sends them: pending, never unknown
-        assert ran.states[phone(i)] in ("retry", None)
+        assert ran.states[phone(i)] in ("retryable", None)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -452,7 +452,7 @@ def test_the_grace_period_ends_in_the_middle_of_a_split(tmp_path, stuck_at):
     assert counts.get(Fate.UNKNOWN) == len(stuck) and counts.get(Fate.ACCEPTED, 0) == len(done)
     assert counts.get(Fate.NOT_SENT, 0) == 8 - len(stuck) - len(done)
     assert {states[i] for i in stuck} == {"unknown"}
-    assert {states.get(i) for i in set(range(8)) - set(stuck) - done} <= {"retry", None}
+    assert {states.get(i) for i in set(range(8)) - set(stuck) - done} <= {"retryable", None}
     with open(tmp_path / "f.jsonl", encoding="utf-8") as fh:
         filed = [json.loads(line) for line in fh]
     assert sorted(r["phone"] for r in filed) == sorted(phone(i) for i in set(range(8)) - done)

@@ -17,6 +17,7 @@ from ..campaign import SendRequest
 from ..config.load import find_config, load_config, user_config_path
 from ..core.errors import ExitCode, SmsCliError
 from ..core.logs import setup_logging
+from ..core.outcomes import Fate, exit_code
 from ..emulator.command import emulator as _emulator_command
 from ..emulator.server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET
 from ..guards.rules import GuardOptions, Suppression, suppression_path
@@ -94,7 +95,7 @@ def _help_when_bare(ctx: typer.Context) -> None:
     no_args_is_help prints it on stderr and exits 2)."""
     if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
         print(ctx.get_help())
-        raise typer.Exit(0)
+        raise typer.Exit(int(ExitCode.OK))
 
 
 def err(text: str) -> None:
@@ -484,7 +485,7 @@ def validate(
     except StopIteration as done:
         rows = done.value
     err(f"{rows} rows, {rows - problems} valid, {problems} invalid")
-    code = 1 if problems else 0
+    code = int(exit_code({Fate.INVALID: problems}))
     if json_out:
         counts = {"rows": rows, "valid": rows - problems, "invalid": problems, "exit_code": code}
         if problems:
@@ -654,7 +655,7 @@ def suppress_check(numbers: List[str] = NUMBERS, config: Optional[str] = CONFIG,
         hit = n in lst
         listed += hit
         print(f"{n}: {'suppressed' if hit else 'not listed'}")
-    raise typer.Exit(1 if listed else 0)
+    raise typer.Exit(int(exit_code({Fate.SUPPRESSED: listed})))  # as a send would refuse them
 
 
 # The emulator command lives with the emulator (its options are the emulator's business); its
@@ -729,7 +730,7 @@ def config_check(config: Optional[str] = CONFIG):
     if find_config(config) is None:
         err("sms-cli: searched --config, $SMS_CLI_CONFIG, ./sms-cli.yaml and $XDG_CONFIG_HOME/sms-cli/config.yaml "
             "(~/.config/sms-cli/config.yaml); `sms-cli config init` writes a starter there")
-    raise typer.Exit(0 if ok else int(ExitCode.USAGE))
+    raise typer.Exit(int(ExitCode.OK if ok else ExitCode.USAGE))
 
 
 @config_app.command("init", cls=Command)

@@ -10,7 +10,8 @@ import shlex
 
 from ..campaign import Campaign, SendRequest, leaving_journal_as_found, storable
 from ..config.load import load_config
-from ..core.errors import SmsCliError
+from ..core.errors import ExitCode, SmsCliError
+from ..core.outcomes import Fate, RowState, RunEnd, exit_code, public_counts
 from ..guards import rules as guards_mod
 from ..guards.rules import GuardOptions
 from ..guards.settings import prices, timestamp
@@ -18,13 +19,12 @@ from ..providers import make_provider
 from ..run import shards
 from ..run.dispatch import Policy
 from ..run.plan import Estimator
-from ..run.send import Options, Summary, execute, run_status
+from ..run.send import Options, Summary, execute, run_end
 from ..store import failures as failures_mod
 from ..store import journal as journal_mod
 from ..store import paths
 from ..store.ledger import Ledger
 from ..validate.validator import Rejected
-from ..core.outcomes import Fate
 from .report import plan_dict
 from .starter import placeholders_left
 
@@ -79,21 +79,21 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
         writer = failures_mod.FailuresWriter(fpath, source.fmt, source.header, validator.defaults,
                                              getattr(source, "delimiter", ",") or ",",
                                              getattr(source, "encoding", "utf-8"))
-        journal.start_run(choice.ws, storable(source.display), provider.settings.name,
-                          {"provider": provider.settings.name, "type": provider.type,
-                           "limit": req.options.limit, "dedupe": req.options.dedupe,
-                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown,
-                           **_guard_flags(req.guards)})
-        prefix = None
-        if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
-            summary.previous, *prefix = journal.resume_view(choice.ws.id)
-            summary.resumed = bool(summary.previous)
-        summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
-        summary.journal_path = str(jpath)
         guards = guards_mod.build(cfg, provider.settings, req.guards, validator.region,
                                   first_started=choice.ws.created)
         ledger = Ledger(journal, writer, choice.ident.ref_of,
                         on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
+        ledger.start_run(choice.ws, storable(source.display), provider.settings.name,
+                         {"provider": provider.settings.name, "type": provider.type,
+                          "limit": req.options.limit, "dedupe": req.options.dedupe,
+                          "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown,
+                          **_guard_flags(req.guards)})
+        prefix = None
+        if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
+            previous, *prefix = journal.resume_view(choice.ws.id)
+            summary.previous, summary.resumed = public_counts(previous), bool(previous)
+        summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
+        summary.journal_path = str(jpath)
         if on_start:
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
@@ -109,7 +109,7 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
                 path, stale = writer.commit()
             except SmsCliError as exc:  # after sending: the run still reports what it did
                 summary.failures_lost = str(exc)
-                summary.stopped = summary.stopped or "fatal"
+                summary.stopped = summary.stopped or RunEnd.FATAL
                 summary.fatal = summary.fatal or str(exc)
                 summary.local = True
                 path, stale = None, False
@@ -117,9 +117,9 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
             summary.stale_removed = str(fpath) if stale else None
         writer = None
         try:
-            journal.finish_run(run_status(summary))
+            journal.finish_run(run_end(summary))
         except SmsCliError as exc:
-            summary.stopped, summary.fatal, summary.local = "fatal", summary.fatal or str(exc), True
+            summary.stopped, summary.fatal, summary.local = RunEnd.FATAL, summary.fatal or str(exc), True
         return summary
     finally:
         if writer is not None:
@@ -283,16 +283,18 @@ class Status:
     @property
     def exit_code(self) -> int:
         """0 nothing left to do; 1 a re-run would send something or rows are not accepted;
-        2 the journal has no record of this input."""
+        2 the journal has no record of this input (as for any input it cannot read)."""
         if not self.found or self.rerun is None:
-            return 2
+            return int(ExitCode.USAGE)
         s = self.rerun
-
         done = s.n(Fate.ACCEPTED_EARLIER) + s.n(Fate.DUPLICATE)
-        return 0 if s.rows == done else 1
+        # every row a re-run would still act on, unknown and deferred ones included, is a row
+        # not accepted yet: the question is whether anything is left, not what the send would exit
+        return int(exit_code({Fate.NOT_SENT: s.rows - done}))
 
 
-JOURNAL_STATES = ("accepted", "failed", "retry", "unknown", "inflight", "undelivered")
+# every journal state by its public name, in the order the JSON shows them
+JOURNAL_STATES = tuple(s.public for s in RowState)
 
 
 def status(req: SendRequest) -> Status:
@@ -317,7 +319,7 @@ def _rehearsal_note(journal, digest: str) -> str | None:
     twin = journal.other_kind(digest)
     if twin is None:
         return None
-    n = journal.counts(twin.id).get("accepted", 0)
+    n = journal.counts(twin.id).get(RowState.ACCEPTED, 0)
     if twin.rehearsal:
         return (f"{n} rows were only rehearsed through the outbox (nothing left the machine): they count "
                 "for rehearsals only, and a send through a real provider sends them")
@@ -340,7 +342,8 @@ def _status_from_journal(st: Status, req: SendRequest, jpath: Path, digest: str,
         if ws is None:
             other = journal.other_version(paths.base(req.input, digest).name, digest)
             if other is not None:
-                st.other_version = {"name": other.name, "status": journal.set_status(other.id),
+                end = journal.set_status(other.id)
+                st.other_version = {"name": other.name, "status": getattr(end, "public", end),
                                     "journal_states": _states(journal.counts(other.id))}
             return
         st.found = True
@@ -376,8 +379,8 @@ def _guard_flags(g: GuardOptions) -> dict:
 
 
 def _states(counts: dict[str, int]) -> dict[str, int]:
-    """Every journal state, zero included (and any state a later version adds)."""
-    return {**{k: 0 for k in JOURNAL_STATES}, **counts}
+    """Every journal state by its public name, zero included (and any state a later version adds)."""
+    return {**{k: 0 for k in JOURNAL_STATES}, **public_counts(counts)}
 
 
 def _configured(config: str | None, name: str | None) -> str | None:

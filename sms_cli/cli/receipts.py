@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from ..core.outcomes import RunEnd
 from .options import FORMAT, Format, value
 from .output import emit, stderr_console  # the run's JSON and console (stderr, NO_COLOR)
 from . import report
@@ -211,7 +212,7 @@ def summary_lines(r, *, table: bool = False) -> list[str]:
     """Plain text (and, under the table, the lines the table does not hold)."""
     t = r.total
     lines = []
-    if r.stopped == "fatal":
+    if r.stopped == RunEnd.FATAL:
         lines.append(f"stopped: {shown(r.fatal or '')}")
     elif r.stopped:
         lines.append(f"stopped by {r.stopped}: what was learnt is in the journal; run it again to go on")

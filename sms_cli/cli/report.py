@@ -4,8 +4,8 @@ The text line, the table and the JSON all count from the same `COLUMNS`, so they
 """
 from __future__ import annotations
 
-
-from ..core.outcomes import Fate
+from ..core.errors import ExitCode
+from ..core.outcomes import Fate, RowState, RunEnd, exit_code
 from ..run.send import Summary
 import shlex
 from ..core.textsafe import printable
@@ -94,7 +94,7 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if s.continued_from is not None:
         lines.append("continued an edited input (--continue-edited): messages its earlier version had "
                      "accepted count as accepted earlier and were not sent again")
-    if s.stopped == "fatal":
+    if s.stopped == RunEnd.FATAL:
         what = "local failure" if s.local else "provider refused the run"
         lines.append(f"stopped: {what}: {_printable(s.fatal or '')}")
     elif s.stopped:
@@ -170,7 +170,11 @@ def plan_exit(s: Summary) -> int:
     """A plan (plan, send --dry-run) exits like validate, by one rule: 1 when a row would be
     refused before sending for something the row itself carries (invalid, on the suppression
     list, in a country not allowed), as send would exit 1 for it; 0 otherwise."""
-    return 1 if s.n(Fate.INVALID) or s.n(Fate.SUPPRESSED) or s.n(Fate.COUNTRY) else 0
+    return int(exit_code({f: s.n(f) for f in PLAN_FATES}))
+
+
+# what a plan judges: the fates a row carries by itself, the rest (deferred, unknown) it only reports
+PLAN_FATES = (Fate.INVALID, Fate.SUPPRESSED, Fate.COUNTRY)
 
 
 def plan_text(s: Summary) -> str:
@@ -250,10 +254,11 @@ def _when(ts: float | None) -> str | None:
 
 
 def _run_status(run, active: bool, last: bool) -> str:
-    """A run the journal still calls running is running only while a send holds the journal."""
-    if run.status == "running" and not (active and last):
-        return "killed"
-    return run.status
+    """A run's public status. A run the journal still calls running is running only while a
+    send holds the journal."""
+    if run.status == RunEnd.RUNNING and not (active and last):
+        return RunEnd.KILLED.public
+    return getattr(run.status, "public", run.status)
 
 
 def status_dict(st) -> dict:
@@ -282,7 +287,8 @@ def status_dict(st) -> dict:
     }
 
 
-_SHOWN_STATES = ("accepted", "failed", "retry", "unknown", "inflight")
+# the states the text names on their own line; any other (undelivered, a later version's) follows
+_SHOWN_STATES = tuple(s.public for s in RowState if s is not RowState.UNDELIVERED)
 
 
 def status_text(st) -> str:
@@ -333,7 +339,7 @@ def _status_lines(st) -> str:
             bound = "at least " if p["lower_bound"] else ""
             cost = f", cost {bound}{p['cost']:.4f}" if p["cost"] is not None else ""
             lines.append(f"  it would send {p['to_send']} message(s): {bound}{p['parts']} parts{cost}")
-        elif st.exit_code == 0:
+        elif st.exit_code == ExitCode.OK:
             lines.append("  nothing left to send: every row is accepted")
         else:
             lines.append("  it would send nothing; rows not accepted stay in the failures file "

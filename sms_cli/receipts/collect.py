@@ -51,7 +51,7 @@ from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
 from ..store.ledger import Ledger, reason_key
 from ..core.logs import register_secrets
 from ..core.model import Kind, Message
-from ..core.outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
+from ..core.outcomes import Retryable, RowState, RunEnd, Weight, exit_code
 from ..run.plan import Estimator
 from ..providers import make_provider
 from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
@@ -77,9 +77,9 @@ _PERMANENT = re.compile(r"REJECT|BLACK|BARRED|INVALID|ILLEGAL|NOT_?EXIST|UNKNOWN
                         r"NUMBER_?ERROR|EMPTY_?NUMBER|OPT_?OUT", re.IGNORECASE)
 
 
-def retryable(code: str) -> str:
+def retryable(code: str) -> Retryable:
     """The failures file's retryable flag for a message its operator did not deliver."""
-    return "no" if _PERMANENT.search(code or "") else "yes"
+    return Retryable.NO if _PERMANENT.search(code or "") else Retryable.YES
 
 
 def parse_duration(text: str, where: str) -> float:
@@ -210,23 +210,17 @@ class Result:
     stale_removed: str | None = None
     failures_lost: str | None = None  # the undelivered failures file could not be written: why
     undelivered_unwritten: int = 0  # undelivered rows not in the input at hand (stdin not piped again)
-    stopped: str | None = None  # "fatal", "SIGINT"
+    stopped: RunEnd | None = None  # FATAL, SIGINT
     fatal: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def exit_code(self) -> ExitCode:
         """3 stopped (credentials refused, provider unreachable), 1 some delivery failed, 4 some
-        rows pending, without a receipt or unknown, 0 every accepted row delivered."""
-        if self.stopped == "fatal":
-            return ExitCode.FATAL
-        if self.stopped == "SIGINT":
-            return ExitCode.SIGINT
+        rows pending, without a receipt or unknown, 0 every accepted row delivered: the run's
+        rule, a failed delivery weighing as a row not accepted, a missing one as unknown."""
         t = self.total
-        if t.failed:
-            return ExitCode.NOT_ALL_ACCEPTED
-        if t.pending or t.no_receipt or t.unknown:
-            return ExitCode.UNKNOWN_ONLY
-        return ExitCode.OK
+        return exit_code({Weight.NOT_ACCEPTED: t.failed, Weight.UNKNOWN: t.pending + t.no_receipt + t.unknown},
+                         self.stopped)
 
 
 # --- rows being followed ---------------------------------------------------------------------
@@ -235,7 +229,7 @@ class Track:
     id: tuple[int, int]
     sent: Sent
     provider: str  # the config's provider section that sent it
-    state: str  # its journal state now
+    state: RowState  # its journal state now
     status: str | None  # its receipt status now (None: never asked)
     code: str = ""
     message: str = ""
@@ -250,7 +244,7 @@ class Track:
     @property
     def lost(self) -> bool:
         """Its answer was lost and the provider has not been found to have it."""
-        return self.state in (UNKNOWN, INFLIGHT)
+        return self.state in (RowState.UNKNOWN, RowState.INFLIGHT)
 
     @property
     def open(self) -> bool:
@@ -265,18 +259,18 @@ def track_of(r: ReceiptRow, ws: WorkingSet, provider: str) -> Track:
     """A journal row and its receipt; a receipt about an earlier send of the row (it was sent
     again since) counts as none."""
     key = f"{ws.digest[:12]}-{r.seq}"
-    lost = r.state in (UNKNOWN, INFLIGHT)
+    lost = r.state in (RowState.UNKNOWN, RowState.INFLIGHT)
     current = r.status is not None and r.receipt_sent == r.sent
     # a row whose answer was lost has no submission id; an unknown row whose answer carried one
     # (a FailContent entry that named it ambiguously) is looked up by it
-    sent = Sent((r.set_id, r.seq), r.phone, (r.ref or "") if not lost or r.state == UNKNOWN else "",
+    sent = Sent((r.set_id, r.seq), r.phone, (r.ref or "") if not lost or r.state == RowState.UNKNOWN else "",
                 r.corr or key, key, r.template or "", r.sent or 0.0)
     t = Track((r.set_id, r.seq), sent, provider, r.state, r.status if current else None, ref_prefix=ws.ref_prefix,
               template=r.template or "-")
     if current:
         t.code, t.message = r.receipt_code or "", r.receipt_message or ""
         t.received, t.parts = r.received, r.parts
-    if r.state == UNDELIVERED and t.status != FAILED:
+    if r.state == RowState.UNDELIVERED and t.status != FAILED:
         t.status, t.code, t.message = FAILED, r.code or "", r.message or ""
     cc = _country_code(r.phone)
     if cc is not None:
@@ -482,7 +476,7 @@ class Collector:
                 o = exc.outcome
                 remaining = [s for s in remaining if s.id not in covered]
                 if o.kind is Kind.FATAL:
-                    raise _Stop("fatal", f"provider {section!r} refused the receipt query: {o.code}: {o.message}")
+                    raise _Stop(RunEnd.FATAL, f"provider {section!r} refused the receipt query: {o.code}: {o.message}")
                 attempt += 1
                 # the send's retry policy (a query is safe to repeat, so a lost answer is retried too)
                 policy = Policy(p.settings.max_attempts, p.settings.backoff_base, p.settings.backoff_cap)
@@ -492,7 +486,7 @@ class Collector:
                     self.sleep(wait)
                     continue
                 if o.code == "ConnectionFailed":
-                    raise _Stop("fatal", f"provider {section!r} could not be reached for receipts")
+                    raise _Stop(RunEnd.FATAL, f"provider {section!r} could not be reached for receipts")
                 self.result.notes.append(f"{section}: a receipt query failed ({o.code}: {o.message}); "
                                          f"{len([s for s in remaining if s.id in asked])} rows stay pending")
                 return
@@ -528,17 +522,14 @@ class Collector:
 
     def _learn(self, t: Track, r: Report, now: float) -> ReceiptUpdate:
         """A row's report: its status, and where that changes it, its journal state."""
-        state = state_code = state_message = None
         if t.lost:  # found: the provider took it after all, so it is never resent
             self.result.found += 1
             t.sent = replace(t.sent, ref=r.ref)
             if r.ref:
                 self.claimed.add((r.ref, _digits(t.sent.phone)))
-            state = UNDELIVERED if r.status == FAILED else ACCEPTED
-        elif r.status == FAILED:
-            state = UNDELIVERED
-        if state == UNDELIVERED:
-            state_code, state_message = r.code or "Undelivered", r.message or r.code or "not delivered"
+        # what this makes of the row is the ledger's to say (and to write, in learn_receipts)
+        state, state_code, state_message = Ledger.receipt_state(t.state, r.status == FAILED, r.code, r.message) \
+            or (None, None, None)
         t.status, t.code, t.message = r.status, r.code, r.message
         t.received, t.parts = r.received, r.parts
         if state is not None:
@@ -599,7 +590,7 @@ class Collector:
                 t.estimate = _parts(estimator, msg)
                 if t.template == "-":
                     t.template = msg.template_id
-            if writer is not None and t.state == UNDELIVERED:
+            if writer is not None and t.state == RowState.UNDELIVERED:
                 writer.write(raw.record, raw.line, t.code, t.message or t.code, retryable(t.code), t.sms_ref)
                 t.written = True
         self.result.estimate_known = True
@@ -624,7 +615,7 @@ class Collector:
                         res.unsettleable_types.append(kind)
                 else:
                     res.searching += 1
-            if t.state == UNDELIVERED and not t.written:
+            if t.state == RowState.UNDELIVERED and not t.written:
                 res.undelivered_unwritten += 1
 
 
@@ -725,7 +716,7 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Resu
         except _Stop as stop:
             result.stopped, result.fatal = stop.reason, stop.detail
         except KeyboardInterrupt:
-            result.stopped = "SIGINT"
+            result.stopped = RunEnd.SIGINT
         if result.stopped is None:
             col.give_up()
     finally:

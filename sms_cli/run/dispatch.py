@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..core.errors import SmsCliError
 from ..store.ledger import Ledger
 from ..core.model import Kind, Message, Outcome
-from ..core.outcomes import Fate
+from ..core.outcomes import Fate, RunEnd
 from ..providers.ratelimit import RateLimiter
 
 
@@ -43,12 +43,12 @@ class Stop:
 
     def __init__(self):
         self.event = threading.Event()
-        self.reason: str | None = None  # "fatal", "SIGINT", "SIGTERM"
+        self.reason: RunEnd | None = None  # FATAL, SIGINT, SIGTERM
         self.detail: str | None = None
         self.local = False  # a local disk or journal failure, not the provider's refusal
         self._lock = threading.Lock()
 
-    def set(self, reason: str, detail: str | None = None, *, local: bool = False) -> None:
+    def set(self, reason: RunEnd, detail: str | None = None, *, local: bool = False) -> None:
         with self._lock:  # never called from a signal handler (see run.py)
             if self.reason is None:
                 self.reason, self.detail, self.local = reason, detail, local
@@ -110,7 +110,7 @@ class Dispatcher:
         stuck: list[tuple[list[Message], list]] = []
         while True:
             poll()
-            if self.stop.is_set() and self.stop.reason in ("SIGINT", "SIGTERM") and deadline is None:
+            if self.stop.is_set() and self.stop.reason in (RunEnd.SIGINT, RunEnd.SIGTERM) and deadline is None:
                 deadline = self.clock() + self.policy.grace
             with self._lock:
                 alive = [t for t in self.workers if t.is_alive()]
@@ -135,7 +135,7 @@ class Dispatcher:
             self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why, journal=True)
         except SmsCliError as exc:  # left 'inflight': the next run reads that as unknown too
             self.ledger.stopped(on_wire, Fate.UNKNOWN, "Unknown", why)
-            self.stop.set("fatal", str(exc), local=True)
+            self.stop.set(RunEnd.FATAL, str(exc), local=True)
         for _, work in stuck:  # never sent: the journal keeps them pending for the next run
             self._abandon([rows for rows, _, _ in work])
 
@@ -153,7 +153,7 @@ class Dispatcher:
                 self._not_sent(batch)
 
     def _not_sent(self, batch: list[Message]) -> None:
-        why = self.stop.detail if self.stop.reason == "fatal" else f"the run was interrupted ({self.stop.reason})"
+        why = self.stop.detail if self.stop.reason is RunEnd.FATAL else f"the run was interrupted ({self.stop.reason})"
         self.ledger.stopped(batch, Fate.NOT_SENT, "NotSent", f"not sent: {why}")
 
     # --- workers ------------------------------------------------------------------------------
@@ -165,9 +165,9 @@ class Dispatcher:
             try:
                 self._send(batch)
             except SmsCliError as exc:  # the journal could not be written: stop, keep the truth
-                self.stop.set("fatal", str(exc), local=True)
+                self.stop.set(RunEnd.FATAL, str(exc), local=True)
             except Exception as exc:  # a bug must not hang the run or lose its rows
-                self.stop.set("fatal", f"internal error: {type(exc).__name__}: {exc}", local=True)
+                self.stop.set(RunEnd.FATAL, f"internal error: {type(exc).__name__}: {exc}", local=True)
             self.progress()
 
     def _send(self, batch: list[Message]) -> None:
@@ -225,7 +225,7 @@ class Dispatcher:
                 raise
             self.progress()
             if fatal is not None:
-                self.stop.set("fatal", f"{fatal.code}: {fatal.message}")
+                self.stop.set(RunEnd.FATAL, f"{fatal.code}: {fatal.message}")
                 # every row not settled by this answer ends here, once: the ones to retry and
                 # the rest of a split (each other half is still on the stack)
                 self._abandon([retry, *(rows for rows, _, _ in work)])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .dispatch import DryDispatcher, Dispatcher, Policy, Stop
 from ..core.errors import ExitCode, SmsCliError
 from ..store.ledger import Ledger, Tally
-from ..core.outcomes import Fate, exit_code
+from ..core.outcomes import Fate, RunEnd, exit_code
 from .plan import Batcher, Estimator
 from .repeats import Repeats
 from .stream import Identity, Send, StreamOptions, row_stream
@@ -43,7 +43,7 @@ class Summary:
     previous: dict[str, int] = field(default_factory=dict)  # journal states before this run
     fresh: bool = False  # --fresh --yes started the working set over
     continued_from: int | None = None  # --continue-edited: the working set of the earlier version
-    stopped: str | None = None  # "fatal", "SIGINT", "SIGTERM"
+    stopped: RunEnd | None = None  # FATAL, SIGINT, SIGTERM: the run did not go through its input
     fatal: str | None = None
     local: bool = False  # the stop was a local disk/journal failure
     failures_path: str | None = None
@@ -104,7 +104,7 @@ class Signals:
     def poll(self) -> None:
         got = self.received
         if got is not None and not self.stop.is_set():
-            self.stop.set("SIGINT" if got == signal.SIGINT else "SIGTERM")
+            self.stop.set(RunEnd.SIGINT if got == signal.SIGINT else RunEnd.SIGTERM)
 
     @contextmanager
     def installed(self):
@@ -136,14 +136,14 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     def tick() -> None:
         progress(tally)
 
-    def stopping() -> str | None:
+    def stopping() -> RunEnd | None:
         if not stop.event.is_set():
             sig.poll()
             if ledger.local_error is not None:
-                stop.set("fatal", str(ledger.local_error), local=True)
+                stop.set(RunEnd.FATAL, str(ledger.local_error), local=True)
             if not stop.event.is_set():
                 return None
-        return "fatal" if stop.reason == "fatal" else "interrupt"
+        return stop.reason
 
     # a resume counts the accepted rows the journal holds from the first row on instead of
     # reading them one by one: a run killed at 90% sends its first request at once
@@ -185,17 +185,17 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
             except SmsCliError as exc:  # the input or the journal failed mid-way
                 if not dry and tally.requests == 0 and not stop.is_set():
                     raise  # nothing was sent: an input error, exit 2
-                stop.set("fatal", str(exc), local=True)
+                stop.set(RunEnd.FATAL, str(exc), local=True)
             for batch in batcher.flush():
                 submit(batch, sig.poll)
         except BaseException:
-            stop.set("fatal", "internal error", local=True)
+            stop.set(RunEnd.FATAL, "internal error", local=True)
             raise
         finally:
             dispatcher.close(sig.poll)
             sys.setswitchinterval(switch)
     if ledger.local_error is not None and not stop.is_set():
-        stop.set("fatal", str(ledger.local_error), local=True)
+        stop.set(RunEnd.FATAL, str(ledger.local_error), local=True)
     if stop.local and not dry and tally.requests == 0:
         raise SmsCliError(stop.detail or "local failure")  # nothing was sent: exit 2
     summary.tally = tally
@@ -212,13 +212,13 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     return summary
 
 
-def run_status(summary: Summary) -> str:
-    """How the journal remembers this run: stopped, partial (a later run has rows to send) or
-    finished."""
+def run_end(summary: Summary) -> RunEnd:
+    """How the journal remembers this run: its stop (fatal, a signal), partial (a later run has
+    rows to send) or finished."""
     if summary.stopped:
-        return "stopped"
+        return RunEnd(summary.stopped)
     if summary.n(Fate.DEFERRED):
-        return "partial"
-    return "finished"
+        return RunEnd.PARTIAL
+    return RunEnd.FINISHED
 
 

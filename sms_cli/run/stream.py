@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..store.ledger import Row
 from ..core.model import Message
-from ..core.outcomes import ACCEPTED, FAILED, INFLIGHT, UNDELIVERED, UNKNOWN, Fate
+from ..core.outcomes import Fate, Retryable, RowState, RunEnd
 from ..input.rows import RawRow
 from ..validate.validator import Rejected, Validator
 
@@ -81,11 +81,11 @@ class Identity:
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
                resend: bool = False, taken: set[int] | None = None, guards=None, start: int = 0,
                seen: set[int] | None = None, repeats=None,
-               stopping: Callable[[], str | None] = lambda: None) -> Iterator[Send | Settle]:
+               stopping: Callable[[], RunEnd | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
     earlier version of this input had accepted (--continue-edited). `stopping()`: None, or
-    "interrupt" (settle the rest as not sent, quickly), or "fatal" (still validate the rest
+    why the run stops: a signal (settle the rest as not sent, quickly), or FATAL (still validate the rest
     so invalid rows keep their reason). `start`: the rows begin at this seq (the ones before it
     were counted from the journal, whose --dedupe keys come as `seen`). `repeats`: without
     --dedupe, a Repeats (repeats.py) told each message key, to warn of rows sent twice."""
@@ -120,31 +120,31 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 state = nxt
         if not raw.seq & 31:  # a stop is noticed within 32 rows; the dispatcher sends nothing meanwhile
             stop = stopping()
-        if stop == "interrupt":
+        if stop is not None and stop is not RunEnd.FATAL:  # interrupted
             yield Settle(row(raw, set_id, seq), Fate.NOT_SENT, "NotSent", "not sent: the run was interrupted")
             continue
         if state is not None:
             st = state.state
-            if st == ACCEPTED:
+            if st == RowState.ACCEPTED:
                 if dedupe:
                     seen.add(state.msg)
                 yield Settle(row(raw, set_id, seq), Fate.ACCEPTED_EARLIER)
                 continue
-            if st in (UNKNOWN, INFLIGHT) and not opts.retry_unknown:
+            if st in (RowState.UNKNOWN, RowState.INFLIGHT) and not opts.retry_unknown:
                 if dedupe:
                     seen.add(state.msg)
                 yield Settle(row(raw, set_id, seq), Fate.UNKNOWN, "Unknown",
                              state.message or "outcome unknown; check delivery before --retry-unknown")
                 continue
-            if st == FAILED and (not resend or opts.only_retryable):
+            if st == RowState.REJECTED and (not resend or opts.only_retryable):
                 yield Settle(row(raw, set_id, seq), Fate.REJECTED, state.code or "Rejected", state.message)
                 continue
-            if st == UNDELIVERED and not resend:
+            if st == RowState.UNDELIVERED and not resend:
                 # accepted, then not delivered (sms-cli receipts): a failures file resends it (with
                 # --only-retryable only when its retryable is yes, below); a re-run of the input never
                 yield Settle(row(raw, set_id, seq), Fate.REJECTED, state.code or "Undelivered", state.message)
                 continue
-        elif raw.retryable == "unknown" and not opts.retry_unknown:
+        elif raw.retryable == Retryable.UNKNOWN and not opts.retry_unknown:
             # a failures-file row whose ledger is not at hand: still never resent by itself
             yield Settle(row(raw, set_id, seq), Fate.UNKNOWN, "Unknown",
                          "outcome unknown in an earlier run; resend with --retry-unknown")
@@ -154,10 +154,10 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
         if isinstance(msg, Rejected):
             yield Settle(row(raw, set_id, seq), Fate.INVALID, msg.code, msg.reason)
             continue
-        if raw.retryable == "no" and opts.only_retryable:
+        if raw.retryable == Retryable.NO and opts.only_retryable:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.SKIPPED, "Skipped", "marked retryable: no; left out by --only-retryable")
             continue
-        if stop == "fatal":
+        if stop is RunEnd.FATAL:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.NOT_SENT, "NotSent",
                          "not sent: the run stopped")
             continue

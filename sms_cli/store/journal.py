@@ -34,9 +34,11 @@ from pathlib import Path
 
 from ..core.errors import JournalLocked, SmsCliError
 from ..core.model import Message, Outcome
-from ..core.outcomes import ACCEPTED, INFLIGHT, UNDELIVERED, UNKNOWN
+from ..core.outcomes import STATE_OF, RowState, RunEnd
 
-SCHEMA_VERSION = "2"
+# 3: row states stored as core.outcomes.RowState names (`rejected`, `retryable`), runs' ends as
+# RunEnd names; a journal of an earlier version is migrated when a send opens it (`_migrate`)
+SCHEMA_VERSION = "3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sets (
@@ -84,11 +86,14 @@ JOURNAL_MODE = "truncate"
 # journal open by hand; then the run stops with a journal error and the journal keeps the truth.
 BUSY_SECONDS = 30.0
 MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its journal
-FINISHED = "finished"  # a run's status when it went through its whole input
+FINISHED = RunEnd.FINISHED  # a run's status when it went through its whole input
 
 
 _INFLIGHT_COLS = ("set_id", "seq", "line", "phone", "msg", "state", "attempts", "sent", "run", "template", "corr")
 _INFLIGHT_SQL: dict[int, str] = {}
+# rows the provider took or may have taken: never sent again by another version of their input
+TAKEN = (RowState.ACCEPTED, RowState.UNDELIVERED, RowState.UNKNOWN, RowState.INFLIGHT)
+_INFLIGHT = RowState.INFLIGHT.value  # bound per row of a batch: a plain str binds without adaptation
 
 
 def _mark_inflight_sql(n: int) -> str:
@@ -130,9 +135,10 @@ class WorkingSet:
 
 
 @dataclass(frozen=True)
-class RowState:
+class Recorded:
+    """A row as the journal records it."""
     seq: int
-    state: str
+    state: RowState  # (a value some later version wrote stays the string it is)
     code: str
     message: str
     msg: int
@@ -188,11 +194,24 @@ class Journal:
             self.db.executescript(SCHEMA)
             self._add_receipt_schema()
             self._set_filter()
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self._migrate()
         except sqlite3.Error as exc:
             self.close()
             raise SmsCliError(f"{self.path}: not a usable journal ({exc})") from None
         self.run_id = 0
+
+    def _migrate(self) -> None:
+        """Bring a journal an earlier version wrote to this schema: its refused rows were stored
+        as `failed` and the rows a re-run sends as `retry`. (A read-only open reads those names
+        through STATE_OF instead.) A new journal is stamped with the current version."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is not None and (not row[0].isdigit() or int(row[0]) >= int(SCHEMA_VERSION)):
+            return  # current (or a later version's: not this one's to rewrite)
+        with self._transaction():
+            if row is not None:
+                for old, new in (("failed", RowState.REJECTED), ("retry", RowState.RETRYABLE)):
+                    self.db.execute("UPDATE rows SET state=? WHERE state=?", (new.value, old))
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     def _add_receipt_schema(self) -> None:
         """The receipts tables, and the rows columns a journal of an earlier version lacks."""
@@ -321,34 +340,40 @@ class Journal:
                           "ORDER BY id DESC LIMIT 1", (name, digest))
         return WorkingSet(*rows[0]) if rows else None
 
-    def set_status(self, set_id: int) -> str | None:
-        """The status of the set's latest run: running (or killed), stopped, partial, finished."""
+    def set_status(self, set_id: int) -> RunEnd | None:
+        """How the set's latest run ended: running (or killed), a stop, partial, finished."""
         rows = self._read("SELECT status FROM runs WHERE set_id=? ORDER BY id DESC LIMIT 1", (set_id,))
-        return rows[0][0] if rows else None
+        return _run_end(rows[0][0]) if rows else None
 
-    def counts(self, set_id: int) -> dict[str, int]:
-        return dict(self._read("SELECT state, count(*) FROM rows WHERE set_id=? GROUP BY state", (set_id,)))
+    def counts(self, set_id: int) -> dict[RowState, int]:
+        out: dict[RowState, int] = {}
+        for state, n in self._read("SELECT state, count(*) FROM rows WHERE set_id=? GROUP BY state", (set_id,)):
+            state = STATE_OF.get(state, state)
+            out[state] = out.get(state, 0) + n
+        return out
 
     # --- runs ---------------------------------------------------------------------------------
-    def start_run(self, ws: WorkingSet, input_name: str, provider: str, options: dict) -> int:
-        """Open a run on `ws`. Rows some earlier process left in flight were cut off mid-request:
-        their outcome is unknown (this process holds the lock, so none is in flight now)."""
+    def restate(self, old: RowState, new: RowState, code: str, message: str) -> None:
+        """Every row in state `old` (all sets) to `new`: what the ledger decides at a run's start."""
         with self._lock:
-            self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE state=?",
-                        [(UNKNOWN, "cut off while the request was in flight", INFLIGHT)])
-            self._write("UPDATE runs SET status='stopped' WHERE status='running'", [()])
+            self._write("UPDATE rows SET state=?, code=?, message=? WHERE state=?", [(new, code, message, old)])
+
+    def start_run(self, ws: WorkingSet, input_name: str, provider: str, options: dict) -> int:
+        """Record a new run on `ws` (a run an earlier process left running ended unsaid)."""
+        with self._lock:
+            self._write("UPDATE runs SET status=? WHERE status=?", [(RunEnd.STOPPED, RunEnd.RUNNING)])
             with self._guard("journal write failed"):
                 cur = self.db.execute("INSERT INTO runs(set_id, input, provider, options, started) VALUES (?,?,?,?,?)",
                                       (ws.id, input_name, provider, json.dumps(options), time.time()))
             self.run_id = cur.lastrowid
         return self.run_id
 
-    def finish_run(self, status: str) -> None:
+    def finish_run(self, status: RunEnd) -> None:
         with self._lock:
             self._write("UPDATE runs SET status=?, updated=? WHERE id=?", [(status, time.time(), self.run_id)])
 
     # --- rows ---------------------------------------------------------------------------------
-    def states(self, set_id: int, start: int = 0) -> Iterator[RowState]:
+    def states(self, set_id: int, start: int = 0) -> Iterator[Recorded]:
         """Every recorded row of a set from seq `start` on, in seq order, streamed for a merge
         with the input."""
         # one short query per chunk, by key, under the lock (workers write on the same connection):
@@ -359,8 +384,9 @@ class Journal:
         while True:
             with self._lock, self._guard("journal read failed"):
                 chunk = self.db.execute(sql, (set_id, start)).fetchall()
+            of = STATE_OF.get
             for seq, state, code, message, msg in chunk:
-                yield RowState(seq, state, code or "", message or "", msg)
+                yield Recorded(seq, of(state, state), code or "", message or "", msg)
             if len(chunk) < 5000:
                 return
             start = chunk[-1][0] + 1
@@ -389,15 +415,16 @@ class Journal:
         accepted: dict[str, int] = {}
         bad = top = None
         for state, template, n, low, high in groups:
+            state = STATE_OF.get(state, state)
             counts[state] = counts.get(state, 0) + n
             top = high if top is None else max(top, high)
-            if state == ACCEPTED:
+            if state == RowState.ACCEPTED:
                 accepted[template] = n
             else:
                 bad = low if bad is None else min(bad, low)
         gap = bad if bad is not None else (top + 1 if top is not None else 0)
         above = dict(read("SELECT coalesce(template, '-'), count(*) FROM rows WHERE set_id=? AND seq>=? "
-                          "AND state=? GROUP BY 1", (set_id, gap, ACCEPTED)))
+                          "AND state=? GROUP BY 1", (set_id, gap, RowState.ACCEPTED)))
         per = {t: n - above.get(t, 0) for t, n in accepted.items() if n - above.get(t, 0)}
         if sum(per.values()) != gap:  # a row below it was never sent: stop at the first such hole
             has_zero = read("SELECT count(*) FROM rows WHERE set_id=? AND seq=0", (set_id,))[0][0]
@@ -412,12 +439,12 @@ class Journal:
         """Message keys of rows 0..n-1 (for --dedupe when a resume counts them unread)."""
         return {r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND seq<?", (set_id, n))}
 
-    def state(self, set_id: int, seq: int) -> RowState | None:
+    def state(self, set_id: int, seq: int) -> Recorded | None:
         rows = self._read("SELECT seq, state, code, message, msg FROM rows WHERE set_id=? AND seq=?", (set_id, seq))
         if not rows:
             return None
         seq, state, code, message, msg = rows[0]
-        return RowState(seq, state, code or "", message or "", msg)
+        return Recorded(seq, STATE_OF.get(state, state), code or "", message or "", msg)
 
     def taken_messages(self, set_ids: list[int]) -> set[int]:
         """Message keys of these sets that were (or may have been) accepted, delivered or not:
@@ -425,7 +452,7 @@ class Journal:
         out: set[int] = set()
         for set_id in set_ids:
             out.update(r[0] for r in self._read("SELECT msg FROM rows WHERE set_id=? AND state IN (?,?,?,?)",
-                                                (set_id, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT)))
+                                                (set_id, *TAKEN)))
         return out
 
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
@@ -435,7 +462,7 @@ class Journal:
             self.db.execute("BEGIN IMMEDIATE")
             for chunk in chunks:
                 params = [v for m in chunk for v in (m.set_id, m.seq, m.line, m.phone, m.digest,
-                                                      INFLIGHT, attempt, now, run, m.template_id,
+                                                      _INFLIGHT, attempt, now, run, m.template_id,
                                                       m.user_id or m.key)]
                 self.db.execute(_mark_inflight_sql(len(chunk)), params)
             self.db.execute("COMMIT")
@@ -445,9 +472,9 @@ class Journal:
         answer was recorded meanwhile)."""
         with self._lock:
             self._write("UPDATE rows SET state=?, code='Unknown', message=? WHERE set_id=? AND seq=? AND state=?",
-                        [(UNKNOWN, message, m.set_id, m.seq, INFLIGHT) for m in batch])
+                        [(RowState.UNKNOWN, message, m.set_id, m.seq, RowState.INFLIGHT) for m in batch])
 
-    def record(self, batch: list[Message], outcomes: list[Outcome], states: list[str], attempt: int) -> None:
+    def record(self, batch: list[Message], outcomes: list[Outcome], states: list[RowState], attempt: int) -> None:
         """The answer to one request: each row's state (decided by the ledger) and the request."""
         refs = {o.ref for o in outcomes if o.ref and o.accepted}
         first = outcomes[0] if outcomes else None
@@ -493,7 +520,7 @@ class Journal:
             except ValueError:
                 opts = {}
             out.append(RunRecord(rid, input_name, provider, opts if isinstance(opts, dict) else {}, started,
-                                 updated, status))
+                                 updated, _run_end(status)))
         return out
 
     def in_use(self) -> bool:
@@ -546,7 +573,7 @@ class Journal:
         sql = (f"SELECT {cols}, c.status, c.sent, c.code, c.message, c.received, c.parts, c.ref, c.queries "
                f"FROM rows r LEFT JOIN receipts c ON c.set_id = r.set_id AND c.seq = r.seq "
                f"WHERE r.set_id IN ({marks}) AND r.state IN (?,?,?,?) ORDER BY r.set_id, r.seq")
-        return [ReceiptRow(*r) for r in self._read(sql, (*set_ids, ACCEPTED, UNDELIVERED, UNKNOWN, INFLIGHT))]
+        return [ReceiptRow(*r) for r in self._read(sql, (*set_ids, *TAKEN))]
 
     def record_receipts(self, updates: list[ReceiptUpdate]) -> None:
         """What one query (or the end of a run) learnt, in one transaction: each row's receipt, and
@@ -569,7 +596,7 @@ class Journal:
                                               u.received, u.parts, u.ref or None, u.checked, u.queries)
                                              for u in updates])
                 self.db.executemany(change, [(u.state, u.state_code, u.state_message, u.ref or None, u.set_id, u.seq,
-                                              ACCEPTED, UNKNOWN, INFLIGHT)
+                                              RowState.ACCEPTED, RowState.UNKNOWN, RowState.INFLIGHT)
                                              for u in updates if u.state is not None])
                 self.db.execute("COMMIT")
             except BaseException:
@@ -610,7 +637,7 @@ class ReceiptRow:
     seq: int
     line: int
     phone: str  # E.164
-    state: str  # accepted, undelivered, unknown, inflight
+    state: RowState  # accepted, undelivered, unknown, inflight
     code: str | None
     message: str | None
     ref: str | None  # SessionNo / SerialNo / BizId (uSpeedo Basic auth: several, comma-separated)
@@ -641,7 +668,7 @@ class ReceiptUpdate:
     ref: str = ""  # the submission id the provider knows the message by
     checked: float | None = None
     queries: int = 0  # receipt queries this adds
-    state: str | None = None  # the row's new journal state, or None to leave it
+    state: RowState | None = None  # the row's new journal state (decided by the ledger), or None
     state_code: str | None = None
     state_message: str | None = None
 
@@ -654,7 +681,15 @@ class RunRecord:
     options: dict
     started: float  # seconds since the epoch
     updated: float | None
-    status: str  # running (or killed), stopped, partial, finished
+    status: RunEnd  # running (or killed), a stop, partial, finished
+
+
+def _run_end(status: str) -> RunEnd | str:
+    """A stored run status as a RunEnd (a value some later version wrote stays a string)."""
+    try:
+        return RunEnd(status)
+    except ValueError:
+        return status
 
 
 def refuse_symlink_out(path: Path) -> None:

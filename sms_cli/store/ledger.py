@@ -3,7 +3,10 @@
 Every row of a run reaches `settle` (a row that was never sent) or `answered` (the provider's
 answer to a request) exactly once, and leaves as one `Fate`. Under one lock the ledger counts
 it (overall, per template, per failure reason), records it in the journal, and writes it to the
-failures file with its reason and retryable flag. Nothing else touches those three.
+failures file with its reason and retryable flag. Nothing else touches those three: the
+journal only stores the `RowState` the ledger hands it, at a run's start (`start_run`: rows an
+earlier process left in flight), per request, and when receipts report what they found
+(`receipt_state`, `learn_receipts`).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import SmsCliError
 from ..core.model import Kind, Message, Outcome
-from ..core.outcomes import JOURNAL_STATE, RETRY, Fate
+from ..core.outcomes import JOURNAL_STATE, Fate, RowState
 from ..core.textsafe import mask_numbers
 
 MAX_REASONS = 1000  # distinct failure reasons kept for the summary
@@ -67,6 +70,14 @@ class Ledger:
         self.local_error: SmsCliError | None = None  # that write's error: the run must stop
         self.opt_out_error: str | None = None
 
+    # --- the start of a run ------------------------------------------------------------------------
+    def start_run(self, ws, input_name: str, provider: str, options: dict) -> int:
+        """Open a run on `ws` (journal.WorkingSet). Rows some earlier process left in flight were
+        cut off mid-request: their outcome is unknown (this process holds the journal's lock, so
+        none is in flight now), and no re-run sends them blindly."""
+        self.journal.restate(RowState.INFLIGHT, RowState.UNKNOWN, "Unknown", "cut off while the request was in flight")
+        return self.journal.start_run(ws, input_name, provider, options)
+
     # --- rows that were never sent ------------------------------------------------------------
     def settle(self, row: Row, fate: Fate, code: str = "", message: str = "") -> None:
         with self.lock:
@@ -102,14 +113,15 @@ class Ledger:
 
     def answered(self, batch: list[Message], outcomes: list[Outcome], final: list[bool], attempt: int) -> None:
         """The answer to one request. Rows whose answer is `final` end here; the others stay
-        in the journal as `retry` until the dispatcher sends them again."""
+        in the journal as retryable until the dispatcher sends them again."""
         # a fatal answer (credentials, balance) says nothing about the row: it was not sent
         outcomes = [Outcome(Kind.NOT_SENT, "NotSent", f"not sent: {o.code}: {o.message}") if o.kind is Kind.FATAL
                     else o for o in outcomes]
         fates = [FATE_OF[o.kind] if f else None for o, f in zip(outcomes, final)]
         try:
             if self.journal is not None:
-                self.journal.record(batch, outcomes, [JOURNAL_STATE[f] if f else RETRY for f in fates], attempt)
+                states = [JOURNAL_STATE[f] if f else RowState.RETRYABLE for f in fates]
+                self.journal.record(batch, outcomes, states, attempt)
         finally:
             # the answer is known even when the journal could not take it (a full disk): count
             # and file it all the same; the journal keeps these rows in flight, which the next
@@ -179,7 +191,20 @@ class Ledger:
             self.local_error = exc
 
     # --- delivery receipts (sms-cli receipts) -------------------------------------------------
+    @staticmethod
+    def receipt_state(state: RowState, undelivered: bool, code: str = "", message: str = ""
+                      ) -> tuple[RowState, str | None, str | None] | None:
+        """What a delivery receipt makes of a row in `state`: (new state, its code, its message),
+        or None to leave it. A row whose answer was lost (unknown, inflight) is found: the
+        provider took it, so it is accepted (or undelivered) and never resent; an accepted row
+        whose delivery failed is undelivered (resent only from a failures file)."""
+        if undelivered:
+            return RowState.UNDELIVERED, code or "Undelivered", message or code or "not delivered"
+        if state in (RowState.UNKNOWN, RowState.INFLIGHT):
+            return RowState.ACCEPTED, None, None
+        return None
+
     def learn_receipts(self, updates) -> None:
         """What receipt queries found (journal.ReceiptUpdate): each row's receipt and, where it
-        changes, its state (unknown -> accepted when found, accepted -> undelivered)."""
+        changes, the state `receipt_state` gave it."""
         self.journal.record_receipts(updates)
