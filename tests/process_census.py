@@ -11,20 +11,26 @@ included, other threads included). Counting rules:
   under test may wait through its own (few-millisecond, test-configured) backoff. A sleep inside
   conftest.poll_until (polling a condition nothing can signal, with a deadline) is counted
   apart as a poll.
-The terminal summary prints one line always; PROCESS_CENSUS=1 lists the tests by name."""
+Processes started outside any test (pytest-xdist starting its workers) are counted apart. The
+CPU each test used (its threads, and the children it waited for) is summed too. The terminal
+summary prints one line always; PROCESS_CENSUS=1 lists the tests by name and the 15 costliest."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
+
 TESTS = str(Path(__file__).resolve().parent) + os.sep
 INFRA = {str(Path(TESTS) / "redis_server.py")}
 
-current = ["<collection>"]
+OUTSIDE = "<outside any test>"
+current = [OUTSIDE]
 processes: dict[str, Counter] = defaultdict(Counter)   # test -> {"test": n, "infrastructure": n}
 sleeps: dict[str, int] = defaultdict(int)
 polls: dict[str, int] = defaultdict(int)
@@ -68,12 +74,26 @@ def _install() -> None:
 _install()
 
 
+cpu: dict[str, float] = {}  # test -> CPU seconds (this process's threads and its waited-for children)
+
+
+def _cpu_now() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     current[0] = item.nodeid
+    before = _cpu_now()
+    yield
+    cpu[item.nodeid] = _cpu_now() - before
 
 
 def _tables() -> dict:
-    return {"processes": {t: dict(c) for t, c in processes.items()}, "sleeps": dict(sleeps), "polls": dict(polls)}
+    return {"processes": {t: dict(c) for t, c in processes.items()}, "sleeps": dict(sleeps), "polls": dict(polls),
+            "cpu": dict(cpu)}
 
 
 def _merge(tables: dict) -> None:
@@ -82,6 +102,7 @@ def _merge(tables: dict) -> None:
     for name, into in (("sleeps", sleeps), ("polls", polls)):
         for t, n in tables[name].items():
             into[t] += n
+    cpu.update(tables["cpu"])
 
 
 class _Xdist:
@@ -108,7 +129,8 @@ def pytest_sessionfinish(session):
 def pytest_terminal_summary(terminalreporter):
     if hasattr(terminalreporter.config, "workeroutput"):
         return
-    by_test = sorted(t for t, c in processes.items() if c["test"])
+    outside = sum(c["test"] for t, c in processes.items() if t == OUTSIDE)  # pytest-xdist starting a worker
+    by_test = sorted(t for t, c in processes.items() if c["test"] and t != OUTSIDE)
     infra = sorted(t for t, c in processes.items() if c["infrastructure"])
     sleepers = sorted(t for t, n in sleeps.items() if n)
     pollers = sorted(t for t, n in polls.items() if n)
@@ -116,7 +138,8 @@ def pytest_terminal_summary(terminalreporter):
         f"process census: {len(by_test)} tests started {sum(processes[t]['test'] for t in by_test)} processes; "
         f"{sum(c['infrastructure'] for c in processes.values())} infrastructure processes (redis-server) "
         f"in {len(infra)} tests' fixtures; {len(sleepers)} tests slept ({sum(sleeps.values())} calls); "
-        f"{len(pollers)} tests polled a condition ({sum(polls.values())} looks)")
+        f"{len(pollers)} tests polled a condition ({sum(polls.values())} looks); "
+        f"{outside} processes outside any test; tests' CPU {sum(cpu.values()):.1f} s")
     if os.environ.get("PROCESS_CENSUS"):
         for t in by_test:
             terminalreporter.write_line(f"  process x{processes[t]['test']}: {t}")
@@ -124,3 +147,5 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"  sleep x{sleeps[t]}: {t}")
         for t in pollers:
             terminalreporter.write_line(f"  poll x{polls[t]}: {t}")
+        for t in sorted(cpu, key=cpu.get, reverse=True)[:15]:
+            terminalreporter.write_line(f"  CPU {cpu[t]:.2f} s: {t}")
