@@ -23,6 +23,7 @@ from .guards.rules import GuardOptions
 from .guards.settings import timestamp
 from .input.rows import open_source
 from .providers import make_provider
+from .run import router as router_mod
 from .run import shards
 from .run.send import Options
 from .run.stream import Identity
@@ -68,6 +69,7 @@ class Campaign:
     failures_path: Path
     rehearsal: bool  # the outbox: its runs record into sets of their own
     notes: list[str] = field(default_factory=list)  # what the summary says about where the ledger is
+    router: object = None  # run.router.Router: config routes choose each row's provider (None: one provider)
 
     @classmethod
     def open(cls, req: SendRequest, *, sending: bool = True, locate: bool = True, transport=None) -> "Campaign":
@@ -76,7 +78,9 @@ class Campaign:
         `transport`: a scripted wire for tests."""
         cfg: Config = load_config(req.config, strict_env=sending)
         register_secrets(cfg.secrets)
-        settings = cfg.provider(req.provider)
+        routed = router_mod.routed(cfg, req.provider)
+        settings = (cfg.providers[cfg.routes.providers[0]] if routed and not cfg.default_provider
+                    else cfg.provider(req.provider))
         provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency, transport=transport)
         try:
             region = (req.region or cfg.default_region or "").upper() or None
@@ -88,10 +92,12 @@ class Campaign:
             raise
         try:
             defaults = Defaults(req.template, tuple(req.params), req.sender_id)
-            validator = Validator(cfg.templates, region, defaults, provider, key_prefix=source.digest[:12] + "-")
+            # with routes, each row's provider checks it when the router places it there
+            validator = Validator(cfg.templates, region, defaults, None if routed else provider,
+                                  key_prefix=source.digest[:12] + "-")
             if req.shard is not None:
                 source = shards.ShardSource(source, req.shard, validator)
-            rehearsal = provider.type == REHEARSAL
+            rehearsal = provider.type == REHEARSAL and not routed
             notes: list[str] = []
             jpath = locate_journal(req, source, rehearsal, notes) if locate else None
             fpath = (Path(req.failures) if req.failures
@@ -100,9 +106,14 @@ class Campaign:
             provider.close()
             source.cleanup()
             raise
-        return cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes)
+        camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes)
+        if routed:  # its other sections' adapters: made last, so nothing before can leak them
+            camp.router = router_mod.build(cfg, provider, req.options.concurrency)
+        return camp
 
     def close(self) -> None:
+        if self.router is not None:
+            self.router.close_adapters(but=self.provider)
         self.provider.close()
         self.source.cleanup()
 

@@ -54,6 +54,9 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
     policy = Policy(provider.settings.max_attempts, provider.settings.backoff_base,
                     provider.settings.backoff_cap, cfg.grace_period)
     summary = Summary(provider=provider.settings.name, provider_type=provider.type, notes=list(camp.notes))
+    router = camp.router
+    if router is not None:
+        summary.provider = summary.provider_type = "routes"
     progress = progress or (lambda tally: None)
     try:
         if rehearsal:
@@ -61,8 +64,9 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
                                  "rehearsals, and a send through a real provider sends these rows")
         if req.options.dry_run:
             return _dry_run(camp, policy, summary, progress, on_start)
-        provider.require_settings()
-        provider.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
+        for p in router.providers.values() if router is not None else (provider,):
+            p.require_settings()
+            p.limiter.start()  # a shared rate limit (rate_backend) must answer before anything is sent
         if req.guards.max_cost is not None or req.guards.max_parts is not None:
             # before the journal is opened for writing: a run refused here leaves no trace (no
             # working set, no run, no --valid-for clock started)
@@ -83,8 +87,8 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
                                   first_started=choice.ws.created)
         ledger = Ledger(journal, writer, choice.ident.ref_of,
                         on_opt_out=guards.suppression.opted_out if guards.suppression is not None else None)
-        ledger.start_run(choice.ws, storable(source.display), provider.settings.name,
-                         {"provider": provider.settings.name, "type": provider.type,
+        ledger.start_run(choice.ws, storable(source.display), summary.provider,
+                         {"provider": None if router else provider.settings.name, "type": summary.provider_type,
                           "limit": req.options.limit, "dedupe": req.options.dedupe,
                           "only_retryable": req.options.only_retryable, "retry_unknown": req.options.retry_unknown,
                           **_guard_flags(req.guards)})
@@ -98,8 +102,8 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
-                prefix=tuple(prefix) if prefix else None)
-        summary.resend = resend_args(req, provider.settings.name, cfg.path is not None)
+                prefix=tuple(prefix) if prefix else None, router=router)
+        summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and router is None)
         summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
             summary.failures_lost = str(ledger.local_error)
@@ -164,7 +168,8 @@ def _dry_run(camp: Campaign, policy, summary, progress, on_start, options=None) 
             on_start(provider, camp.cfg, camp.source)
         estimator = Estimator(validator.templates, prices(provider.settings))
         execute(camp.source, validator, provider, Ledger(), choice.ident, options or req.options, policy, summary,
-                resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, progress=progress)
+                resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, progress=progress,
+                router=camp.router)
         if req.guards.max_cost is not None or req.guards.max_parts is not None:
             _check_caps(req, provider, estimator)
         return summary
@@ -214,6 +219,9 @@ def validate(req: SendRequest):
         for raw in camp.source.rows():
             rows += 1
             result = validator.validate(raw)
+            if not isinstance(result, Rejected) and camp.router is not None:  # a route, a provider that takes it
+                unroutable = camp.router.check(result)
+                result = Rejected(raw.seq, raw.line, *unroutable) if unroutable else result
             if not isinstance(result, Rejected):
                 stopped = guards.static(result)  # suppression and countries
                 if stopped is None:

@@ -77,6 +77,7 @@ def summary_dict(s: Summary) -> dict:
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,  # warnings the text summary shows as note: lines (rows repeating others...)
+        **(s.routes or {}),  # config routes: "routes" and "providers", rows and requests of each
         "rehearsal": s.provider_type == "outbox",  # the outbox sent nothing: its acceptances are a rehearsal's
         "exit_code": int(s.exit_code()),
     }
@@ -123,6 +124,7 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if s.limit is not None and s.n(Fate.DEFERRED):
         lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
                      "to continue")
+    lines += route_lines(s.routes)
     lines += [f"note: {_printable(n)}" for n in s.notes]
     if short:
         return "\n".join(lines)
@@ -162,6 +164,7 @@ def plan_dict(s: Summary) -> dict:
         "top_failures": [{"error_code": c, "error_message": m, "rows": n} for (c, m), n in t.reasons.most_common(5)],
         "more_failure_reasons": max(0, len(t.reasons) - 5) + t.more_reasons,
         "notes": s.notes,
+        **(s.routes or {}),  # config routes: rows, requests and cost per route and per provider
         "exit_code": plan_exit(s),
     }
 
@@ -218,8 +221,30 @@ def plan_text(s: Summary) -> str:
         lines.append(f"  billable parts (templates with text): {d['billable_parts']}")
     for (code, message), n in s.tally.reasons.most_common(5):
         lines.append(f"  {n} not sendable x {_printable(code)}: {_printable(message)}")
+    lines += ["  " + line for line in route_lines(s.routes)]
     lines += [f"  note: {_printable(n)}" for n in s.notes]
     return "\n".join(lines)
+
+
+def route_lines(routes: dict | None) -> list[str]:
+    """Config routes: one line per route and provider (rows, how they ended, requests, cost)."""
+    if not routes:
+        return []
+    lines = []
+
+    def one(label: str, e: dict) -> str:
+        ends = ", ".join(f"{n} {k}" for k, n in e.items() if k not in ("rows", "requests", "parts", "cost", "down",
+                                                                        "providers") and n)
+        cost = (f", {e['parts']} parts" if "parts" in e else "") + (f", cost {e['cost']:.4f}" if e.get("cost") is not None
+                                                                     else "")
+        return (f"{label}: {e['rows']} rows" + (f" ({ends})" if ends else "") + f", {e['requests']} requests"
+                + cost + (f"; down: {_printable(e['down'])}" if e.get("down") else ""))
+
+    for name, r in routes["routes"].items():
+        lines.append(one(f"route {_printable(name)}", r))
+        lines += ["  " + one(p, e) for p, e in r["providers"].items()]
+    lines += [one(f"provider {p}", e) for p, e in routes["providers"].items()]
+    return lines
 
 
 def summary_table(s: Summary):

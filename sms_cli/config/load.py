@@ -21,6 +21,7 @@ from ..core.textsafe import printable
 from ..guards.settings import check_config
 from ..input.rows import display_name
 from ..providers import PROVIDERS, provider_class
+from ..run.routes import parse_routes
 from ..core.settings import (COMMON_PROVIDER_KEYS, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD,
                        DEFAULT_MAX_ATTEMPTS, DEFAULT_READ_TIMEOUT, GUARD_KEYS, MAX_ATTEMPTS, MAX_CONFIG_BYTES,
                        MAX_DEPTH, MAX_RATE_LIMIT, MAX_SECONDS, MAX_TIMEOUT, PROVIDER_GUARD_KEYS, TEMPLATE_KEYS,
@@ -188,7 +189,7 @@ def parse_config(raw: Any, path: Path | None) -> Config:
                  missing_vars=sorted(set(missing)),
                  grace_period=DEFAULT_GRACE_PERIOD if grace in (None, "")
                  else _number(grace, f"{where}: grace_period", high=MAX_SECONDS),
-                 guards=guards)
+                 guards=guards, routes=parse_routes(raw.get("routes"), providers, where))
     check_config(cfg, where)
     return cfg
 

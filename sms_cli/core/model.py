@@ -34,6 +34,11 @@ class Message:
     record: dict[str, Any] = field(default_factory=dict)
     set_id: int = 0  # the ledger's working set this row belongs to (with seq: the row's identity)
     digest: int = 0  # message_key(): what the message is, for --dedupe and edited inputs
+    # routes (routes.py): the row's route, the provider section it goes to now, and the copy of
+    # it that provider's adapter sends (its template id and params); None without routes
+    route: str | None = None
+    provider: str | None = None
+    wire: "Message | None" = None
 
     @property
     def correlation(self) -> str:

@@ -13,7 +13,7 @@ from .errors import ConfigError
 # guards (guards.py reads them): top level, and per provider where a provider may differ
 GUARD_KEYS = {"suppression_list", "quiet_hours", "default_timezone", "countries", "valid_for"}
 PROVIDER_GUARD_KEYS = {"quiet_hours", "countries", "prices"}
-TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period"} | GUARD_KEYS
+TOP_KEYS = {"default_provider", "default_region", "providers", "templates", "grace_period", "routes"} | GUARD_KEYS
 COMMON_PROVIDER_KEYS = ({"type", "endpoint", "rate_limit", "rate_backend", "timeout", "max_attempts", "backoff"}
                         | PROVIDER_GUARD_KEYS)
 TEMPLATE_KEYS = {"params", "text"}
@@ -72,6 +72,7 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     grace_period: float = DEFAULT_GRACE_PERIOD
     guards: dict[str, Any] = field(default_factory=dict)  # GUARD_KEYS as written (guards.py checks them)
+    routes: Any = None  # run.routes.Routes: which provider each row goes to, and its fallbacks
 
     def provider(self, name: str | None) -> ProviderSettings:
         name = name or self.default_provider

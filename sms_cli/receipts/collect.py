@@ -255,7 +255,7 @@ class Track:
         return f"{self.ref_prefix}:{self.id[1]}"
 
 
-def track_of(r: ReceiptRow, ws: WorkingSet, provider: str) -> Track:
+def track_of(r: ReceiptRow, ws: WorkingSet, provider: str, routes=None) -> Track:
     """A journal row and its receipt; a receipt about an earlier send of the row (it was sent
     again since) counts as none."""
     key = f"{ws.digest[:12]}-{r.seq}"
@@ -263,8 +263,11 @@ def track_of(r: ReceiptRow, ws: WorkingSet, provider: str) -> Track:
     current = r.status is not None and r.receipt_sent == r.sent
     # a row whose answer was lost has no submission id; an unknown row whose answer carried one
     # (a FailContent entry that named it ambiguously) is looked up by it
+    template = r.template or ""
+    if template and routes:  # the journal keeps the input's template id; a report has the provider's
+        template = routes.wire_template(provider, template) or ""
     sent = Sent((r.set_id, r.seq), r.phone, (r.ref or "") if not lost or r.state == RowState.UNKNOWN else "",
-                r.corr or key, key, r.template or "", r.sent or 0.0)
+                r.corr or key, key, template, r.sent or 0.0)
     t = Track((r.set_id, r.seq), sent, provider, r.state, r.status if current else None, ref_prefix=ws.ref_prefix,
               template=r.template or "-")
     if current:
@@ -368,7 +371,9 @@ class Collector:
         self.tracks: list[Track] = []
         for r in journal.receipt_rows(list(by_id)):
             run = runs.get(r.run) if r.run is not None else None
-            sent_through = run.provider if run is not None else None
+            # each row's own provider (routes spread one run over several); a journal of an
+            # earlier version has none per row: its run's
+            sent_through = r.provider or (run.provider if run is not None else None)
             if req.provider and sent_through and req.provider != sent_through and sent_through in cfg.providers:
                 # another provider has no record of these messages: every lost answer would be
                 # "not taken" and --retry-unknown would send it twice
@@ -376,7 +381,7 @@ class Collector:
                                   f"{sent_through!r}; only that provider can say what became of them (--provider "
                                   "is for a section renamed since the send)")
             section = req.provider or sent_through or cfg.default_provider or "outbox"
-            self.tracks.append(track_of(r, by_id[r.set_id], section))
+            self.tracks.append(track_of(r, by_id[r.set_id], section, cfg.routes))
         self.by_id = {t.id: t for t in self.tracks}
         for section in dict.fromkeys(t.provider for t in self.tracks):  # named in the summary
             settings = cfg.providers.get(section)

@@ -62,8 +62,15 @@ class Dispatcher:
     def __init__(self, provider, ledger: Ledger, policy: Policy, stop: Stop, *, concurrency: int = 4,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None,
                  progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
-                 wait: Callable[[float], bool] | None = None):
+                 wait: Callable[[float], bool] | None = None,
+                 failover: Callable[[list[Message], str], None] | None = None):
         self.provider, self.ledger, self.policy, self.stop = provider, ledger, policy, stop
+        # routes (router.py): on an account-level refusal or an unreachable endpoint this
+        # provider goes `down` and hands every row it never took to `failover` (which must not
+        # block) instead of stopping the run; without it, such an answer stops the run
+        self.failover = failover
+        self.down: str | None = None
+        self._active = 0  # batches submitted and not yet finished by a worker (see idle())
         self.limiter = limiter or RateLimiter(None)
         self.rng = rng or random.Random()
         self.progress = progress
@@ -84,13 +91,25 @@ class Dispatcher:
     # --- the main thread ----------------------------------------------------------------------
     def submit(self, batch: list[Message], poll: Callable[[], None] = lambda: None) -> None:
         """Queue a batch (blocking while the queue is full); a stopped run settles it unsent."""
+        if self.down is not None and not self.stop.is_set():
+            self.failover(batch, self.down)
+            return
+        with self._lock:
+            self._active += 1
         while not self.stop.is_set():
             try:
                 self.queue.put(batch, timeout=0.05)
                 return
             except queue.Full:
                 poll()  # lets the caller notice a signal while the workers are busy
+        with self._lock:
+            self._active -= 1
         self._not_sent(batch)
+
+    def idle(self) -> bool:
+        """Every batch submitted has been answered, settled or handed over."""
+        with self._lock:
+            return self._active == 0
 
     def close(self, poll: Callable[[], None] = lambda: None) -> None:
         """No more batches: wait for the workers (at most the grace period once stopped), then
@@ -168,6 +187,9 @@ class Dispatcher:
                 self.stop.set(RunEnd.FATAL, str(exc), local=True)
             except Exception as exc:  # a bug must not hang the run or lose its rows
                 self.stop.set(RunEnd.FATAL, f"internal error: {type(exc).__name__}: {exc}", local=True)
+            finally:
+                with self._lock:
+                    self._active -= 1
             self.progress()
 
     def _send(self, batch: list[Message]) -> None:
@@ -175,6 +197,9 @@ class Dispatcher:
         work: list[tuple[list[Message], int, bool]] = [(batch, 1, False)]
         while work:
             pending, attempt, split = work.pop()
+            if self.down is not None and not self.stop.is_set():  # gone down while this waited
+                self.failover([m for rows in (pending, *(rows for rows, _, _ in work)) for m in rows], self.down)
+                return
             if self.stop.is_set() or not self.limiter.acquire(self.stop.event):
                 self._abandon([pending, *(rows for rows, _, _ in work)])
                 return
@@ -210,7 +235,7 @@ class Dispatcher:
                 for m, o in zip(pending, outcomes):
                     if o.kind is Kind.FATAL:
                         fatal = fatal or o
-                        final.append(True)
+                        final.append(self.failover is None)  # with routes: not settled, moved on
                     elif o.kind is Kind.RETRYABLE and attempt < self.policy.max_attempts:
                         retry.append(m)
                         wait = max(wait, o.retry_after or 0.0)
@@ -224,6 +249,16 @@ class Dispatcher:
                               JOURNAL_FAILED)
                 raise
             self.progress()
+            if fatal is not None and self.failover is not None:
+                refused = [m for m, o in zip(pending, outcomes) if o.kind is Kind.FATAL]
+                if not self.stop.is_set():
+                    # the provider never took these rows (an account-level refusal says nothing
+                    # was sent; an unknown answer is never FATAL): the next provider may
+                    self.down = self.down or f"{fatal.code}: {fatal.message}"
+                    self.failover([m for rows in (refused, retry, *(rows for rows, _, _ in work)) for m in rows],
+                                  self.down)
+                    return
+                self._abandon([refused])  # stopped meanwhile: not sent, as without routes
             if fatal is not None:
                 self.stop.set(RunEnd.FATAL, f"{fatal.code}: {fatal.message}")
                 # every row not settled by this answer ends here, once: the ones to retry and

@@ -56,6 +56,7 @@ class Summary:
     estimates: dict[str, dict] = field(default_factory=dict)  # dry run: per template cost
     estimator: Estimator | None = None  # dry run: parts and cost per country
     notes: list[str] = field(default_factory=list)  # things the summary should mention
+    routes: dict | None = None  # routes (router.py): rows, requests (and a plan's cost) per route and provider
     resend: str = ""  # the options a resend of the failures file needs (--config, --provider, ...)
 
     def n(self, fate: Fate) -> int:
@@ -122,10 +123,11 @@ class Signals:
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
             guards=None, estimator: Estimator | None = None, progress=lambda tally: None,
-            prefix: tuple[int, dict[str, int]] | None = None) -> Summary:
+            prefix: tuple[int, dict[str, int]] | None = None, router=None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
     a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3).
-    `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it."""
+    `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it.
+    `router` (router.py): config routes, in place of the one provider's batcher and dispatcher."""
     started = time.monotonic()
     stop = Stop()
     sig = Signals(stop)
@@ -161,7 +163,16 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():
-        if dry:
+        if router is not None:
+            batcher = dispatcher = router.start(
+                ledger, stop, lambda wire, failover: Dispatcher(
+                    wire, ledger, Policy(wire.provider.settings.max_attempts, wire.provider.settings.backoff_base,
+                                         wire.provider.settings.backoff_cap, policy.grace), stop,
+                    concurrency=options.concurrency, limiter=wire.provider.limiter,
+                    progress=tick, failover=failover), sig.poll, estimator if dry else None)
+            if not dry:
+                sys.setswitchinterval(0.001)
+        elif dry:
             dispatcher = DryDispatcher(estimator)
         else:
             # The reader thread is CPU-bound; with the default 5 ms switch interval a worker
@@ -202,6 +213,9 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     summary.stopped, summary.fatal, summary.local = stop.reason, stop.detail, stop.local
     summary.elapsed = time.monotonic() - started
     summary.limit = options.limit
+    if router is not None:
+        summary.routes = router.report(tally)
+        summary.notes += router.notes
     if repeats is not None and repeats.count:
         summary.notes.append(repeats.note())
     if dry:

@@ -60,7 +60,9 @@ CREATE TABLE IF NOT EXISTS requests (
 # correlation value it carried (UserId / SessionContext), written when the row goes in flight, and
 # per row the latest delivery receipt (the row's `sent` it is about: a resend starts over). Added
 # to journals an earlier version wrote, which stay readable (their rows have NULL there).
-ROW_COLUMNS = {"template": "TEXT", "corr": "TEXT"}
+# `provider`: the provider section each row was (last) sent through, so receipts ask each row's
+# own provider when routes spread a run over several (NULL: an earlier version; its run's provider).
+ROW_COLUMNS = {"template": "TEXT", "corr": "TEXT", "provider": "TEXT"}
 RECEIPT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (
     set_id INTEGER NOT NULL, seq INTEGER NOT NULL, sent REAL, status TEXT NOT NULL, code TEXT, message TEXT,
@@ -89,7 +91,8 @@ MIN_FREE_BYTES = 1 << 20  # refuse to start a run on a disk that cannot hold its
 FINISHED = RunEnd.FINISHED  # a run's status when it went through its whole input
 
 
-_INFLIGHT_COLS = ("set_id", "seq", "line", "phone", "msg", "state", "attempts", "sent", "run", "template", "corr")
+_INFLIGHT_COLS = ("set_id", "seq", "line", "phone", "msg", "state", "attempts", "sent", "run", "template", "corr",
+                  "provider")
 _INFLIGHT_SQL: dict[int, str] = {}
 # rows the provider took or may have taken: never sent again by another version of their input
 TAKEN = (RowState.ACCEPTED, RowState.UNDELIVERED, RowState.UNKNOWN, RowState.INFLIGHT)
@@ -145,6 +148,8 @@ class Recorded:
 
 
 class Journal:
+    provider: str | None = None  # the run's provider section (a row without routes goes there)
+
     def __init__(self, path: Path, *, readonly: bool = False, rehearsal: bool = False):
         self.path = Path(path)
         self.readonly = readonly
@@ -366,6 +371,7 @@ class Journal:
                 cur = self.db.execute("INSERT INTO runs(set_id, input, provider, options, started) VALUES (?,?,?,?,?)",
                                       (ws.id, input_name, provider, json.dumps(options), time.time()))
             self.run_id = cur.lastrowid
+            self.provider = provider
         return self.run_id
 
     def finish_run(self, status: RunEnd) -> None:
@@ -456,14 +462,14 @@ class Journal:
         return out
 
     def mark_inflight(self, batch: list[Message], attempt: int) -> None:
-        now, run = time.time(), self.run_id
+        now, run, provider = time.time(), self.run_id, self.provider
         chunks = [batch[i:i + MAX_VALUES_ROWS] for i in range(0, len(batch), MAX_VALUES_ROWS)]
         with self._lock, self._guard("journal write failed"):
             self.db.execute("BEGIN IMMEDIATE")
             for chunk in chunks:
                 params = [v for m in chunk for v in (m.set_id, m.seq, m.line, m.phone, m.digest,
                                                       _INFLIGHT, attempt, now, run, m.template_id,
-                                                      m.user_id or m.key)]
+                                                      m.user_id or m.key, m.provider or provider)]
                 self.db.execute(_mark_inflight_sql(len(chunk)), params)
             self.db.execute("COMMIT")
 
@@ -570,7 +576,7 @@ class Journal:
         marks = ",".join("?" * len(set_ids))
         cols = ", ".join(f"r.{c}" for c in ("set_id", "seq", "line", "phone", "state", "code", "message", "ref",
                                             "corr", "template", "sent", "run"))
-        sql = (f"SELECT {cols}, c.status, c.sent, c.code, c.message, c.received, c.parts, c.ref, c.queries "
+        sql = (f"SELECT {cols}, c.status, c.sent, c.code, c.message, c.received, c.parts, c.ref, c.queries, r.provider "
                f"FROM rows r LEFT JOIN receipts c ON c.set_id = r.set_id AND c.seq = r.seq "
                f"WHERE r.set_id IN ({marks}) AND r.state IN (?,?,?,?) ORDER BY r.set_id, r.seq")
         return [ReceiptRow(*r) for r in self._read(sql, (*set_ids, *TAKEN))]
@@ -653,6 +659,7 @@ class ReceiptRow:
     parts: int | None
     receipt_ref: str | None
     queries: int | None
+    provider: str | None = None  # the section it was sent through (NULL: an earlier version)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class Tally:
     retries: int = 0  # of which: a retry after a transient failure
     splits: int = 0  # of which: a half of a request split to find the numbers it refused
     sent_rows: int = 0  # rows that left in a request (first attempt), for the rate
+    by_route: dict[tuple[str, str], Counter] = field(default_factory=dict)  # (route, provider) -> Fate -> rows
 
 
 class Ledger:
@@ -143,6 +144,11 @@ class Ledger:
             for m, o, fate in zip(batch, outcomes, fates):
                 if fate is None:
                     continue
+                if m.route is not None:  # routes: where each row ended, for the summary
+                    per = t.by_route.get((m.route, m.provider or "-"))
+                    if per is None:
+                        per = t.by_route[(m.route, m.provider or "-")] = Counter()
+                    per[fate] += 1
                 if fate is Fate.ACCEPTED:
                     accepted[m.template_id] = accepted.get(m.template_id, 0) + 1
                     if o.ref:
