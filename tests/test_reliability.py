@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, invoke, make_rows, run_cli, start_cli, wait_for
+from conftest import Background, cli_env, invoke, make_rows, start_cli, wait_for
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -243,26 +243,28 @@ def test_stdin_is_journaled_in_the_working_directory(tmp_path, emulator, write_c
     assert not [p for p in work.iterdir() if p.suffix == ".spool" or p.name.endswith(".tmp")]
 
 
-def test_second_process_on_the_same_journal_is_refused(tmp_path, emulator, write_config):
+def test_second_send_on_the_same_journal_is_refused(tmp_path, emulator, write_config):
+    """The first send runs on a thread of this process (the journal's lock is per open file, so a
+    second one is refused here as it is in another process); the second goes through the CLI."""
+    from sms_cli.campaign import SendRequest
+    from sms_cli.cli import commands
+    from sms_cli.run.send import Options
+
     emu = emulator(latency_ms=150)
     cfg = write_config(emu, "aliyun")
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 1000)
-    first = start_cli(*send_cmd(inp, cfg, "--concurrency", "1"), cwd=tmp_path)
-    try:
-        wait_for(emu, lambda: emu.stats()["requests"] >= 1, what="the first run to send")
-        second = run_cli(*send_cmd(inp, cfg), cwd=tmp_path)
-        assert first.poll() is None, "the first run ended before the second one started"
-        assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
-        out, err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert first.returncode == 0, err
-    assert json.loads(out.splitlines()[-1])["accepted"] == 1000
+    first = Background(lambda: commands.send(SendRequest(input=str(inp), config=str(cfg),
+                                                         options=Options(concurrency=1))))
+    wait_for(emu, lambda: emu.stats()["requests"] >= 1 or first.poll() is not None, procs=[first],
+             what="the first run to send")
+    second = invoke(*send_cmd(inp, cfg), cwd=tmp_path)
+    assert first.poll() is None, "the first run ended before the second one started"
+    assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
+    summary = first.wait(timeout=60)
+    assert summary.exit_code() == 0 and summary.accepted == 1000
     assert logged(emu) == Counter({p: 1 for p in phones})
 
 
