@@ -1,5 +1,9 @@
-"""Shared fixtures: an in-thread emulator on 127.0.0.1, configs pointing at it, sample inputs,
-and helpers that drive the real CLI in a subprocess."""
+"""Shared fixtures: an in-thread emulator on 127.0.0.1 whose lock tells waiting tests of every
+change (wait_for: an event, never a sleep), configs pointing at it, sample inputs, and helpers
+that drive the CLI: in this process (invoke through typer's runner; run_main through the real
+entry point with a process's streams; Background for a run beside the test), or in a subprocess
+where a real process matters (run_cli/start_cli: signals, kill -9, a full disk, a closed pipe).
+tests/process_census.py counts the tests that start a process or sleep."""
 from __future__ import annotations
 
 import csv
