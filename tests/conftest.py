@@ -1,5 +1,9 @@
-"""Shared fixtures: an in-thread emulator on 127.0.0.1, configs pointing at it, sample inputs,
-and helpers that drive the real CLI in a subprocess."""
+"""Shared fixtures: an in-thread emulator on 127.0.0.1 whose lock tells waiting tests of every
+change (wait_for: an event, never a sleep), configs pointing at it, sample inputs, and helpers
+that drive the CLI: in this process (invoke through typer's runner; run_main through the real
+entry point with a process's streams; Background for a run beside the test), or in a subprocess
+where a real process matters (run_cli/start_cli: signals, kill -9, a full disk, a closed pipe).
+tests/process_census.py counts the tests that start a process or sleep."""
 from __future__ import annotations
 
 import csv
@@ -16,6 +20,9 @@ from sms_cli.validate.validator import parse_phone
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# counts the tests that start a process or sleep (issue 21 budget); see process_census.py
+pytest_plugins = ["process_census"]
+
 TEMPLATES = {
     "OTP_LOGIN": ["code"],
     "ORDER_SHIPPED": ["order", "eta"],
@@ -30,6 +37,78 @@ def private_state(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
+class SignallingLock:
+    """The emulator's lock, which also tells waiting tests that its state changed: every request
+    it counts and every message it takes happens under `with emu.lock`, so a test waits for "the
+    k-th request arrived" on this event instead of sleeping between looks. Re-entrant, so a
+    predicate may call emu.stats() while the waiter holds it."""
+
+    def __init__(self):
+        self.changed = threading.Condition(threading.RLock())
+
+    def __enter__(self):
+        self.changed.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.changed.notify_all()
+        self.changed.release()
+
+    def acquire(self, *args, **kw):
+        return self.changed.acquire(*args, **kw)
+
+    def release(self):
+        self.changed.notify_all()
+        self.changed.release()
+
+
+def signalling(emu: Emulator) -> Emulator:
+    """Give a not yet serving emulator a SignallingLock (see wait_for)."""
+    emu.lock = SignallingLock()
+    return emu
+
+
+def wait_for(emu: Emulator, predicate, *, timeout: float = 30.0, what: str = "condition", procs=()) -> None:
+    """Block until predicate() holds, woken by the emulator's state changes and by the end of any
+    process in `procs` (so "or the process ended" may be part of the predicate): an event, no
+    sleep. Fails after `timeout` seconds."""
+    lock: SignallingLock = emu.lock
+    for proc in procs:  # a process ending is an event too
+        def tell(proc=proc):
+            proc.wait()
+            with lock:
+                pass
+        threading.Thread(target=tell, daemon=True).start()
+    with lock.changed:
+        assert lock.changed.wait_for(predicate, timeout), f"timed out waiting for {what}"
+
+
+def poll_until(predicate, *, timeout: float = 20.0, what: str = "condition", every: float = 0.005) -> None:
+    """Poll a condition nothing can signal (a /proc field, a server's port) until it holds, failing
+    after `timeout` seconds. The one place a test waits between looks; the census counts it
+    as polling, not as a sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def signal_unless_ended(proc: subprocess.Popen, sig, after: float | None) -> None:
+    """Send `sig` to `proc` `after` seconds from now, unless it ends first (the moment is the
+    test's input, as in "a signal 30 ms into start-up"): a wait for the process's end with a
+    deadline, not a sleep."""
+    if after:
+        try:
+            proc.wait(timeout=after)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
 @pytest.fixture
 def emulator(tmp_path):
     """Factory: emulator(**Options kwargs) -> a started Emulator, stopped at teardown.
@@ -40,7 +119,7 @@ def emulator(tmp_path):
     def start(**kw) -> Emulator:
         kw.setdefault("seed", 1234 + len(started))
         kw.setdefault("log_path", str(tmp_path / ("accepted.jsonl" if not started else f"accepted-{len(started)}.jsonl")))
-        emu = Emulator(Options(host="127.0.0.1", port=0, **kw))
+        emu = signalling(Emulator(Options(host="127.0.0.1", port=0, **kw)))
         # Emulator.start() with a short poll, so stop() at teardown returns at once
         threading.Thread(target=emu.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(emu)
@@ -56,8 +135,8 @@ def module_emulator():
     """One emulator for a whole test module (starting one per test is slow for adapter tests).
     It blacklists +60111111111 and +85255311101 and blocks the word "casino" in template
     variables; use `emu` for a clean accepted log per test."""
-    emu = Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
-                           blocked_words={"casino"})).start()
+    emu = signalling(Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
+                                      blocked_words={"casino"}))).start()
     yield emu
     emu.stop()
 
@@ -216,3 +295,93 @@ def accepted_counts(emu) -> "Counter":
 
     with emu.lock:
         return Counter(e["phone"] for e in emu.accepted)
+
+
+CLOSED = object()  # run_main(stdin=CLOSED): started with stdin closed (`0<&-`), so sys.stdin is None
+
+
+class Ran(Invoked):
+    """What run_main gave: exit code, stdout and stderr as bytes (`out`, `err`) and as text."""
+
+    def __init__(self, returncode: int, out: bytes, err: bytes):
+        super().__init__(returncode, out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "surrogateescape"))
+        self.out, self.err = out, err
+
+
+def run_main(*args, cwd, stdin=None, stdout=None, stderr=None, env: dict | None = None,
+             errors: str = "surrogateescape") -> Ran:
+    """`sms-cli ARGS` through the real entry point's second half (sms_cli.cli.app.main: its own
+    usage-error and --json handling, its stream protection) in this process, with the standard
+    streams a process would have: stdin is empty, CLOSED (sys.stdin None, as Python starts with
+    fd 0 closed), bytes, or a file object (a pty, /dev/zero); stdout is a UTF-8 stream with the
+    given `errors` ("strict" is PYTHONIOENCODING=utf-8:strict) unless a stream is given; stderr
+    uses Python's backslashreplace. `env` entries are set for the call (TMPDIR included: the
+    temporary folder is looked up afresh). For what a real process must show (signals, kill -9,
+    a closed pipe at exit) use start_cli."""
+    import io
+    import tempfile
+
+    from sms_cli.cli import app as cli_app
+
+    out_buf, err_buf = io.BytesIO(), io.BytesIO()
+    if stdin is CLOSED:
+        new_in = None
+    elif stdin is None or isinstance(stdin, bytes):
+        new_in = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+    else:
+        new_in = stdin
+    new_out = stdout or io.TextIOWrapper(out_buf, encoding="utf-8", errors=errors, write_through=True)
+    new_err = stderr or io.TextIOWrapper(err_buf, encoding="utf-8", errors="backslashreplace", write_through=True)
+    saved = sys.stdin, sys.stdout, sys.stderr, sys.argv, os.getcwd(), dict(os.environ), tempfile.tempdir
+    for key in [k for k in os.environ if k.startswith("SMS_CLI_")]:
+        del os.environ[key]
+    os.environ.setdefault("NO_COLOR", "1")
+    os.environ.update(env or {})
+    tempfile.tempdir = None
+    sys.stdin, sys.stdout, sys.stderr, sys.argv = new_in, new_out, new_err, ["sms-cli", *map(str, args)]
+    os.chdir(cwd)
+    try:
+        try:
+            cli_app.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved[:4]
+        os.chdir(saved[4])
+        os.environ.clear()
+        os.environ.update(saved[5])
+        tempfile.tempdir = saved[6]
+    ran = Ran(code, out_buf.getvalue(), err_buf.getvalue())
+    assert "Traceback" not in ran.stderr, ran.stderr
+    return ran
+
+
+class Background:
+    """fn() on a thread of this process, looked at like a Popen: poll() is None while it runs,
+    wait(timeout) returns its result (or raises what it raised). For a run that must go on while
+    the test does something else (stop Redis, read its status) but needs no process of its own.
+    One CLI call at a time may use the standard streams: run the other side through commands."""
+
+    def __init__(self, fn):
+        self._result, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn):
+        try:
+            self._result = fn()
+        except BaseException as exc:  # handed to wait()
+            self._error = exc
+
+    def poll(self):
+        return None if self._thread.is_alive() else True
+
+    def wait(self, timeout: float | None = None):
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the background run did not end in time"
+        if self._error is not None:
+            raise self._error
+        return self._result

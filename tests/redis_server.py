@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
 
 def redis_binary() -> str:
@@ -71,11 +70,13 @@ class RedisServer:
         self.proc = subprocess.Popen([redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no", "--dir", self.dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not answers(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        from conftest import poll_until  # nothing signals a server's readiness: look until it answers
+
+        proc = self.proc
+        poll_until(lambda: answers(self.port) or proc.poll() is not None, timeout=10, every=0.02,
+                   what=f"redis-server to answer on port {self.port}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
         return self
 
     def stop(self) -> None:

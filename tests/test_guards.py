@@ -176,13 +176,18 @@ def test_bad_guard_settings_are_config_errors(tmp_path):
 
 
 # --- the suppression list is a file of promises (issue 20, path 6) ----------------------------
-def _edit_forever(path: str, phone: str) -> None:
-    """A child process: remove and add one number again and again, until it is killed."""
+def _edit_forever(path: str, phone: str, done=None, changed=None) -> None:
+    """A child process: remove and add one number again and again, until it is killed; after
+    each rewrite it counts it in `done` and tells `changed` (the test kills it on that event)."""
     from sms_cli.guards.rules import Suppression
 
     while True:
-        Suppression(path).remove(phone)
-        Suppression(path).add(phone)
+        for edit in (Suppression(path).remove, Suppression(path).add):
+            edit(phone)
+            if done is not None:
+                with changed:
+                    done.value += 1
+                    changed.notify_all()
 
 
 def _add_one(path: str, phone: str) -> None:
@@ -194,7 +199,6 @@ def _add_one(path: str, phone: str) -> None:
 def test_suppression_list_survives_50_concurrent_and_killed_edits(tmp_path):
     import multiprocessing
     import random
-    import time
 
     from sms_cli.guards.rules import Suppression
 
@@ -205,13 +209,17 @@ def test_suppression_list_survives_50_concurrent_and_killed_edits(tmp_path):
     # 50 concurrent edits: 40 adds of new numbers and 10 killed remove/add loops on kept ones
     added = [f"+6592{i:06d}" for i in range(40)]
     adders = [ctx.Process(target=_add_one, args=(str(listing), p)) for p in added]
-    editors = [ctx.Process(target=_edit_forever, args=(str(listing), kept[i])) for i in range(10)]
+    changed = ctx.Condition()
+    done = [ctx.Value("i", 0, lock=False) for _ in range(10)]
+    editors = [ctx.Process(target=_edit_forever, args=(str(listing), kept[i], done[i], changed)) for i in range(10)]
     rng = random.Random(20)
     for proc in adders + editors:
         proc.start()
-    for proc in editors:  # killed at any moment of a rewrite
-        time.sleep(rng.uniform(0, 0.01))
-        proc.kill()
+    for proc, count in zip(editors, done):  # killed at any moment of a rewrite: after 0 to 6
+        target = rng.randint(0, 6)  # finished ones, somewhere in the next (an event, not a timer)
+        with changed:  # killed while the test holds the lock, so never while the child holds it
+            assert changed.wait_for(lambda: count.value >= target or not proc.is_alive(), 30)
+            proc.kill()
     for proc in adders + editors:
         proc.join(30)
     text = listing.read_text(encoding="utf-8")

@@ -1,8 +1,8 @@
 """No hang, no traceback, no lost row: hostile and broken input through the reader and the
 validator. A row the reader cannot parse is a bad row with its line and the rows after it go
 on; a value that cannot be sent is refused with a reason; a file that cannot be read at all is
-one InputError. The library is called in-process; a subprocess only where a real process
-matters (a FIFO, a closed stdin, a file name that is not UTF-8 on a strict stdout)."""
+one InputError. The library is called in-process, and the entry point too (run_main) where the
+streams matter: a FIFO, a closed stdin, a file name that is not UTF-8 on a strict stdout."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 
@@ -18,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import cli_command, cli_env
+from conftest import CLOSED, run_main
 from sms_cli.input import rows as rows_mod
 from sms_cli.core.errors import InputError, SmsCliError
 from sms_cli.core.model import Message
@@ -372,12 +371,7 @@ def test_input_values_in_reasons_are_escaped():
     assert "\u202e" not in out.reason
 
 
-# --- processes: a FIFO read once, stdin closed, a name that is not UTF-8 --------------------
-def run(args, cwd, **kw):
-    env = cli_env(kw.pop("env", None))
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, timeout=60, **kw)
-
-
+# --- the real entry point in this process: a FIFO read once, stdin closed, a name that is not UTF-8
 def test_fifo_is_read_once(tmp_path):
     fifo = tmp_path / "in.csv"
     os.mkfifo(fifo)
@@ -397,23 +391,23 @@ def test_fifo_is_read_once(tmp_path):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        r = run(cli_command("validate", str(fifo)), tmp_path, env={"TMPDIR": str(spool)})
+        r = run_main("validate", str(fifo), cwd=tmp_path, env={"TMPDIR": str(spool)})
     finally:
         if t.is_alive():  # release a writer still waiting for a reader
             os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
         t.join(5)
     assert r.returncode == 0, r.stderr
-    assert b"4 rows, 4 valid" in r.stderr and writes == [1]
+    assert b"4 rows, 4 valid" in r.err and writes == [1]
     assert list(spool.iterdir()) == []  # the spool is removed
 
 
 def test_closed_stdin_is_one_line_and_leaves_no_spool(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
-    args = ["sh", "-c", 'exec "$@" 0<&-', "sh", *cli_command("validate", "-", "--format", "lines", "--template", "T")]
-    r = run(args, tmp_path, env={"TMPDIR": str(spool)})
-    assert r.returncode == 2 and b"Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and b"stdin is closed" in r.stderr
+    r = run_main("validate", "-", "--format", "lines", "--template", "T", cwd=tmp_path, stdin=CLOSED,
+                 env={"TMPDIR": str(spool)})
+    assert r.returncode == 2 and b"Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) == 1 and b"stdin is closed" in r.err
     assert list(spool.iterdir()) == []
 
 
@@ -421,19 +415,19 @@ def test_endless_stdin_line_stops(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     with open("/dev/zero", "rb") as zero:
-        r = run(cli_command("validate", "-", "--template", "T"), tmp_path, stdin=zero, env={"TMPDIR": str(spool)})
-    assert r.returncode == 2 and b"longer than 1 MiB" in r.stderr and list(spool.iterdir()) == []
+        r = run_main("validate", "-", "--template", "T", cwd=tmp_path, stdin=io.TextIOWrapper(zero),
+                     env={"TMPDIR": str(spool)})
+    assert r.returncode == 2 and b"longer than 1 MiB" in r.err and list(spool.iterdir()) == []
 
 
 def test_file_name_that_is_not_utf8_on_a_strict_stdout(tmp_path):
     name = b"caf\xe9.csv"
     with open(os.path.join(os.fsencode(tmp_path), name), "wb") as fh:
         fh.write(f"phone,template_id\n{GOOD[0]},T\nnot a number,T\n".encode())
-    r = run([*cli_command("validate"), name], tmp_path,
-            env={"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"})
+    r = run_main("validate", os.fsdecode(name), cwd=tmp_path, errors="strict")  # PYTHONIOENCODING=utf-8:strict
     assert r.returncode == 1, r.stderr
-    assert b"Traceback" not in r.stderr and b"InvalidPhone" in r.stdout + r.stderr
-    assert b"\xe9" not in r.stdout + r.stderr  # escaped, never the raw byte
+    assert b"Traceback" not in r.err and b"InvalidPhone" in r.out + r.err
+    assert b"\xe9" not in r.out + r.err  # escaped, never the raw byte
 
 
 # --- property: random row files with hostile cells ------------------------------------------

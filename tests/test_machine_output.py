@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, cli_command, cli_env, invoke, make_rows, run_cli
+from conftest import ROOT, cli_command, cli_env, invoke, make_rows, run_main
 
 SAMPLES = ROOT / "samples"
 
@@ -22,7 +22,7 @@ def _error(stdout: str) -> dict:
 
 @pytest.mark.parametrize("command", ["send", "plan", "status", "validate", "receipts"])
 def test_a_usage_error_with_json_is_a_json_error_on_stdout_and_the_human_line_on_stderr(command, tmp_path):
-    r = run_cli(command, "in.csv", "--json", "--no-such-option", cwd=tmp_path)
+    r = run_main(command, "in.csv", "--json", "--no-such-option", cwd=tmp_path)  # the entry point answers it
     doc = _error(r.stdout)
     assert r.returncode == doc["exit_code"] == 2 and "--no-such-option" in doc["error"]["message"]
     assert "No such option" in r.stderr and "Traceback" not in r.stderr
@@ -74,14 +74,14 @@ def test_a_file_name_that_is_not_utf8_is_escaped_in_json_on_a_strict_stdout(tmp_
     name = os.fsdecode(b"caf\xe9-list.csv")
     shutil.copy(SAMPLES / "recipients.csv", tmp_path / name)
     cfg = write_config(emu)
-    env = {"PYTHONIOENCODING": "utf-8:strict"}
-    r = run_cli("send", name, "--config", cfg, "--json", cwd=tmp_path, env=env)
+    strict = {"errors": "strict"}  # PYTHONIOENCODING=utf-8:strict
+    r = run_main("send", name, "--config", cfg, "--json", cwd=tmp_path, **strict)
     assert r.returncode == 1 and "internal error" not in r.stderr, r.stderr
     doc = json.loads(r.stdout)
     assert doc["accepted"] == 27 and os.fsencode(doc["failures_file"]) == b"caf\xe9-list.failed.csv"
     assert (tmp_path / doc["failures_file"]).exists()  # the escape decodes back to the real name
     for command in ("status", "validate", "receipts"):
-        r = run_cli(command, name, "--config", cfg, "--json", cwd=tmp_path, env=env)
+        r = run_main(command, name, "--config", cfg, "--json", cwd=tmp_path, **strict)
         assert r.returncode in (0, 1, 4) and json.loads(r.stdout)["exit_code"] == r.returncode, (command, r.stderr)
     assert json.loads(r.stdout)["input"] in (name, "caf\\xe9-list.csv")  # receipts' answer, escaped either way
 

@@ -7,13 +7,10 @@ import json
 import os
 import pty
 import re
-import select
-import subprocess
-import time
 
 import pytest
 
-from conftest import ROOT, cli_command, cli_env, invoke, make_rows
+from conftest import ROOT, Background, invoke, make_rows, run_main
 from sms_cli.cli.options import FORMAT_CHOICES
 
 SAMPLES = ROOT / "samples"
@@ -224,39 +221,39 @@ def test_when_a_send_asks():
 
 
 def run_on_terminal(args, cwd, env=None, answer="n", out=None):
-    """The CLI with stdin and stderr on a pseudo-terminal: answers the prompt with `answer`.
-    -> (exit code, what the terminal showed); `out`, a list, receives what stdout held."""
+    """The CLI (its real entry point, in this process) with stdin and stderr on a pseudo-terminal:
+    a thread plays the operator, answering the prompt with `answer`. -> (exit code, what the
+    terminal showed); `out`, a list, receives what stdout held."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(cli_command(*args), cwd=cwd, env=cli_env(env), stdin=slave, stderr=slave,
-                            stdout=subprocess.PIPE)
-    os.close(slave)
-    shown, answered = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
+    shown = bytearray()
+
+    def operator():
+        answered = False
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal's other side is closed: the run is over
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
             if not answered and b"[y/N]" in shown:
                 os.write(master, answer.encode() + b"\n")
                 answered = True
-            if proc.poll() is not None and not ready:
-                break
-        code = proc.wait(timeout=30)
+
+    watcher = Background(operator)
+    tty_in = io.TextIOWrapper(open(slave, "rb", buffering=0, closefd=False), encoding="utf-8")
+    tty_err = io.TextIOWrapper(open(slave, "wb", buffering=0, closefd=False), encoding="utf-8",
+                               errors="backslashreplace", write_through=True)
+    try:
+        r = run_main(*args, cwd=cwd, env=env, stdin=tty_in, stderr=tty_err)
     finally:
+        os.close(slave)  # the operator's read ends once all it had was read
+        watcher.wait(timeout=30)
         os.close(master)
-        if proc.poll() is None:
-            proc.kill()
     if out is not None:
-        out.append(proc.stdout.read().decode())
-    proc.stdout.close()
-    return code, shown.decode("utf-8", "replace")
+        out.append(r.stdout)
+    return r.returncode, bytes(shown).decode("utf-8", "replace")
 
 
 def test_declining_on_a_terminal_sends_and_writes_nothing(tmp_path, emulator, write_config):

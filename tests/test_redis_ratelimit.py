@@ -4,13 +4,11 @@ through an account; Redis missing at the start refuses (exit 2), lost mid-run st
 from __future__ import annotations
 
 import csv
-import json
 import threading
-import time
 
 import pytest
 
-from conftest import invoke, make_rows, run_cli, start_cli
+from conftest import Background, invoke, make_rows, start_cli, wait_for
 from redis_server import RedisServer, free_port
 from sms_cli.config.load import load_config
 from sms_cli.core.errors import ConfigError
@@ -105,14 +103,14 @@ def test_redis_lost_mid_run_stops_exit_3_and_a_rerun_finishes_exactly_once(tmp_p
     emu = emulator()
     cfg = one_per_request(tmp_path, emu, redis.url, rate=200)
     phones = make_rows(tmp_path / "in.csv", 300)
-    proc = start_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
-    deadline = time.monotonic() + 30
-    while emu.stats()["requests"] < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # the send runs on a thread of this process (its rate limiter talks to the real redis-server)
+    run = Background(lambda: invoke("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path))
+    wait_for(emu, lambda: emu.stats()["requests"] >= 10 or run.poll() is not None, procs=[run],
+             what="ten requests to reach the emulator")
     redis.stop()
-    out, errs = proc.communicate(timeout=60)
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert proc.returncode == 3, errs
+    r = run.wait(timeout=60)
+    summary = r.json()
+    assert r.returncode == 3, r.stderr
     assert summary["stopped"] == "fatal" and "rate_backend" in summary["fatal"] and "lost" in summary["fatal"]
     taken = accepted_phones(emu)
     assert summary["accepted"] == len(taken) < 300 and summary["unknown"] == 0
@@ -120,6 +118,6 @@ def test_redis_lost_mid_run_stops_exit_3_and_a_rerun_finishes_exactly_once(tmp_p
     assert len(failed) == 300 - len(taken) and {r["retryable"] for r in failed} == {"yes"}
     # Redis back (same address): the same command sends the rest, nothing twice
     redis.start()
-    r = run_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    r = invoke("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(accepted_phones(emu)) == sorted(phones)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, invoke, make_rows, run_cli, start_cli
+from conftest import Background, cli_env, invoke, make_rows, start_cli, wait_for
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -79,13 +79,6 @@ def expected_exit(s: dict) -> int:
     if s["invalid"] + s["failed"] + s["not_sent"]:
         return 1
     return 4 if s["unknown"] else 0
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def check_accounting(phones: list[str], emu, fpath, s: dict) -> dict[str, dict]:
@@ -250,26 +243,28 @@ def test_stdin_is_journaled_in_the_working_directory(tmp_path, emulator, write_c
     assert not [p for p in work.iterdir() if p.suffix == ".spool" or p.name.endswith(".tmp")]
 
 
-def test_second_process_on_the_same_journal_is_refused(tmp_path, emulator, write_config):
+def test_second_send_on_the_same_journal_is_refused(tmp_path, emulator, write_config):
+    """The first send runs on a thread of this process (the journal's lock is per open file, so a
+    second one is refused here as it is in another process); the second goes through the CLI."""
+    from sms_cli.campaign import SendRequest
+    from sms_cli.cli import commands
+    from sms_cli.run.send import Options
+
     emu = emulator(latency_ms=150)
     cfg = write_config(emu, "aliyun")
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 1000)
-    first = start_cli(*send_cmd(inp, cfg, "--concurrency", "1"), cwd=tmp_path)
-    try:
-        wait_for(lambda: emu.stats()["requests"] >= 1, what="the first run to send")
-        second = run_cli(*send_cmd(inp, cfg), cwd=tmp_path)
-        assert first.poll() is None, "the first run ended before the second one started"
-        assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
-        out, err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert first.returncode == 0, err
-    assert json.loads(out.splitlines()[-1])["accepted"] == 1000
+    first = Background(lambda: commands.send(SendRequest(input=str(inp), config=str(cfg),
+                                                         options=Options(concurrency=1))))
+    wait_for(emu, lambda: emu.stats()["requests"] >= 1 or first.poll() is not None, procs=[first],
+             what="the first run to send")
+    second = invoke(*send_cmd(inp, cfg), cwd=tmp_path)
+    assert first.poll() is None, "the first run ended before the second one started"
+    assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
+    summary = first.wait(timeout=60)
+    assert summary.exit_code() == 0 and summary.accepted == 1000
     assert logged(emu) == Counter({p: 1 for p in phones})
 
 
@@ -358,7 +353,8 @@ def test_retries_recover_from_throttling_and_a_5xx_is_unknown(tmp_path, emulator
     assert code == 4, s
     assert s["accepted"] + s["unknown"] == 2000 and s["failed"] == 0 and s["unknown"] > 0
     assert s["requests"] > 10 and emu.stats()["requests"] == s["requests"]  # retries happened
-    assert logged(emu) == Counter({p: 1 for p in phones if p not in failures(tmp_path / "in.failed.csv")})
+    failed = failures(tmp_path / "in.failed.csv")  # read once, not once a row
+    assert logged(emu) == Counter({p: 1 for p in phones if p not in failed})
 
 
 @pytest.mark.parametrize("provider", ["uspeedo", "tencent", "aliyun"])
@@ -383,8 +379,22 @@ def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provide
 
 
 # --- kill -9 and signals ---------------------------------------------------------------------
-@pytest.mark.parametrize("provider,rows,concurrency", [("uspeedo", 9000, 1), ("tencent", 4000, 3)])
-def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, provider, rows, concurrency):
+# where a kill lands, each an event at the emulator (no timer): the k-th request has arrived and
+# waits out its latency; the provider is taking its batch (the answer not yet read); a later
+# request arrived, so an answer came back and was journaled
+KILL_POINTS = ("arrived", "taken", "answered")
+
+
+def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, monkeypatch):
+    # one test, two runs (its processes counted once): a sequential uSpeedo send, a concurrent Tencent one
+    for provider, rows, concurrency in (("uspeedo", 9000, 1), ("tencent", 4000, 3)):
+        work = tmp_path / provider
+        work.mkdir()
+        monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
+        kill_9_then_resume(work, emulator, write_config, provider, rows, concurrency)
+
+
+def kill_9_then_resume(tmp_path, emulator, write_config, provider, rows, concurrency):
     rng = random.Random(f"{provider}-kill")
     emu = emulator(latency_ms=60)
     cfg = write_config(emu, provider)
@@ -397,13 +407,19 @@ def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, p
     for _ in range(6):
         if kills == 3:
             break
-        seen = emu.stats()["requests"]
+        seen, taken = emu.stats()["requests"], len(emu.accepted)
         proc = start_cli(*args, cwd=tmp_path)
         try:
             k = rng.randint(1, 2)  # kill once this run's k-th request reached the provider...
-            wait_for(lambda: emu.stats()["requests"] >= seen + k or proc.poll() is not None,
-                     what="requests to reach the emulator")
-            time.sleep(rng.uniform(0, 0.08))  # ...at a random moment of its 60 ms in flight, or after
+            when = rng.choice(KILL_POINTS)  # ...while in flight, as it is taken, or once answered
+            if when == "arrived":
+                ready = lambda: emu.stats()["requests"] >= seen + k
+            elif when == "taken":  # the provider took a batch; its answer is on the way
+                ready = lambda: len(emu.accepted) > taken + (k - 1) * batch
+            else:  # the next request arrived: the k-th answer came back and was handled
+                ready = lambda: emu.stats()["requests"] >= seen + k + concurrency
+            wait_for(emu, lambda: ready() or proc.poll() is not None, procs=[proc],
+                     what=f"request {k} to be {when}")
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
@@ -415,6 +431,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, p
         assert not [n for n, c in logged(emu).items() if c > 1], "sent twice after a kill"
     assert kills == 3, "the run finished before it could be killed three times"
 
+    emu.options.latency_ms = 0  # the latency was there to give the kills a moment in flight
     code, s = send_args(args, cwd=tmp_path)
     assert s["resumed"] and code == expected_exit(s) and code in (0, 4)
     failed = check_accounting(phones, emu, fpath, s)
@@ -429,8 +446,15 @@ def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, p
     assert s["requests"] == 0 and s["unknown"] == len(failed) and code == expected_exit(s)
 
 
-@pytest.mark.parametrize("sig,exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code):
+def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, monkeypatch):
+    for sig, exit_code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):  # one test, both signals
+        work = tmp_path / sig.name
+        work.mkdir()
+        monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
+        signal_mid_run_then_resume(work, emulator, write_config, sig, exit_code)
+
+
+def signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code):
     emu = emulator(latency_ms=80)
     cfg = write_config(emu, "tencent")
     inp = tmp_path / "in.csv"
@@ -440,7 +464,9 @@ def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_
     args = send_cmd(inp, cfg, "--concurrency", "2")
     proc = start_cli(*args, cwd=tmp_path)
     try:
-        wait_for(lambda: emu.stats()["requests"] >= 4, what="requests to reach the emulator")
+        wait_for(emu, lambda: emu.stats()["requests"] >= 4 or proc.poll() is not None, procs=[proc],
+                 what="requests to reach the emulator")
+        assert proc.poll() is None, proc.communicate()
         sent_at = time.monotonic()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
@@ -462,6 +488,7 @@ def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_
     assert set(logged(emu)) == {p for p in phones if p not in failed} | {
         p for p, r in failed.items() if r["retryable"] == "unknown" and p in logged(emu)}
 
+    emu.options.latency_ms = 0  # the latency was there to catch the run mid-way; the resume needs none
     code, s2 = send(inp, cfg, "--concurrency", "2", cwd=tmp_path)
     assert code == 0 and s2["resumed"] and s2["previous"]["accepted"] == s["accepted"]
     assert s2["accepted_before"] == s["accepted"] and s2["accepted"] == 4000 - s["accepted"]
@@ -479,7 +506,7 @@ def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_t
     args = send_cmd(inp, cfg, "--concurrency", "2")
     proc = start_cli(*args, cwd=tmp_path)
     try:
-        wait_for(lambda: len(emu.accepted) >= 400, what="two requests to be taken")
+        wait_for(emu, lambda: len(emu.accepted) >= 400, what="two requests to be taken")
     except BaseException:
         proc.kill()
         proc.wait()
@@ -492,8 +519,8 @@ def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, 
                                                        stall_ms=20000, read_timeout=30)
     try:
         proc.send_signal(signal.SIGINT)  # waits for the two stalled requests (grace period)...
-        time.sleep(0.3)
-        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):  # (a window in which it must not end)
+            proc.wait(timeout=0.3)
         proc.send_signal(signal.SIGINT)  # ...a second Ctrl-C does not
         proc.communicate(timeout=8)
     finally:

@@ -318,9 +318,8 @@ def test_validate_reports_the_rows_no_route_or_provider_takes(tmp_path, emulator
 def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_the_rest(tmp_path, emulator):
     import signal
     import subprocess
-    import time
 
-    from conftest import start_cli
+    from conftest import start_cli, wait_for
 
     tc, usp = emulator(account_limit=400), emulator(latency_ms=300)
     cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
@@ -328,9 +327,9 @@ def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_th
     rows = mixed(3000, 0)
     write_input(tmp_path / "in.csv", rows)
     proc = start_cli("send", "in.csv", "--config", cfg, "--json", "--concurrency", "1", cwd=tmp_path)
-    deadline = time.monotonic() + 30
-    while usp.stats()["requests"] < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # interrupted once the fallback has taken a request
+    # interrupted once the fallback has taken a request (an event at its emulator, no sleep)
+    wait_for(usp, lambda: usp.stats()["requests"] >= 1 or proc.poll() is not None, procs=[proc],
+             what="the fallback to take a request")
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=60)

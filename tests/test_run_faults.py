@@ -1,30 +1,28 @@
 """Local faults through the CLI: signals at many points of a run, a provider that cannot be
-reached, stray temporary files. Subprocesses only where a real process matters."""
+reached, stray temporary files. Subprocesses only where a real process matters (signals)."""
 from __future__ import annotations
 
 import csv
 import json
 import signal
 import threading
-import time
 
-from conftest import invoke, make_rows, start_cli
+from conftest import invoke, make_rows, poll_until, signal_unless_ended, start_cli
 
 
 def handling(pid: int, timeout: float = 20.0) -> None:
-    """Wait until the process catches SIGTERM: sms-cli's first lines have run."""
-    deadline = time.monotonic() + timeout
+    """Wait until the process catches SIGTERM: sms-cli's first lines have run (nothing signals
+    that but /proc, so it is polled)."""
     bit = 1 << (signal.SIGTERM - 1)
-    while time.monotonic() < deadline:
+
+    def caught() -> bool:
         try:
             status = open(f"/proc/{pid}/status").read()
         except OSError:
-            return  # already gone
-        caught = int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
-        if caught & bit:
-            return
-        time.sleep(0.001)
-    raise AssertionError("sms-cli never installed its signal handlers")
+            return True  # already gone
+        return bool(int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16) & bit)
+
+    poll_until(caught, timeout=timeout, every=0.001, what="sms-cli to install its signal handlers")
 
 
 def test_signals_at_many_points_never_hang_and_lose_no_row(tmp_path):
@@ -51,8 +49,7 @@ def test_signals_at_many_points_never_hang_and_lose_no_row(tmp_path):
     def signal_later(sig, delay, proc):
         if delay is not None:
             handling(proc.pid)
-            time.sleep(delay)
-        proc.send_signal(sig)
+        signal_unless_ended(proc, sig, delay)
 
     threads = [threading.Thread(target=signal_later, args=(sig, delay, proc)) for _, sig, delay, proc in procs]
     for t in threads:
@@ -134,16 +131,14 @@ def test_terminal_escapes_from_input_are_shown_escaped(tmp_path):
 
 def test_a_file_name_that_is_not_utf8_on_a_strict_terminal(tmp_path):
     import os
-    import subprocess
 
-    from conftest import cli_command, cli_env
+    from conftest import run_main
 
     name = os.fsdecode(b"list-\xff.txt")
     (tmp_path / name).write_text("+6591234500\n12\n", encoding="utf-8")
-    env = cli_env({"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"})
     for cmd in (["validate", name, "--template", "T"], ["send", name, "--template", "T"]):
-        proc = subprocess.run(cli_command(*cmd), cwd=tmp_path, env=env, capture_output=True, timeout=60)
-        err = proc.stderr.decode("utf-8", "replace")
+        proc = run_main(*cmd, cwd=tmp_path, errors="strict")  # PYTHONIOENCODING=utf-8:strict
+        err = proc.err.decode("utf-8", "replace")
         assert proc.returncode == 1 and "Traceback" not in err, err
 
 
@@ -157,14 +152,24 @@ def test_a_lone_surrogate_row_is_filed_and_reads_back_exactly(tmp_path):
 
 
 def test_process_substitution_gets_content_named_files_in_the_working_directory(tmp_path):
-    import subprocess
+    import os
 
-    from conftest import cli_command, cli_env
+    from conftest import Background, run_main
 
+    # what bash's <(cat n.txt) hands over: /dev/fd/N, the read end of a pipe a writer fills
     (tmp_path / "n.txt").write_text("+6591234500\n12\n")
-    cmd = " ".join(cli_command("send", "<(cat n.txt)", "--format", "lines", "--template", "T"))
-    proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
-                          timeout=60)
+    read_end, write_end = os.pipe()
+
+    def cat():
+        with os.fdopen(write_end, "wb") as fh:
+            fh.write((tmp_path / "n.txt").read_bytes())
+
+    writer = Background(cat)
+    try:
+        proc = run_main("send", f"/dev/fd/{read_end}", "--format", "lines", "--template", "T", cwd=tmp_path)
+    finally:
+        writer.wait(timeout=30)
+        os.close(read_end)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("sms-stdin-"))
     assert any(n.endswith(".failed.jsonl") for n in names) and any(n.endswith(".journal.sqlite") for n in names)

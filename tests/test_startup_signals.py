@@ -5,9 +5,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
-from conftest import cli_env
+from conftest import cli_env, signal_unless_ended
 
 # 0, 5, ... 60 ms after the start, then later ones that surely land in sms-cli's own imports or
 # run (the command reads rows from a stdin that stays open, so it cannot end on its own)
@@ -20,8 +19,7 @@ def _interrupt(sig, delay_ms: float, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sms_cli", "validate", "-", "--format", "lines",
                              "--template", "T", "--json"], cwd=tmp_path, env=cli_env(), text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(delay_ms / 1000)
-    proc.send_signal(sig)
+    signal_unless_ended(proc, sig, delay_ms / 1000)  # (stdin stays open: it never ends on its own)
     out, errs = proc.communicate(timeout=30)
     return proc.returncode, out, errs
 

@@ -10,13 +10,14 @@ import shlex
 import shutil
 import signal
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import accepted_counts, invoke, make_rows, run_cli, start_cli
+from conftest import Background, accepted_counts, invoke, make_rows, run_main, start_cli, wait_for
+from sms_cli.campaign import SendRequest
+from sms_cli.cli import commands
 
 
 def send(*args, cwd, **kw):
@@ -222,10 +223,8 @@ def test_deleting_journal_side_files_after_a_kill_sends_nothing_twice(tmp_path, 
         seen = emu.stats()["requests"]
         proc = start_cli(*args, cwd=tmp_path)
         try:
-            deadline = time.monotonic() + 30
-            while emu.stats()["requests"] < seen + 3 and proc.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
+            wait_for(emu, lambda: emu.stats()["requests"] >= seen + 3 or proc.poll() is not None, procs=[proc],
+                     what="three requests to reach the emulator")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
@@ -273,8 +272,13 @@ def test_files_holding_numbers_are_private_and_a_journal_symlink_out_is_refused(
 def test_config_naming_a_fifo_is_refused_at_once(tmp_path):
     make_rows(tmp_path / "in.csv", 1)
     os.mkfifo(tmp_path / "fifo.yaml")
-    # a process of its own: reading a FIFO with no writer would block this one
-    r = run_cli("send", "in.csv", "--config", "fifo.yaml", cwd=tmp_path, timeout=30)
+    # on a thread: were the FIFO opened, the read with no writer would block; a writer then ends it
+    run = Background(lambda: run_main("send", "in.csv", "--config", "fifo.yaml", cwd=tmp_path))
+    try:
+        r = run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.close(os.open(tmp_path / "fifo.yaml", os.O_WRONLY | os.O_NONBLOCK))
     assert r.returncode == 2 and "not a regular file" in r.stderr
 
 
@@ -341,16 +345,18 @@ def test_status_and_plan_while_a_send_runs_never_stop_it(tmp_path, emulator, wri
     emu = emulator(latency_ms=5)
     cfg = write_config(emu, "tencent")
     phones = make_rows(tmp_path / "in.csv", 6000)
-    proc = start_cli("send", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
+    # the send on a thread of this process (the journal's locks and SQLite's are per connection,
+    # as between processes); status and plan through the CLI beside it
+    run = Background(lambda: commands.send(SendRequest(input=str(tmp_path / "in.csv"), config=str(cfg))))
     looked = 0
     try:
-        while proc.poll() is None:
+        while run.poll() is None:
             if (tmp_path / "in.journal.sqlite").exists():
                 st = invoke("status", "in.csv", "--config", cfg, "--json", cwd=tmp_path)
                 assert st.returncode in (0, 1, 2), st.stderr
                 looked += 1
                 assert invoke("plan", "in.csv", "--config", cfg, cwd=tmp_path).returncode in (0, 1)
     finally:
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+        summary = run.wait(timeout=60)
+    assert summary.exit_code() == 0, summary
     assert looked and len(no_duplicates(emu)) == len(phones)
