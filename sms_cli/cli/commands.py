@@ -21,6 +21,7 @@ from ..run.dispatch import Policy
 from ..run.plan import Estimator
 from ..run.send import Options, Summary, execute, run_end
 from ..store import failures as failures_mod
+from ..store import held as held_mod
 from ..store import journal as journal_mod
 from ..store import paths
 from ..store.ledger import Ledger
@@ -102,7 +103,8 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
             on_start(provider, cfg, source)
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
-                prefix=tuple(prefix) if prefix else None, router=router)
+                prefix=tuple(prefix) if prefix else None, router=router,
+                held=held_mod.for_campaign(camp, choice.ident, choice.ws))
         summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and router is None)
         summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
@@ -119,6 +121,9 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
                 path, stale = None, False
             summary.failures_path = str(path) if path else None
             summary.stale_removed = str(fpath) if stale else None
+            if summary.failures_lost is None:  # a derived file is used up by its send (store/failures.py)
+                summary.consumed, trouble = failures_mod.consume(req.input, fpath)
+                summary.notes += [trouble] if trouble else []
         writer = None
         try:
             journal.finish_run(run_end(summary))
@@ -169,7 +174,7 @@ def _dry_run(camp: Campaign, policy, summary, progress, on_start, options=None) 
         estimator = Estimator(validator.templates, prices(provider.settings))
         execute(camp.source, validator, provider, Ledger(), choice.ident, options or req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, progress=progress,
-                router=camp.router)
+                router=camp.router, held=held_mod.for_campaign(camp, choice.ident, ws))
         if req.guards.max_cost is not None or req.guards.max_parts is not None:
             _check_caps(req, provider, estimator)
         return summary

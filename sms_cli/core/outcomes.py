@@ -117,6 +117,9 @@ class Fate(enum.Enum):
     UNKNOWN = ("unknown", Retryable.UNKNOWN, Weight.UNKNOWN)  # may have been taken; never resent by itself
     DEFERRED = ("deferred", Retryable.YES, Weight.DEFERRED)  # --limit reached: a later run sends it
     QUIET = ("quiet_hours", Retryable.YES, Weight.DEFERRED)  # quiet hours where the recipient is
+    # not accepted, and another failures file of the working set holds it (store/held.py): it
+    # stays there alone, so this run neither sends it nor writes it to its own failures file
+    ELSEWHERE = ("in_other_failures_file", None, Weight.NOT_ACCEPTED)
 
     def __init__(self, counter: str, retryable: Retryable | None, weight: Weight):
         self.counter, self.retryable, self.weight = counter, retryable, weight
