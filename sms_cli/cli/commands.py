@@ -104,7 +104,7 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
         execute(source, validator, provider, ledger, choice.ident, req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, progress=progress,
                 prefix=tuple(prefix) if prefix else None, router=router,
-                held=held_mod.for_campaign(camp, choice.ident, choice.ws))
+                held=held_mod.for_campaign(camp, choice.ident))
         summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and router is None)
         summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
         if ledger.local_error is not None:
@@ -174,7 +174,7 @@ def _dry_run(camp: Campaign, policy, summary, progress, on_start, options=None) 
         estimator = Estimator(validator.templates, prices(provider.settings))
         execute(camp.source, validator, provider, Ledger(), choice.ident, options or req.options, policy, summary,
                 resend=choice.resend, taken=choice.taken, guards=guards, estimator=estimator, progress=progress,
-                router=camp.router, held=held_mod.for_campaign(camp, choice.ident, ws))
+                router=camp.router, held=held_mod.for_campaign(camp, choice.ident))
         if req.guards.max_cost is not None or req.guards.max_parts is not None:
             _check_caps(req, provider, estimator)
         return summary

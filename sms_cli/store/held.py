@@ -30,6 +30,7 @@ from . import paths, setindex
 # failures file of receipts' file (paths.DERIVED, each way they combine)
 NAMES = (paths.FAILED, ".undelivered", ".undelivered" + paths.FAILED)
 JOURNAL_SUFFIX = ".journal.sqlite"
+EXTENSIONS = (".csv", ".tsv", ".jsonl")  # what paths.failures_ext gives
 
 
 class Held:
@@ -74,10 +75,12 @@ def _real(path: Path | str) -> str:
 
 
 def other_files(input_name: str, fmt: str, digest: str, own: Path, journal: Path | None,
-                sent_from: Iterable[str] = ()) -> list[Path]:
-    """The derived failures files of the working set that exist, beside the input (as given),
-    its journal and every path in `sent_from`, minus `own` (this run's failures file) and the
-    input itself, each once."""
+                sent_from: Iterable[str] = ()) -> list[tuple[Path, bool]]:
+    """The failures files that may belong to the working set, each once, minus `own` (this
+    run's failures file) and the input itself: (path, named) where `named` says it has a derived
+    name of the input, its journal or a path in `sent_from` (the index's); the others are every
+    file with a failures file's name in those folders (a name the input had only while `receipts`
+    read it, say), which `read` keeps only when their rows name this journal's sets."""
     ext = paths.failures_ext(input_name, fmt)
     bases = [paths.base(input_name, digest)]
     if journal is not None and journal.name.endswith(JOURNAL_SUFFIX):
@@ -86,39 +89,73 @@ def other_files(input_name: str, fmt: str, digest: str, own: Path, journal: Path
     skip = {_real(own)}
     if not (input_name == "-" or input_name.startswith(paths._PIPES)):
         skip.add(_real(input_name))
+    named = [b.with_name(b.name + name + ext) for b in bases for name in NAMES]
+    ends = tuple(name + e for name in NAMES for e in EXTENSIONS)
+    folders = dict.fromkeys(str(b.parent) for b in bases)
     found = []
-    for b in bases:
-        for name in NAMES:
-            candidate = b.with_name(b.name + name + ext)
-            real = _real(candidate)
-            if real in skip:
-                continue
-            skip.add(real)
-            if candidate.is_file():
-                found.append(candidate)
+    for path, is_named in [*((p, True) for p in named), *((p, False) for f in folders for p in _listed(f, ends))]:
+        real = _real(path)
+        if real in skip:
+            continue
+        skip.add(real)
+        if path.is_file():
+            found.append((_shown(path), is_named))
     return found
 
 
-def read(files: Iterable[Path], resolve: Callable[[str], tuple[int, int] | None],
+def _listed(folder: str, ends: tuple[str, ...]) -> list[Path]:
+    try:
+        with os.scandir(folder or ".") as entries:
+            return sorted(Path(folder, e.name) for e in entries if e.name.endswith(ends) and not e.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _shown(path: Path) -> Path:
+    """A path as the summary names it: relative when it is in the working folder (the index
+    and a journal it found give absolute ones)."""
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd())
+        except (ValueError, OSError):
+            return path
+    return path
+
+
+def read(files: Iterable[tuple[Path, bool]], resolve: Callable[[str], tuple[int, int] | None],
          encoding: str | None = None) -> Held | None:
     """The rows `files` hold, by their sms_ref (`resolve`: the run's Identity.resolve), or None
-    when they hold none. `encoding`: the input's (a failures file keeps it)."""
+    when they hold none. `encoding`: the input's (a failures file keeps it). A file not named
+    after the working set is kept only when its first row names a set of this journal."""
     held = Held()
-    for path in files:
+    for path, named in files:
         name = str(path)
+        trouble = f"{name} could not be read: the rows it holds may be filed here too"
         try:
             source = _open(name, encoding)
         except SmsCliError as exc:
-            held.notes.append(f"{name} could not be read ({exc}): the rows it holds may be filed here too")
+            if named:
+                held.notes.append(f"{trouble} ({exc})")
             continue
         try:
-            held.add(name, (where for raw in source.rows() if raw.ref
-                            for where in (resolve(raw.ref),) if where is not None))
+            held.add(name, _rows(source, resolve, named))
         except SmsCliError as exc:
-            held.notes.append(f"{name} could not be read ({exc}): the rows it holds may be filed here too")
+            if named:
+                held.notes.append(f"{trouble} ({exc})")
         finally:
             source.cleanup()
     return held if held or held.notes else None
+
+
+def _rows(source, resolve, named: bool):
+    """(set id, seq) of each row of a failures file, by its sms_ref."""
+    for raw in source.rows():
+        where = resolve(raw.ref) if raw.ref else None
+        if where is not None:
+            yield where
+        elif not named:
+            return  # another working set's file, or not a failures file at all
+        named = True
 
 
 def _open(name: str, encoding: str | None):
@@ -131,18 +168,25 @@ def _open(name: str, encoding: str | None):
         return open_source(name)
 
 
-def for_campaign(camp, ident, ws) -> Held | None:
-    """What the other failures files of a command's working set hold (send, plan, --dry-run,
-    status). None when there is nothing to look at: a shard (its files are its own), --fresh (a
-    new generation: the old files belong to the one before), or no such file."""
-    req, source = camp.req, camp.source
-    if req.shard is not None or req.fresh:
-        return None
-    digest = ws.digest if ws is not None else source.digest
-    journal = camp.journal_path
-    here = _real(journal) if journal is not None else None
-    sent_from = [i for _, j, i in setindex.lookup(digest) if j == here] if here else []
-    files = other_files(req.input, source.fmt, source.digest, camp.failures_path, journal, sent_from)
+def for_input(input_name: str, source, own: Path, journal: Path,
+              resolve: Callable[[str], tuple[int, int] | None]) -> Held | None:
+    """What the other failures files of the working set of `source` (read from `input_name`,
+    recorded in `journal`) hold, for a command whose own failures file is `own`."""
+    ref = source.first_ref()
+    key = ref.partition(":")[0] if ref and ":" in ref else source.digest  # the set its rows belong to
+    here = _real(journal)
+    sent_from = [i for _, j, i in setindex.lookup(key) if j == here] if key else []
+    files = other_files(input_name, source.fmt, source.digest, own, journal, sent_from)
     if not files:
         return None
-    return read(files, ident.resolve, source.encoding if source.fmt == "csv" else None)
+    return read(files, resolve, source.encoding if source.fmt == "csv" else None)
+
+
+def for_campaign(camp, ident) -> Held | None:
+    """The same for send, plan, --dry-run and status. None where there is nothing to look at:
+    a shard (its files are its own), or --fresh (a new generation: the old files belong to the
+    one before)."""
+    req = camp.req
+    if req.shard is not None or req.fresh or camp.journal_path is None:
+        return None
+    return for_input(req.input, camp.source, camp.failures_path, camp.journal_path, ident.resolve)
