@@ -3,18 +3,23 @@
 A row not accepted stays in the failures file that holds it. A run writes into its own failures
 file only the rows no other failures file of its working set holds, and does not send those
 either (sent from here and accepted, the row would be accepted and still listed there; refused,
-in two files). The other files are the derived names (`.failed`, `.undelivered`,
-`.undelivered.failed`, see paths.py) beside every path the working set was sent from: the input
-as given, its journal's base (a renamed or copied list led there by the per-user index), and
-every input path the index recorded for the set, minus the run's own failures file and the file
-being sent. They are read from disk when the run starts (the journal's lock keeps another send or
-`receipts` from rewriting them meanwhile); a file that is not there holds nothing, so a row whose
-file was deleted is filed again: never in no file. A file that cannot be read holds nothing
-either (a note says so): the row may then be in two files, never in none.
+in two files): it counts them as `Fate.ELSEWHERE` and the summary names the file.
+
+The other files are those with a failures file's name (`.failed`, `.undelivered`,
+`.undelivered.failed`, see paths.py) in the folders the working set lives in: beside the input
+as given, beside its journal (a renamed or copied list led there by the per-user index), and
+beside every path the index recorded for the set; the derived names of those paths always, any
+other such name (one the input had only while `receipts` read it) when its first row names a set
+of this journal. Not counted: the run's own failures file, the file being sent, and a copy of it
+(the same content: the working set is its content, not its name). They are read from disk when
+the run starts (the journal's lock keeps another send or `receipts` from rewriting them
+meanwhile). A file that is not there holds nothing, so a row whose file was deleted is filed
+again: never in no file. A file that cannot be read holds nothing either (a note says so): its
+rows may then be in two files, never in none.
 
 What is kept is one bitmap of row numbers per file and working set (a failures file of 1,000,000
-rows costs 125 KB, never its rows), read only when such a file exists: the common run (no other
-file) pays a few stat calls at its start and nothing per row.
+rows costs 125 KB, never its rows). A run with no such file pays a directory listing or two at
+its start and nothing per row.
 """
 from __future__ import annotations
 
@@ -123,10 +128,11 @@ def _shown(path: Path) -> Path:
 
 
 def read(files: Iterable[tuple[Path, bool]], resolve: Callable[[str], tuple[int, int] | None],
-         encoding: str | None = None) -> Held | None:
+         encoding: str | None = None, sent: str = "") -> Held | None:
     """The rows `files` hold, by their sms_ref (`resolve`: the run's Identity.resolve), or None
     when they hold none. `encoding`: the input's (a failures file keeps it). A file not named
-    after the working set is kept only when its first row names a set of this journal."""
+    after the working set is kept only when its first row names a set of this journal. A file
+    whose content hash is `sent` (the input's) is a copy of the file being sent: it is that file."""
     held = Held()
     for path, named in files:
         name = str(path)
@@ -138,7 +144,8 @@ def read(files: Iterable[tuple[Path, bool]], resolve: Callable[[str], tuple[int,
                 held.notes.append(f"{trouble} ({exc})")
             continue
         try:
-            held.add(name, _rows(source, resolve, named))
+            if source.digest != sent:
+                held.add(name, _rows(source, resolve, named))
         except SmsCliError as exc:
             if named:
                 held.notes.append(f"{trouble} ({exc})")
@@ -179,7 +186,7 @@ def for_input(input_name: str, source, own: Path, journal: Path,
     files = other_files(input_name, source.fmt, source.digest, own, journal, sent_from)
     if not files:
         return None
-    return read(files, resolve, source.encoding if source.fmt == "csv" else None)
+    return read(files, resolve, source.encoding if source.fmt == "csv" else None, source.digest)
 
 
 def for_campaign(camp, ident) -> Held | None:
