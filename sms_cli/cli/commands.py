@@ -121,7 +121,7 @@ def send(req: SendRequest, progress=None, on_start=None, transport=None) -> Summ
                 path, stale = None, False
             summary.failures_path = str(path) if path else None
             summary.stale_removed = str(fpath) if stale else None
-            if summary.failures_lost is None:  # a derived file is used up by its send (store/failures.py)
+            if summary.failures_lost is None and req.shard is None:  # a derived file is used up by its send
                 summary.consumed, trouble = failures_mod.consume(req.input, fpath)
                 summary.notes += [trouble] if trouble else []
         writer = None
