@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config.load import load_config
 from ..core.errors import ExitCode, SmsCliError
 from ..core.outcomes import Fate, RowState, exit_code, public_counts
 from ..run.send import Options, Summary
@@ -61,7 +60,7 @@ def status(req: SendRequest) -> Status:
     with Campaign.open(req, sending=False) as camp:
         source, jpath, fpath, rehearsal = camp.source, camp.journal_path, camp.failures_path, camp.rehearsal
         digest, display, ref = source.digest, source.display, source.first_ref()
-        notes = list(camp.notes)
+        notes, sections = list(camp.notes), set(camp.cfg.providers)
     st = Status(display, str(jpath), jpath.exists(), failures_file=str(fpath), failures_file_exists=fpath.exists(),
                 notes=notes)
     if not st.journal_exists:
@@ -69,7 +68,7 @@ def status(req: SendRequest) -> Status:
     with journal_mod.Journal.leave_as_found(jpath):
         _read_journal(st, req, jpath, digest, ref, rehearsal)
         if st.found:
-            st.rerun = plan(_rerun(req, jpath, st.runs[-1].options if st.runs else {}))
+            st.rerun = plan(_rerun(req, jpath, st.runs[-1].options if st.runs else {}, sections))
     return st
 
 
@@ -107,11 +106,12 @@ def _read_journal(st: Status, req: SendRequest, jpath: Path, digest: str, ref: s
         journal.close()
 
 
-def _rerun(req: SendRequest, jpath: Path, last: dict) -> SendRequest:
-    """The request a re-run makes: the latest run's provider section (while the config has it),
-    its options, and the guard flags it was given (the suppression list, quiet hours,
-    countries, validity), each where this request does not give its own; never its spend caps."""
-    provider = req.provider or _configured(req.config, last.get("provider"))
+def _rerun(req: SendRequest, jpath: Path, last: dict, sections: set[str]) -> SendRequest:
+    """The request a re-run makes: the latest run's provider section while the config still has
+    it (among `sections`; else the default), its options, and the guard flags it was given (the
+    suppression list, quiet hours, countries, validity), each where this request does not give
+    its own; never its spend caps."""
+    provider = req.provider or (last.get("provider") if last.get("provider") in sections else None)
     options = Options(limit=last.get("limit"), dedupe=bool(last.get("dedupe")),
                       only_retryable=bool(last.get("only_retryable")), retry_unknown=bool(last.get("retry_unknown")),
                       dry_run=True)
@@ -135,14 +135,3 @@ def _rehearsal_note(journal, digest: str) -> str | None:
 def _states(counts: dict[str, int]) -> dict[str, int]:
     """Every journal state by its public name, zero included (and any state a later version adds)."""
     return {**{k: 0 for k in JOURNAL_STATES}, **public_counts(counts)}
-
-
-def _configured(config: str | None, name: str | None) -> str | None:
-    """The latest run's provider section when the config still has it (else the default)."""
-    if not name:
-        return None
-    try:
-        cfg = load_config(config, strict_env=False)
-    except SmsCliError:
-        return None  # the plan loads it again and reports the problem
-    return name if name in cfg.providers else None
