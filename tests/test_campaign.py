@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -16,6 +17,7 @@ from sms_cli.campaign import SendRequest
 from sms_cli.core.errors import SmsCliError
 from sms_cli.core.outcomes import Fate
 from sms_cli.guards.rules import GuardOptions
+from sms_cli.receipts.collect import ReceiptsRequest, collect
 from sms_cli.run.send import Options
 
 CONFIG = """\
@@ -30,6 +32,7 @@ providers:
     secret_id: id
     secret_key: key
     rate_limit: 0
+    receipt_rate_limit: 0
     max_attempts: 3
     backoff: {base: 30, cap: 60}
 templates:
@@ -112,3 +115,24 @@ def test_plan_is_the_send_read_only_and_the_cap_refuses_before_the_wire(req, tmp
         campaign.send(capped, transport=wire, clock=Clock())
     # refused before the journal was opened for writing and before any request
     assert wire.requests == 0 and not (tmp_path / "in.journal.sqlite").exists()
+
+
+def test_receipts_take_the_transport_too(req):
+    """The send's rows, then their receipts from the same scripted provider: all delivered."""
+    campaign.send(req, transport=Wire(), clock=Clock())
+    asked: list[str] = []
+
+    def receipt_api(method, url, body, headers, timeout):
+        number = json.loads(body)["PhoneNumber"]
+        asked.append(number)
+        resp = requests.models.Response()
+        resp.status_code = 200
+        resp._content = json.dumps({"Response": {"RequestId": "r", "PullSmsSendStatusSet": [
+            {"PhoneNumber": number, "SerialNo": f"sn-{number}", "ReportStatus": "SUCCESS", "Description": "DELIVRD",
+             "UserReceiveTime": int(time.time())}]}}).encode()
+        return resp
+
+    pauses: list[float] = []
+    result = collect(ReceiptsRequest(req.input, config=req.config), transport=receipt_api, sleep=pauses.append)
+    assert result.total.delivered == 4 and result.exit_code() == 0
+    assert len(asked) == 4 and not pauses

@@ -103,7 +103,7 @@ class Campaign:
             raise
         camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes, clock=clock or Clock())
         if routed:  # its other sections' adapters: made last, so nothing before can leak them
-            camp.router = router_mod.build(cfg, provider, req.options.concurrency)
+            camp.router = router_mod.build(cfg, provider, req.options.concurrency, transport)
         return camp
 
     def close(self) -> None:

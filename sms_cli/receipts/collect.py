@@ -657,9 +657,11 @@ def _open_input(req: ReceiptsRequest):
     return open_source(req.input, req.fmt)
 
 
-def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep) -> Result:
+def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep,
+            transport=None) -> Result:
     """Ask, join, record, and (with --wait) keep asking; then give up on what is overdue, write
-    the undelivered failures file and count. SmsCliError before anything is asked (exit 2)."""
+    the undelivered failures file and count. SmsCliError before anything is asked (exit 2).
+    `transport`, `sleep`: a scripted wire and pauses that take no time, for tests."""
     started = time.monotonic()
     cfg = load_config(req.config, strict_env=False)  # each provider asked checks its own credentials
     register_secrets(cfg.secrets)
@@ -678,7 +680,7 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
                               "INPUT, or --journal PATH)")
         journal = Journal(jpath)
         try:
-            return _collect(req, cfg, journal, jpath, source, started, progress, sleep)
+            return _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport)
         finally:
             journal.close()
     finally:
@@ -686,7 +688,7 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
             source.cleanup()
 
 
-def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Result:
+def _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport) -> Result:
     own: WorkingSet | None = None
     if source is not None:
         ref = source.first_ref()
@@ -701,7 +703,7 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Resu
         if not sets:
             raise SmsCliError(f"{jpath} holds no run")
     result = Result(str(jpath), source.display if source is not None else None)
-    col = Collector(req, cfg, journal, sets, result, sleep=sleep, progress=progress)
+    col = Collector(req, cfg, journal, sets, result, sleep=sleep, progress=progress, transport=transport)
     try:
         try:
             col.settle_the_unaskable()
