@@ -40,6 +40,13 @@ templates:
 """
 
 
+def response(answer: dict) -> requests.Response:
+    """What the wire hands the adapter: Tencent's answer, HTTP 200."""
+    resp = requests.models.Response()
+    resp.status_code, resp._content = 200, json.dumps(answer).encode()
+    return resp
+
+
 class Wire:
     """Tencent's SendSms: the first request is throttled, every later one accepted."""
 
@@ -51,16 +58,12 @@ class Wire:
         with self.lock:
             self.requests += 1
             first = self.requests == 1
-        resp = requests.models.Response()
-        resp.status_code = 200
         if first:
-            answer = {"Response": {"RequestId": "r", "Error": {"Code": "RequestLimitExceeded", "Message": "slow"}}}
-        else:
-            answer = {"Response": {"RequestId": "r", "SendMultiStatusSet": [
-                {"PhoneNumber": it["PhoneNumber"], "Code": "Ok", "Message": "send success",
-                 "SerialNo": f"sn-{it['PhoneNumber']}", "SessionContext": it["SessionContext"]} for it in items]}}
-        resp._content = json.dumps(answer).encode()
-        return resp
+            return response({"Response": {"RequestId": "r", "Error": {"Code": "RequestLimitExceeded",
+                                                                      "Message": "slow"}}})
+        return response({"Response": {"RequestId": "r", "SendMultiStatusSet": [
+            {"PhoneNumber": it["PhoneNumber"], "Code": "Ok", "Message": "send success",
+             "SerialNo": f"sn-{it['PhoneNumber']}", "SessionContext": it["SessionContext"]} for it in items]}})
 
 
 class Clock:
@@ -122,15 +125,12 @@ def test_receipts_take_the_transport_too(req):
     campaign.send(req, transport=Wire(), clock=Clock())
     asked: list[str] = []
 
-    def receipt_api(method, url, body, headers, timeout):
+    def receipt_api(method, url, body, headers, timeout):  # every number's message delivered
         number = json.loads(body)["PhoneNumber"]
         asked.append(number)
-        resp = requests.models.Response()
-        resp.status_code = 200
-        resp._content = json.dumps({"Response": {"RequestId": "r", "PullSmsSendStatusSet": [
-            {"PhoneNumber": number, "SerialNo": f"sn-{number}", "ReportStatus": "SUCCESS", "Description": "DELIVRD",
-             "UserReceiveTime": int(time.time())}]}}).encode()
-        return resp
+        delivered = {"PhoneNumber": number, "SerialNo": f"sn-{number}", "ReportStatus": "SUCCESS",
+                     "Description": "DELIVRD", "UserReceiveTime": int(time.time())}
+        return response({"Response": {"RequestId": "r", "PullSmsSendStatusSet": [delivered]}})
 
     pauses: list[float] = []
     result = collect(ReceiptsRequest(req.input, config=req.config), transport=receipt_api, sleep=pauses.append)
