@@ -206,6 +206,8 @@ class Campaign:
         return summary
 
     def forecast(self, summary: Summary, on_start=None) -> Estimator:
+        """Run the send's stream with the journal only read and fill `summary` (what each row
+        would become, the requests); -> the estimate of what would be sent (parts, cost)."""
         req, provider, validator = self.req, self.provider, self.validator
         journal = None
         if self.journal_path.exists():
