@@ -197,6 +197,28 @@ def test_a_renamed_symlinked_or_copied_input_leaves_the_rows_in_the_first_failur
     check(phones, emu, journal, tmp_path, second)
 
 
+def test_a_name_only_receipts_used_is_found_and_another_lists_file_is_not(tmp_path, emulator, write_config):
+    """The input renamed, `receipts` run under that name only (no send recorded it), renamed
+    again: its undelivered file is still one of the set's. Another list's failures file in the
+    same folder is not."""
+    phones = make_rows(tmp_path / "list.csv", 6)
+    others = make_rows(tmp_path / "other.csv", 3, start=100)
+    bad = {phones[0]: "UNDELIV"}
+    emu = emulator(blacklist={others[0]}, undeliverable=bad, receipt_delay_ms=0)
+    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
+    send("other.csv", "--config", cfg, cwd=tmp_path)
+    assert phones_in(tmp_path / "other.failed.csv") == [others[0]]
+    send("list.csv", "--config", cfg, cwd=tmp_path)
+    (tmp_path / "list.csv").rename(tmp_path / "v.csv")
+    receipts("v.csv", "--config", cfg, cwd=tmp_path)
+    assert phones_in(tmp_path / "v.undelivered.csv") == [phones[0]]
+    (tmp_path / "v.csv").rename(tmp_path / "w.csv")
+    code, s = send("w.csv", "--config", cfg, cwd=tmp_path)
+    assert code == 1 and s["other_failures_files"] == {"v.undelivered.csv": 1}
+    assert not (tmp_path / "w.failed.csv").exists()
+    check(phones, emu, tmp_path / "list.journal.sqlite", tmp_path, undeliverable=set(bad), receipts_run=1)
+
+
 # --- a randomised operator ------------------------------------------------------------------------------
 def test_random_operator_actions_keep_every_row_in_exactly_one_failures_file(tmp_path, emulator, write_config):
     """Seeded random actions: send the input, its failures file, receipts, send the undelivered

@@ -746,7 +746,7 @@ def _write_undelivered(req, cfg, col: Collector, source, own: WorkingSet, result
         writer = None
     try:
         held = held_mod.for_input(req.input, source, fpath, col.journal.path,
-                                  Identity(own.id, own.ref_prefix, col.journal).resolve) if writer else None
+                                  Identity(own.id, own.ref_prefix, col.journal)) if writer else None
         col.read_input(source, validator, writer, own if own.digest == source.digest else None, held)
     except BaseException:
         if writer is not None:

@@ -128,14 +128,19 @@ def _shown(path: Path) -> Path:
 
 
 def read(files: Iterable[tuple[Path, bool]], resolve: Callable[[str], tuple[int, int] | None],
-         encoding: str | None = None, sent: str = "") -> Held | None:
+         encoding: str | None = None, sent: str = "", prefixes: Iterable[str] = ()) -> Held | None:
     """The rows `files` hold, by their sms_ref (`resolve`: the run's Identity.resolve), or None
     when they hold none. `encoding`: the input's (a failures file keeps it). A file not named
     after the working set is kept only when its first row names a set of this journal. A file
-    whose content hash is `sent` (the input's) is a copy of the file being sent: it is that file."""
+    whose content hash is `sent` (the input's) is a copy of the file being sent: it is that file.
+    `prefixes`: the sms_ref prefixes of the run's sets: a file not named after the working set
+    whose first 64 KiB hold none of them is not opened (another list's failures file)."""
     held = Held()
+    marks = [p.encode(e) for p in prefixes for e in ("ascii", "utf-16-le", "utf-16-be")]
     for path, named in files:
         name = str(path)
+        if not named and marks and not _mentions(path, marks):
+            continue
         trouble = f"{name} could not be read: the rows it holds may be filed here too"
         try:
             source = _open(name, encoding)
@@ -152,6 +157,15 @@ def read(files: Iterable[tuple[Path, bool]], resolve: Callable[[str], tuple[int,
         finally:
             source.cleanup()
     return held if held or held.notes else None
+
+
+def _mentions(path: Path, marks: list[bytes]) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return any(m in head for m in marks)
 
 
 def _rows(source, resolve, named: bool):
@@ -175,10 +189,10 @@ def _open(name: str, encoding: str | None):
         return open_source(name)
 
 
-def for_input(input_name: str, source, own: Path, journal: Path,
-              resolve: Callable[[str], tuple[int, int] | None]) -> Held | None:
+def for_input(input_name: str, source, own: Path, journal: Path, ident) -> Held | None:
     """What the other failures files of the working set of `source` (read from `input_name`,
-    recorded in `journal`) hold, for a command whose own failures file is `own`."""
+    recorded in `journal`) hold, for a command whose own failures file is `own`. `ident`: the
+    command's run.stream.Identity, which names each sms_ref's row."""
     ref = source.first_ref()
     key = ref.partition(":")[0] if ref and ":" in ref else source.digest  # the set its rows belong to
     here = _real(journal)
@@ -186,7 +200,8 @@ def for_input(input_name: str, source, own: Path, journal: Path,
     files = other_files(input_name, source.fmt, source.digest, own, journal, sent_from)
     if not files:
         return None
-    return read(files, resolve, source.encoding if source.fmt == "csv" else None, source.digest)
+    return read(files, ident.resolve, source.encoding if source.fmt == "csv" else None, source.digest,
+                {ident.own_prefix, *ident.prefixes.values()})
 
 
 def for_campaign(camp, ident) -> Held | None:
@@ -196,4 +211,4 @@ def for_campaign(camp, ident) -> Held | None:
     req = camp.req
     if req.shard is not None or req.fresh or camp.journal_path is None:
         return None
-    return for_input(req.input, camp.source, camp.failures_path, camp.journal_path, ident.resolve)
+    return for_input(req.input, camp.source, camp.failures_path, camp.journal_path, ident)
