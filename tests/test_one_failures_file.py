@@ -10,6 +10,7 @@ receipt that found it undelivered, by design).
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 import sqlite3
@@ -161,6 +162,37 @@ def test_a_stopped_resend_of_the_undelivered_file_points_at_its_failures_file(tm
     code, s = send("list.undelivered.failed.csv", "--config", cfg, cwd=tmp_path)
     assert code == 0 and s["accepted"] == 3 and not (tmp_path / "list.undelivered.failed.csv").exists()
     check(phones, emu, tmp_path / "list.journal.sqlite", tmp_path, undeliverable=set(bad), receipts_run=1)
+
+
+def test_a_second_undelivered_resend_keeps_the_first_ones_refusals(tmp_path, emulator, write_config):
+    """`list.undelivered.failed.jsonl` holds a row refused in the first resend; receipts then
+    writes a new `list.undelivered.jsonl` without it (that file holds it), and the resend of the
+    new one writes the same failures file: the row it held stays in it. JSON Lines this time."""
+    phones = make_rows(tmp_path / "rows.csv", 5)
+    with open(tmp_path / "list.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"phone": p, "template_id": "OTP_LOGIN", "param1": "1.50"}) + "\n" for p in phones)
+    bad = {phones[0]: "UNDELIV", phones[1]: "UNDELIV"}
+    emu = emulator(undeliverable=bad, receipt_delay_ms=0)
+    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
+    journal = tmp_path / "list.journal.sqlite"
+    send("list.jsonl", "--config", cfg, cwd=tmp_path)
+    receipts("list.jsonl", "--config", cfg, cwd=tmp_path)
+    emu.set_blacklist({phones[0]})
+    send("list.undelivered.jsonl", "--config", cfg, cwd=tmp_path)
+    failed = tmp_path / "list.undelivered.failed.jsonl"
+    assert [json.loads(x)["phone"] for x in failed.read_text().splitlines()] == [phones[0]]
+    receipts("list.jsonl", "--config", cfg, cwd=tmp_path)
+    assert [json.loads(x)["phone"] for x in (tmp_path / "list.undelivered.jsonl").read_text().splitlines()] == [
+        phones[1]]
+    emu.set_blacklist({phones[0], phones[1]})
+    code, s = send("list.undelivered.jsonl", "--config", cfg, cwd=tmp_path)
+    assert code == 1 and s["rejected"] == 1 and any("keeps the 1 rows" in n for n in s["notes"])
+    rows = [json.loads(x) for x in failed.read_text().splitlines()]
+    assert sorted(r["phone"] for r in rows) == sorted(phones[:2]) and {r["param1"] for r in rows} == {"1.50"}
+    code, s = send("list.jsonl", "--config", cfg, cwd=tmp_path)
+    assert s["other_failures_files"] == {"list.undelivered.failed.jsonl": 2}
+    held = Counter(json.loads(x)["phone"] for f in failures_files(tmp_path) for x in f.read_text().splitlines())
+    assert held == Counter(phones[:2]) and max(accepted_counts(emu).values()) <= 3
 
 
 # --- (c) the input renamed, symlinked, copied ---------------------------------------------------------

@@ -170,6 +170,7 @@ class Campaign:
                     held=held_mod.for_campaign(self, choice.ident))
             summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and self.router is None)
             summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
+            held_mod.carry_over(ledger, req.input, source, choice.ident, summary.notes)  # rows its file keeps
             self._commit_failures(summary, ledger, writer)
             writer = None
             try:

@@ -23,12 +23,14 @@ its start and nothing per row.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.errors import SmsCliError
-from ..input.rows import open_source
+from ..input.rows import META, open_source
 from . import paths, setindex
 
 # every failures file a working set can have beside one of its paths: send's, receipts' and the
@@ -62,14 +64,20 @@ class Held:
         if sets:
             self.files.append((name, sets))
 
-    def claim(self, set_id: int, seq: int) -> str | None:
-        """The file that holds this row (counted as left to it), or None."""
+    def holder(self, set_id: int, seq: int) -> str | None:
+        """The file that holds this row, or None."""
         for name, sets in self.files:
             bits = sets.get(set_id)
             if bits is not None and seq >> 3 < len(bits) and bits[seq >> 3] >> (seq & 7) & 1:
-                self.counts[name] = self.counts.get(name, 0) + 1
                 return name
         return None
+
+    def claim(self, set_id: int, seq: int) -> str | None:
+        """The file that holds this row, counted as left to it; or None."""
+        name = self.holder(set_id, seq)
+        if name is not None:
+            self.counts[name] = self.counts.get(name, 0) + 1
+        return name
 
 
 def _real(path: Path | str) -> str:
@@ -212,3 +220,57 @@ def for_campaign(camp, ident) -> Held | None:
     if req.shard is not None or req.fresh or camp.journal_path is None:
         return None
     return for_input(req.input, camp.source, camp.failures_path, camp.journal_path, ident)
+
+
+def carry_over(ledger, input_name: str, source, ident, notes: list[str]) -> None:
+    """Before a run's failures file replaces the one at its path: the rows that file holds which
+    are not rows of the input stay in it. `list.undelivered.csv` writes `list.undelivered.failed.csv`,
+    which may hold rows an earlier resend of an earlier `list.undelivered.csv` left there; they
+    are in no other file. (An input that is its own failures file, or an input that is not a
+    failures file, rewrites every row its file holds.) When they cannot be copied, the old file
+    is left as it was and the run's failures file is not written (`ledger.local_error`)."""
+    writer = ledger.failures
+    if writer is None or ledger.local_error is not None or not writer.path.is_file():
+        return
+    try:
+        if source.is_stdin or source.first_ref() is None or Path(input_name).samefile(writer.path):
+            return
+    except OSError:
+        return
+    try:
+        mine = Held()
+        mine.add("", (where for raw in source.rows() if raw.ref
+                      for where in (ident.resolve(raw.ref),) if where is not None))
+        kept = _copy_rows(writer, mine, ident.resolve)
+    except (OSError, UnicodeError, csv.Error, ValueError, SmsCliError) as exc:
+        ledger.local_error = SmsCliError(f"{writer.path}: the rows it holds could not be kept ({exc}); "
+                                         "it was left as it was")
+        return
+    if kept:
+        notes.append(f"{writer.path} keeps the {kept} rows it held that are not in {input_name}")
+
+
+def _copy_rows(writer, mine: Held, resolve) -> int:
+    """The rows of the file at `writer.path` that `mine` does not hold, into `writer`."""
+    kept = 0
+    with open(writer.path, encoding=writer.fh.encoding if writer.csv else "utf-8", newline="") as fh:
+        if writer.csv:
+            rows = csv.reader(fh, delimiter=writer.writer.dialect.delimiter)
+            at = {name: i for i, name in enumerate(next(rows, None) or ())}
+            out = [at.get(c) for c in (*writer.columns, *META)]
+            for cells in rows:
+                if not _mine(cells[at["sms_ref"]] if at.get("sms_ref", len(cells)) < len(cells) else "", mine, resolve):
+                    writer.writer.writerow([cells[i] if i is not None and i < len(cells) else "" for i in out])
+                    kept += 1
+        else:
+            for line in fh:
+                if line.strip() and not _mine(str(json.loads(line).get("sms_ref") or ""), mine, resolve):
+                    writer.fh.write(line if line.endswith("\n") else line + "\n")
+                    kept += 1
+    writer.count += kept
+    return kept
+
+
+def _mine(ref: str, mine: Held, resolve) -> bool:
+    where = resolve(ref) if ref else None
+    return where is not None and mine.holder(*where) is not None
