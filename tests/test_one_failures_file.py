@@ -295,3 +295,26 @@ def test_random_operator_actions_keep_every_row_in_exactly_one_failures_file(tmp
     # in the end one plain run of the input settles everything: every row accepted or in one file
     send(f"{name}.csv", "--config", cfg, cwd=tmp_path)
     check(phones, emu, journal_of(tmp_path), tmp_path, undeliverable=bad, receipts_run=receipts_run)
+
+
+# --- an unknown row held by another file keeps the exit code of an unknown ---------------------
+def test_a_rerun_leaves_unknown_rows_in_the_resends_file_and_exits_4(tmp_path, emulator, write_config):
+    phones = make_rows(tmp_path / "list.csv", 6)
+    bad = {phones[1]: "UNDELIV", phones[2]: "UNDELIV"}
+    emu = emulator(undeliverable=bad, receipt_delay_ms=0)
+    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
+    journal = tmp_path / "list.journal.sqlite"
+    send("list.csv", "--config", cfg, cwd=tmp_path)
+    receipts("list.csv", "--config", cfg, cwd=tmp_path)
+    emu.options.server_error_rate = 1.0  # the resend's answer does not say whether it was taken
+    r = invoke("send", "list.undelivered.csv", "--config", cfg, "--json", cwd=tmp_path)
+    assert r.returncode == 4 and r.json()["unknown"] == 2
+    assert sorted(phones_in(tmp_path / "list.undelivered.failed.csv")) == sorted(bad)
+    emu.options.server_error_rate = 0.0
+    r = invoke("send", "list.csv", "--config", cfg, "--json", cwd=tmp_path)
+    s = r.json()
+    # the rows stay in .undelivered.failed alone, and the run says "unknown" (exit 4), not "refused"
+    assert r.returncode == 4 and s["requests"] == 0 and s["unknown_in_other_failures_file"] == 2
+    assert s["other_failures_files"] == {"list.undelivered.failed.csv": 2}
+    assert not (tmp_path / "list.failed.csv").exists()
+    check(phones, emu, journal, tmp_path, undeliverable=set(bad), receipts_run=1)

@@ -26,7 +26,7 @@ COLUMNS = [
     ("expired", (Fate.EXPIRED,)),
     ("skipped", (Fate.SKIPPED,)),
     ("duplicates", (Fate.DUPLICATE,)),
-    ("in other failures files", (Fate.ELSEWHERE,)),
+    ("in other failures files", (Fate.ELSEWHERE, Fate.ELSEWHERE_UNKNOWN)),
 ]
 SHOWN_REASONS = 3
 
@@ -134,7 +134,7 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if short:
         return "\n".join(lines)
     if s.stale_removed:
-        why = "no row left for it" if s.n(Fate.ELSEWHERE) else "every row accepted"
+        why = "no row left for it" if s.n(Fate.ELSEWHERE) + s.n(Fate.ELSEWHERE_UNKNOWN) else "every row accepted"
         lines.append(f"{why}: removed the stale failures file {_printable(s.stale_removed)}")
     if s.n(Fate.UNKNOWN):
         lines.append(f"{s.n(Fate.UNKNOWN)} rows have an unknown outcome: check delivery reports before "
@@ -165,7 +165,8 @@ def plan_dict(s: Summary) -> dict:
         "ledger_skips": {"accepted_earlier": s.n(Fate.ACCEPTED_EARLIER), "unknown": s.n(Fate.UNKNOWN),
                          "rejected": s.n(Fate.REJECTED)},
         "deferred": s.n(Fate.DEFERRED), "requests": sum(s.batch_sizes.values()),
-        "in_other_failures_file": s.n(Fate.ELSEWHERE), "other_failures_files": s.elsewhere,
+        "in_other_failures_file": s.n(Fate.ELSEWHERE), "unknown_in_other_failures_file": s.n(Fate.ELSEWHERE_UNKNOWN),
+        "other_failures_files": s.elsewhere,
         "guards": {f.counter: s.n(f) for f in GUARD_FATES},
         "countries": countries, "parts": est.parts if est else 0,
         "cost": round(est.cost, 6) if est and est.prices else None,

@@ -124,7 +124,9 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
         if held is not None and (state is None or state.state != RowState.ACCEPTED):
             other = held.claim(set_id, seq)
             if other is not None:  # not accepted, and that file holds it: it stays there alone
-                yield Settle(row(raw, set_id, seq), Fate.ELSEWHERE, "Elsewhere", f"not accepted; in {other}")
+                unknown = state is not None and state.state in (RowState.UNKNOWN, RowState.INFLIGHT)
+                yield Settle(row(raw, set_id, seq), Fate.ELSEWHERE_UNKNOWN if unknown else Fate.ELSEWHERE,
+                             "Elsewhere", f"not accepted; in {other}")
                 continue
         if stop is not None and stop is not RunEnd.FATAL:  # interrupted
             yield Settle(row(raw, set_id, seq), Fate.NOT_SENT, "NotSent", "not sent: the run was interrupted")
