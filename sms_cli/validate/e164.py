@@ -19,17 +19,20 @@ _REGIONS = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
 _MIN_NSN, _MAX_NSN = _pu._MIN_LENGTH_FOR_NSN, _pu._MAX_LENGTH_FOR_NSN
 _KEEP_UNSTRIPPED = (_pu.ValidationResult.TOO_SHORT, _pu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                     _pu.ValidationResult.INVALID_LENGTH)
-_METADATA: dict[int, object] = {}
+# country code -> (its metadata, the match of its national_prefix_for_parsing pattern or None)
+_METADATA: dict[int, tuple[object, object]] = {}
 # the country codes as the digits that spell them ("1", "44", "852"): no int() of 1-3 prefixes
 _CODES = {str(cc): cc for cc in _REGIONS}
 
 
-def _metadata(cc: int):
-    md = _METADATA.get(cc, _METADATA)
-    if md is _METADATA:
+def _metadata(cc: int) -> tuple[object, object]:
+    entry = _METADATA.get(cc)
+    if entry is None:
         region = phonenumbers.region_code_for_country_code(cc)
-        md = _METADATA[cc] = _pu.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
-    return md
+        md = _pu.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+        prefix = md.national_prefix_for_parsing if md is not None else None
+        entry = _METADATA[cc] = (md, _pu.re_compile(prefix).match if prefix else None)
+    return entry
 
 
 def _split(text: str) -> tuple[int, str] | None:
@@ -49,8 +52,10 @@ def _split(text: str) -> tuple[int, str] | None:
         return None
     if len(national) < _MIN_NSN:
         return None
-    md = _metadata(cc)
-    if md is not None:
+    md, prefix = _metadata(cc)
+    # _maybe_strip_national_prefix_carrier_code changes nothing unless the region's prefix
+    # pattern matches the number's start (most numbers written after "+cc" carry no prefix)
+    if prefix is not None and prefix(national):
         _, stripped, changed = _pu._maybe_strip_national_prefix_carrier_code(national, md)
         # parse() tests the stripped number's length to choose between the two; when nothing was
         # stripped they are one string and either choice gives it
