@@ -347,7 +347,8 @@ def _region(req: SendRequest, cfg: Config) -> str | None:
 
 def _input_at_hand(req: SendRequest):
     """The input receipts reads, or None when only the journal is given: no INPUT, or stdin not
-    piped again (a terminal, or nothing on it: stdin is never waited on, and is read once)."""
+    piped again (a terminal is never waited on; piped stdin with nothing on it, beside --journal).
+    Opened once: the run reads it once, as the send did."""
     if req.input is None:
         return None
     if req.input == "-":
