@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
@@ -136,3 +137,68 @@ def test_receipts_take_the_transport_too(req):
     result = collect(ReceiptsRequest(req.input, config=req.config), transport=receipt_api, sleep=pauses.append)
     assert result.total.delivered == 4 and result.exit_code() == 0
     assert len(asked) == 4 and not pauses
+
+
+# --- receipts start from the campaign too ----------------------------------------------------------
+def test_receipts_open_the_campaign_of_the_send_and_ask_about_the_sets_it_forecasts(req, tmp_path):
+    """A send whose bad row went to its failures file, and a resend of that file: receipts of the
+    failures file open the same journal and ask about the set its rows came from and its own
+    resend set (the choice status makes); of the journal alone, about every set."""
+    from sms_cli.store.journal import Journal
+
+    (tmp_path / "in.csv").write_text("phone,template_id,param1\n+6591000000,T,0\n12345,T,1\n")
+    first = campaign.send(req, transport=Wire(), clock=Clock())
+    failed = first.failures_path
+    assert first.accepted == 1 and failed
+    resend, sent = replace(req, input=failed), Path(failed).read_bytes()
+    campaign.send(resend, transport=Wire(), clock=Clock())
+    Path(failed).write_bytes(sent)  # the file as that resend read it (its rewrite has new reasons)
+    st = campaign.status(resend)
+    with campaign.Campaign.for_receipts(SendRequest(failed, config=req.config), transport=Wire()) as camp:
+        assert camp.provider is None and camp.source is not None and camp.transport is not None
+        assert camp.journal_path == tmp_path / "in.journal.sqlite"
+        assert camp.failures_path.name == "in.undelivered.csv"  # a derived name: the base of the list
+        journal = Journal(camp.journal_path)
+        try:
+            sets, own = camp.receipt_sets(journal)
+        finally:
+            journal.close()
+    assert [ws.name for ws in sets] == [st.resend_of, f"{own.name}"] and own.name.endswith("(resend)")
+    with campaign.Campaign.for_receipts(SendRequest(None, config=req.config,
+                                                    journal=str(tmp_path / "in.journal.sqlite"))) as camp:
+        assert camp.source is None and camp.validator is None and camp.failures_path is None
+        journal = Journal(camp.journal_path)
+        try:
+            assert len(camp.receipt_sets(journal)[0]) == 2 and camp.receipt_sets(journal)[1] is None
+        finally:
+            journal.close()
+
+
+def test_receipts_refuse_before_asking_what_the_campaign_cannot_open(req, tmp_path):
+    """No input and no --journal, no journal yet, a region the send would refuse: exit 2."""
+    with pytest.raises(SmsCliError, match="give the INPUT"):
+        campaign.Campaign.for_receipts(SendRequest(None, config=req.config))
+    with pytest.raises(SmsCliError, match="no journal"):
+        campaign.Campaign.for_receipts(replace(req, options=Options()))
+    with pytest.raises(SmsCliError, match="unknown region"):
+        campaign.Campaign.for_receipts(replace(req, region="XX"))
+
+
+def test_receipts_of_a_rehearsals_failures_file_create_no_set(tmp_path, monkeypatch):
+    """The outbox's failures file names a rehearsal set: receipts (whose journal is open for
+    writing) find no real set of it and refuse, creating none (a send of it would make one)."""
+    from sms_cli.store.journal import Journal
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SMS_CLI_CONFIG", raising=False)
+    (tmp_path / "in.csv").write_text("phone,template_id,param1\n+6591000000,T,0\n12345,T,1\n")
+    rehearsal = campaign.send(SendRequest(str(tmp_path / "in.csv"), template="T"))
+    assert rehearsal.provider_type == "outbox" and rehearsal.failures_path
+    with pytest.raises(SmsCliError, match="holds no run of"):
+        collect(ReceiptsRequest(rehearsal.failures_path))
+    journal = Journal(tmp_path / "in.journal.sqlite")
+    try:
+        assert journal.all_sets() == []  # real sets: none made
+    finally:
+        journal.close()

@@ -7,19 +7,21 @@ per-user index knows) and the failures file. Each command is then one call that 
 value the CLI prints: `send` (the run, or its plan), `plan`, `estimate` and `validate` here,
 `status` in status.py. The request goes down from here and never comes back up: the plan, the
 spend-cap check and the send are the campaign's, so none of them can resolve the working set
-differently from another.
+differently from another. `receipts` starts here too (`Campaign.for_receipts`): the journal of a
+send, its input when it is at hand, and the sets a send of that input records into.
 """
 from __future__ import annotations
 
 import logging
 import shlex
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import phonenumbers
 
 from ..config.load import load_config
-from ..core.errors import ConfigError, SmsCliError
+from ..core.errors import ConfigError, InputError, SmsCliError
 from ..core.logs import register_secrets
 from ..core.outcomes import RunEnd, public_counts
 from ..core.settings import Config
@@ -40,13 +42,14 @@ from ..store import setindex
 from ..store.ledger import Ledger
 from ..validate.validator import Defaults, Rejected, Validator
 from .workingset import (SendRequest, choose_working_set, forecast_working_set, leaving_journal_as_found,
-                         locate_journal, resolved, storable)
+                         locate_journal, receipt_sets, resolved, storable)
 
 log = logging.getLogger("sms_cli.campaign")
 
 REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
 REHEARSAL_NOTE = ("a rehearsal: the outbox sent nothing anywhere; what it took counts only for rehearsals, "
                   "and a send through a real provider sends these rows")
+UNDELIVERED = ".undelivered"  # receipts' failures file: <base>.undelivered.<ext>
 ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id")  # settings that name the account (never secrets)
 GUARD_FIELDS = tuple(f.name for f in fields(GuardOptions))
 
@@ -56,15 +59,16 @@ class Campaign:
     """What a command knows before it reads a row (see the module's docstring)."""
     req: SendRequest
     cfg: Config
-    provider: object  # providers.base.Provider
-    source: object  # input.rows.Source (a ShardSource under --shard)
-    validator: Validator
+    provider: object  # providers.base.Provider (None: receipts, which asks each row's own provider)
+    source: object  # input.rows.Source (a ShardSource under --shard); None: receipts from the journal alone
+    validator: Validator | None  # None: no input
     journal_path: Path | None  # None: opened without looking for its journal (validate)
-    failures_path: Path
+    failures_path: Path | None  # receipts: the undelivered failures file (None: no input)
     rehearsal: bool  # the outbox: its runs record into sets of their own
     notes: list[str] = field(default_factory=list)  # what the summary says about where the ledger is
     router: object = None  # run.router.Router: config routes choose each row's provider (None: one provider)
     clock: Clock = field(default_factory=Clock)  # the dispatcher's time and retry pauses
+    transport: object = None  # the wire every adapter of this campaign uses (None: their own HTTP sessions)
 
     @classmethod
     def open(cls, req: SendRequest, *, sending: bool = True, locate: bool = True, transport=None,
@@ -72,16 +76,13 @@ class Campaign:
         """Everything that can fail before sending. Commands that send nothing (plan, --dry-run,
         validate, status) need no secrets; `validate` (locate=False) reads no journal at all.
         `transport`, `clock`: a scripted wire and a fake clock for tests."""
-        cfg: Config = load_config(req.config, strict_env=sending)
-        register_secrets(cfg.secrets)
+        cfg = _config(req, strict_env=sending)
         routed = router_mod.routed(cfg, req.provider)
         settings = (cfg.providers[cfg.routes.providers[0]] if routed and not cfg.default_provider
                     else cfg.provider(req.provider))
         provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency, transport=transport)
         try:
-            region = (req.region or cfg.default_region or "").upper() or None
-            if region and region not in phonenumbers.SUPPORTED_REGIONS:
-                raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
+            region = _region(req, cfg)
             source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
         except BaseException:
             provider.close()
@@ -102,16 +103,57 @@ class Campaign:
             provider.close()
             source.cleanup()
             raise
-        camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes, clock=clock or Clock())
+        camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes, clock=clock or Clock(),
+                   transport=transport)
         if routed:  # its other sections' adapters: made last, so nothing before can leak them
             camp.router = router_mod.build(cfg, provider, req.options.concurrency, transport)
         return camp
 
+    @classmethod
+    def for_receipts(cls, req: SendRequest, *, transport=None) -> "Campaign":
+        """`receipts`: the journal of a send and, when it is at hand, its input as the send read
+        it (`req.input` None, or "-" with nothing piped: the journal alone). No adapter is made
+        here: each row is asked of the provider that sent it (routes spread one run over several),
+        made when first needed, with this campaign's `transport`. The sets to ask about:
+        `receipt_sets`. Needs no secrets (each provider asked checks its own)."""
+        cfg = _config(req, strict_env=False)
+        region = _region(req, cfg)
+        source = _input_at_hand(req)
+        try:
+            if req.journal:  # the journal named, never another one the index knows
+                jpath = Path(req.journal)
+            elif source is not None:  # the journal a send of this input records into, found as send finds it
+                jpath = locate_journal(req, source, False, [])
+            else:
+                raise SmsCliError("give the INPUT the send read, or --journal PATH (a stdin run's journal is "
+                                  "sms-stdin-<hash>.journal.sqlite)")
+            if not jpath.exists():
+                raise SmsCliError(f"{jpath}: no journal (receipts reads the journal of a send; pass the send's "
+                                  "INPUT, or --journal PATH)")
+            validator = fpath = None
+            if source is not None:  # the rows read back as the send read them (routes: no one provider checks)
+                validator = Validator(cfg.templates, region, Defaults(req.template, tuple(req.params), req.sender_id),
+                                      None, key_prefix=source.digest[:12] + "-")
+                fpath = (Path(req.failures) if req.failures
+                         else shards.failures_path(req.input, source.fmt, source.digest, None, UNDELIVERED))
+        except BaseException:
+            if source is not None:
+                source.cleanup()
+            raise
+        return cls(req, cfg, None, source, validator, jpath, fpath, False, transport=transport)
+
+    def receipt_sets(self, journal) -> tuple[list, object | None]:
+        """The sets of `journal` (this campaign's, open for writing) that receipts asks about, and
+        the input's own: the working-set forecast of send, plan and status (workingset.py)."""
+        return receipt_sets(journal, self.source, self.req)
+
     def close(self) -> None:
         if self.router is not None:
             self.router.close_adapters(but=self.provider)
-        self.provider.close()
-        self.source.cleanup()
+        if self.provider is not None:
+            self.provider.close()
+        if self.source is not None:
+            self.source.cleanup()
 
     def __enter__(self) -> "Campaign":
         return self
@@ -286,6 +328,42 @@ class Campaign:
         piped = source.is_stdin or getattr(source, "spooled", False)
         return setindex.record(ws.digest, self.journal_path, storable(source.display) if piped
                                else resolved(source.path))
+
+
+def _config(req: SendRequest, *, strict_env: bool) -> Config:
+    """The config, its secrets masked in every log line from here on."""
+    cfg = load_config(req.config, strict_env=strict_env)
+    register_secrets(cfg.secrets)
+    return cfg
+
+
+def _region(req: SendRequest, cfg: Config) -> str | None:
+    """The region national numbers are read in (--default-region, else the config's)."""
+    region = (req.region or cfg.default_region or "").upper() or None
+    if region and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
+    return region
+
+
+def _input_at_hand(req: SendRequest):
+    """The input receipts reads, or None when only the journal is given: no INPUT, or stdin not
+    piped again (a terminal is never waited on; piped stdin with nothing on it, beside --journal).
+    Opened once: the run reads it once, as the send did."""
+    if req.input is None:
+        return None
+    if req.input == "-":
+        try:
+            if sys.stdin is None or sys.stdin.isatty():
+                return None
+        except (AttributeError, ValueError):
+            return None
+        try:
+            return open_source("-", req.fmt)
+        except InputError as exc:
+            if req.journal and exc.reason == "empty input":
+                return None
+            raise
+    return open_source(req.input, req.fmt)
 
 
 def _quiet(tally) -> None:

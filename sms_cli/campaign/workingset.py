@@ -2,8 +2,9 @@
 
 A working set is an input's content and every failures file written from it: one ledger, so a
 message is accepted at most once across re-runs. `choose_working_set` (a send: may create it)
-and `forecast_working_set` (plan, --dry-run, status: only reads) answer the same question the
-same way; `locate_journal` finds the journal beside the input or through the per-user index.
+and `forecast_working_set` (plan, --dry-run, status, receipts: only reads) answer the same
+question the same way; `receipt_sets` is the forecast as `receipts` asks about it;
+`locate_journal` finds the journal beside the input or through the per-user index.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class WorkingSetChoice:
     resumed: bool  # `ws` existed before this run (its states are read once the run has started)
     fresh: bool = False
     continued_from: int | None = None
+    origin: object = None  # a failures file: the set its rows were written from (journal.WorkingSet)
 
 
 def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
@@ -70,7 +72,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                           "give one of them")
     ref = source.first_ref()
     if ref:  # a failures file: its rows belong to the set they were written from
-        origin = _origin(journal, ref)
+        origin = _origin(journal, ref, create=not journal.readonly)
         if origin is None:
             raise SmsCliError(f"{source.display}: its rows were written from a run that {journal.path} does not "
                               "hold; pass --journal with the journal of the input it came from")
@@ -84,7 +86,7 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                                                                     created=timestamp())
         sets = {origin.ref_prefix: (origin.id, origin.ref_prefix)}
         return WorkingSetChoice(origin, Identity(own.id, own.ref_prefix, journal, sets), True,
-                                _taken(journal, origin), True)
+                                _taken(journal, origin), True, origin=origin)
     ws = journal.find_set(source.digest)
     fresh = False
     if ws is not None and req.fresh:
@@ -123,14 +125,15 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
 
 def forecast_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
     """The working set a send would record into, read only (plan, --dry-run, status): what the
-    ledger would skip, without creating anything. `journal` may be None (no journal yet)."""
+    ledger would skip, without creating anything. `journal` may be None (no journal yet), or
+    open for writing (receipts records what it learns): nothing is created in it either."""
     ws = journal.find_set(source.digest) if journal is not None else None
     ref = source.first_ref()
-    origin = _origin(journal, ref) if ref and journal is not None else None
+    origin = _origin(journal, ref, create=False) if ref and journal is not None else None
     if origin is not None:
         own = ws.id if ws else -1
         ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
-        return WorkingSetChoice(ws, ident, True, _taken(journal, origin), ws is not None)
+        return WorkingSetChoice(ws, ident, True, _taken(journal, origin), ws is not None, origin=origin)
     if ws is not None and not req.fresh:
         taken = _taken(journal, ws)
         if taken is None and req.continue_edited:
@@ -147,15 +150,35 @@ def _no_version(name: str, journal) -> str:
             "leave the flag out to send this input as it is")
 
 
-def _origin(journal, ref: str):
+def receipt_sets(journal, source, req: SendRequest) -> tuple[list, object | None]:
+    """The working sets `receipts` asks about, and the input's own set (None: not in `journal`).
+    With the input: the set a send of it records into, and for a failures file the set its rows
+    were written from: the forecast a send, plan and status make (read only, nothing created).
+    An input only rehearsed has only a rehearsal's set: that one (its rows are settled, never
+    asked: the outbox has no receipts). Without the input: every set of the journal (a stdin run)."""
+    if source is None:
+        sets = journal.all_sets()
+        if not sets:
+            raise SmsCliError(f"{journal.path} holds no run")
+        return sets, None
+    choice = forecast_working_set(journal, source, req)
+    own = choice.ws or journal.other_kind(source.digest)
+    sets = [ws for ws in (choice.origin, own) if ws is not None]
+    if not sets:
+        raise SmsCliError(f"{journal.path} holds no run of {source.display}; pass --journal with the journal of "
+                          "its send")
+    return sets, own
+
+
+def _origin(journal, ref: str, *, create: bool):
     """The set a failures-file row's sms_ref names. A failures file a rehearsal wrote, resent
     through a real provider (or the other way round), names the same content: its rows are the
-    same rows of a set of this journal's kind, made here when there is none yet."""
+    same rows of a set of this journal's kind, made here when there is none yet (`create`: a send)."""
     prefix = ref.partition(":")[0] if ":" in ref else ""
     if not prefix:
         return None
     origin = journal.find_set(prefix)
-    if origin is None and not journal.readonly:
+    if origin is None and create:
         twin = journal.other_kind(prefix)
         if twin is not None:
             origin = journal.create_set(twin.digest, twin.name, created=timestamp())

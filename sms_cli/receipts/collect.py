@@ -19,8 +19,9 @@ and for a row whose answer was lost (journal state `unknown`):
   unsettleable  the provider cannot look a message up without the lost answer (uSpeedo)
 
 What is learnt is written to the journal a request at a time, so an interrupted run loses
-nothing, and a re-run asks only about rows still pending. The command (receipts_command.py)
-prints what `collect` returns.
+nothing, and a re-run asks only about rows still pending. `collect` starts from the campaign
+(`Campaign.for_receipts`: the config, the input when it is at hand, the journal, the working sets,
+the transport) as send, plan and status do; the command (cli/receipts.py) prints what it returns.
 """
 from __future__ import annotations
 
@@ -34,32 +35,27 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import phonenumbers
 
-from ..guards import settings as guard_settings
-from ..store import held as held_mod, paths
-from ..core.settings import Config, builtin_config
-from ..campaign import SendRequest, locate_journal
-from ..config.load import load_config
-from ..run.dispatch import Policy
-from ..core.errors import ExitCode, InputError, SmsCliError
-from ..store.failures import FailuresWriter
-from ..guards.rules import region_of
-from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
-from ..store.ledger import Ledger, reason_key
-from ..core.logs import register_secrets
+from ..campaign import Campaign, SendRequest
+from ..core.errors import ExitCode, SmsCliError
 from ..core.model import Kind, Message
 from ..core.outcomes import Retryable, RowState, RunEnd, Weight, exit_code
-from ..run.plan import Estimator
-from ..run.stream import Identity
+from ..core.settings import Config, builtin_config
+from ..guards import settings as guard_settings
+from ..guards.rules import region_of
 from ..providers import make_provider
 from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
 from ..providers.http import RequestFailed
-from ..input.rows import open_source
-from ..validate.validator import Defaults, Validator
-import sys
+from ..run.dispatch import Policy
+from ..run.plan import Estimator
+from ..run.stream import Identity
+from ..store import held as held_mod
+from ..store.failures import FailuresWriter
+from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
+from ..store.ledger import Ledger, reason_key
+from ..validate.validator import Validator
 
 log = logging.getLogger("sms_cli.receipts.collect")
 
@@ -69,7 +65,6 @@ FINAL = frozenset({DELIVERED, FAILED, NO_RECEIPT, NOT_FOUND, UNSETTLEABLE})
 DEFAULT_GIVE_UP = 72 * 3600.0  # seconds after sending a pending row becomes no_receipt
 DEFAULT_POLL = 60.0  # seconds between rounds of --wait
 CLOCK_SLACK = 300.0  # a report may carry a time a little before our idea of the send time
-UNDELIVERED_SUFFIX = ".undelivered"
 
 # An operator code that says the number itself cannot take the message: resending will not help
 # (retryable: no). Anything else (UNDELIV, EXPIRED, a busy network, a handset off) is worth a
@@ -89,12 +84,6 @@ def parse_duration(text: str, where: str) -> float:
     return guard_settings.parse_duration(text, where, zero=True)
 
 
-def undelivered_path(input_name: str, fmt: str, digest: str) -> Path:
-    """`<base>.undelivered.<ext>`: the failures file of the rows whose delivery failed."""
-    b = paths.base(input_name, digest)
-    return b.with_name(b.name + UNDELIVERED_SUFFIX + paths.failures_ext(input_name, fmt))
-
-
 # --- the request and its answer --------------------------------------------------------------
 @dataclass
 class ReceiptsRequest:
@@ -111,6 +100,13 @@ class ReceiptsRequest:
     wait: float = 0.0  # seconds to keep asking while rows are pending
     give_up_after: float = DEFAULT_GIVE_UP
     poll_interval: float = DEFAULT_POLL
+
+    def campaign_request(self) -> SendRequest:
+        """The campaign's request: the send's options that say where its journal is and how it
+        read its rows (the input may be None: the journal alone)."""
+        return SendRequest(self.input, config=self.config, provider=self.provider, fmt=self.fmt,
+                           template=self.template, params=tuple(self.params), sender_id=self.sender_id,
+                           region=self.region, failures=self.failures, journal=self.journal)
 
 
 @dataclass
@@ -638,74 +634,25 @@ def _span(seconds: float) -> str:
 
 
 # --- the command's library call ---------------------------------------------------------------
-def _open_input(req: ReceiptsRequest):
-    """The input as the send read it, or None when only the journal is given (stdin not piped
-    again: a terminal, or nothing on it)."""
-    if req.input is None:
-        return None
-    if req.input == "-":
-
-        try:
-            if sys.stdin is None or sys.stdin.isatty():
-                return None
-        except (AttributeError, ValueError):
-            return None
-        try:
-            return open_source("-", req.fmt)
-        except InputError as exc:
-            if req.journal and exc.reason == "empty input":
-                return None
-            raise
-    return open_source(req.input, req.fmt)
-
-
 def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep,
             transport=None) -> Result:
     """Ask, join, record, and (with --wait) keep asking; then give up on what is overdue, write
     the undelivered failures file and count. SmsCliError before anything is asked (exit 2).
     `transport`, `sleep`: a scripted wire and pauses that take no time, for tests."""
     started = time.monotonic()
-    cfg = load_config(req.config, strict_env=False)  # each provider asked checks its own credentials
-    register_secrets(cfg.secrets)
-    source = _open_input(req)
-    try:
-        if req.journal:
-            jpath = Path(req.journal)
-        elif source is not None:  # the journal a send of this input records into, found as send finds it
-            jpath = locate_journal(SendRequest(req.input, config=req.config, provider=req.provider), source,
-                                   False, [])
-        else:
-            raise SmsCliError("give the INPUT the send read, or --journal PATH (a stdin run's journal is "
-                              "sms-stdin-<hash>.journal.sqlite)")
-        if not jpath.exists():
-            raise SmsCliError(f"{jpath}: no journal (receipts reads the journal of a send; pass the send's "
-                              "INPUT, or --journal PATH)")
-        journal = Journal(jpath)
+    with Campaign.for_receipts(req.campaign_request(), transport=transport) as camp:
+        journal = Journal(camp.journal_path)
         try:
-            return _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport)
+            return _collect(req, camp, journal, started, progress, sleep)
         finally:
             journal.close()
-    finally:
-        if source is not None:
-            source.cleanup()
 
 
-def _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport) -> Result:
-    own: WorkingSet | None = None
-    if source is not None:
-        ref = source.first_ref()
-        origin = journal.find_set(ref.partition(":")[0]) if ref and ":" in ref else None
-        own = journal.find_set(source.digest) or journal.other_kind(source.digest)  # else: a rehearsal's
-        sets = [ws for ws in (origin, own) if ws is not None]
-        if not sets:
-            raise SmsCliError(f"{jpath} holds no run of {source.display}; pass --journal with the journal of "
-                              "its send")
-    else:
-        sets = journal.all_sets()
-        if not sets:
-            raise SmsCliError(f"{jpath} holds no run")
-    result = Result(str(jpath), source.display if source is not None else None)
-    col = Collector(req, cfg, journal, sets, result, sleep=sleep, progress=progress, transport=transport)
+def _collect(req: ReceiptsRequest, camp: Campaign, journal: Journal, started: float, progress, sleep) -> Result:
+    sets, own = camp.receipt_sets(journal)
+    source = camp.source
+    result = Result(str(camp.journal_path), source.display if source is not None else None)
+    col = Collector(req, camp.cfg, journal, sets, result, sleep=sleep, progress=progress, transport=camp.transport)
     try:
         try:
             col.settle_the_unaskable()
@@ -726,28 +673,26 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep, transpo
             col.give_up()
     finally:
         col.close()
-    _write_undelivered(req, cfg, col, source, own or sets[0], result)
+    if source is not None:
+        _write_undelivered(camp, col, own or sets[0], result)
     col.summarise()
     result.elapsed = time.monotonic() - started
     return result
 
 
-def _write_undelivered(req, cfg, col: Collector, source, own: WorkingSet, result: Result) -> None:
-    if source is None:
-        return
-    region = (req.region or cfg.default_region or "").upper() or None
-    defaults = Defaults(req.template, tuple(req.params), req.sender_id)
-    validator = Validator(cfg.templates, region, defaults, None, key_prefix=source.digest[:12] + "-")
-    fpath = Path(req.failures) if req.failures else undelivered_path(req.input, source.fmt, source.digest)
+def _write_undelivered(camp: Campaign, col: Collector, own: WorkingSet, result: Result) -> None:
+    """The rows whose delivery failed, in input order, into the campaign's undelivered failures
+    file (those another failures file of the working set holds stay there: held.py)."""
+    source, fpath = camp.source, camp.failures_path
     try:
-        writer = FailuresWriter(fpath, source.fmt, source.header, defaults, getattr(source, "delimiter", ",") or ",")
+        writer = FailuresWriter(fpath, source.fmt, source.header, camp.validator.defaults,
+                                getattr(source, "delimiter", ",") or ",")
     except SmsCliError as exc:
         result.failures_lost = str(exc)
         writer = None
     try:
-        held = held_mod.for_input(req.input, source, fpath, col.journal.path,
-                                  Identity(own.id, own.ref_prefix, col.journal)) if writer else None
-        col.read_input(source, validator, writer, own if own.digest == source.digest else None, held)
+        held = held_mod.for_campaign(camp, Identity(own.id, own.ref_prefix, col.journal)) if writer else None
+        col.read_input(source, camp.validator, writer, own if own.digest == source.digest else None, held)
     except BaseException:
         if writer is not None:
             writer.abort()
