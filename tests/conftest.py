@@ -71,6 +71,21 @@ TEMPLATES = {
 }
 
 
+# The modules whose tests run longest (processes started, thousands of rows), first: xdist hands
+# the first quarter of the tests to its two workers in turn, so these are shared out while the
+# short ones fill in at the end and the workers end together. (In file order they came last, and a
+# worker could be left alone with the README tour or the benchmark for the suite's last seconds.)
+LONGEST_FIRST = ("test_readme.py", "test_benchmark.py", "test_reliability.py", "test_property.py",
+                 "test_redis_ratelimit.py", "test_run_faults.py", "test_startup_signals.py", "test_working_set.py",
+                 "test_routes.py", "test_fidelity.py", "test_fast_count.py", "test_fast_resume.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
+
+
 @pytest.fixture(autouse=True)
 def private_state(tmp_path_factory, monkeypatch):
     """Every test gets its own per-user state folder (the working-set index): none writes to the
