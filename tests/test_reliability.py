@@ -261,6 +261,7 @@ def test_second_send_on_the_same_journal_is_refused(tmp_path, emulator, write_co
     second = invoke(*send_cmd(inp, cfg), cwd=tmp_path)
     assert first.poll() is None, "the first run ended before the second one started"
     assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
+    emu.options.latency_ms = 0  # the latency kept the first run going until now; it may finish at once
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
     summary = first.wait(timeout=60)
@@ -360,8 +361,10 @@ def test_retries_recover_from_throttling_and_a_5xx_is_unknown(tmp_path, emulator
 @pytest.mark.parametrize("provider", ["uspeedo", "tencent", "aliyun"])
 def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provider):
     emu = emulator(fail_rate=0.2, throttle_rate=0.2, timeout_rate=0.2, drop_rate=0.2, gateway_timeout_rate=0.1,
-                   stall_ms=1200)
-    cfg = write_config(emu, provider)
+                   stall_ms=600)
+    # each stalled answer waits out the read timeout: 0.3 s, not the tests' usual 1 s (an answer
+    # slower than that on a busy machine is one more unknown row, which the accounting allows)
+    cfg = write_config(emu, provider, timeout={"connect": 2, "read": 0.3})
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 3000)
     fpath = tmp_path / "in.failed.csv"
@@ -496,11 +499,12 @@ def signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code)
     assert not fpath.exists()
 
 
-def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_timeout: int):
+def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_timeout: int,
+                      grace_period: float = 1.0):
     """A Tencent send of 1000 rows whose first two requests (400 numbers) are taken and then
     left unanswered for stall_ms. -> (emu, phones, failures path, CLI args, running process)."""
     emu = emulator(timeout_rate=1.0, stall_ms=stall_ms)
-    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": read_timeout})
+    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": read_timeout}, grace_period=grace_period)
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 1000)
     args = send_cmd(inp, cfg, "--concurrency", "2")
@@ -541,8 +545,9 @@ def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(disk_path,
 
 
 def test_sigterm_with_requests_stuck_past_the_grace_period(disk_path, emulator, write_config):
+    # a grace period of 0.2 s: the requests stay stuck for 25 s, far past any grace period
     emu, phones, fpath, args, proc = start_stalled_run(disk_path, emulator, write_config,
-                                                       stall_ms=25000, read_timeout=60)
+                                                       stall_ms=25000, read_timeout=60, grace_period=0.2)
     try:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=40)
