@@ -5,7 +5,6 @@ import enum
 import inspect
 import re
 import sys
-from contextlib import nullcontext
 from functools import wraps
 from typing import List, Optional
 
@@ -392,8 +391,7 @@ def send(
     if not confirm_send(req, yes=yes, dry_run=dry_run, terminal=_terminal(sys.stdin) and _terminal(sys.stderr)):
         fail("sms-cli: nothing sent (not confirmed)", int(ExitCode.USAGE), "NotConfirmed", json_out)
         raise typer.Exit(int(ExitCode.USAGE))
-    reading = commands.leaving_journal_as_found(req) if dry_run else nullcontext()
-    with output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run) as view, reading:
+    with output.RunView(quiet=quiet, json_out=json_out, dry_run=dry_run) as view:
         summary = commands.send(req, progress=view.progress, on_start=view.started)
         view.finish(summary)
     raise typer.Exit(plan_exit(summary) if dry_run else int(summary.exit_code()))
@@ -429,8 +427,8 @@ def plan(
                    guards=_guards(suppress, quiet_hours, allow_countries, block_countries, valid_for, max_cost,
                                   max_parts))
     _stdin_hint(input)
-    with output.RunView(json_out=json_out, dry_run=True) as view, commands.leaving_journal_as_found(req):
-        summary = commands.send(req, on_start=view.started)
+    with output.RunView(json_out=json_out, dry_run=True) as view:
+        summary = commands.plan(req, on_start=view.started)
         view.finish(summary)
     raise typer.Exit(plan_exit(summary))
 

@@ -113,6 +113,22 @@ def stderr_console(force_terminal: bool | None = None):
                    highlight=False, soft_wrap=True)
 
 
+def progress_bar(console, *columns, expand: bool = False):
+    """A progress display on stderr that leaves the screen when stopped, for every command that
+    shows one (send, receipts --wait). Two columns short of the terminal's width: a Ctrl-C the
+    terminal echoes as `^C` after a full-width line would wrap it, and the transient display
+    would then erase the `^C` line instead of its last frame, which stayed above the summary."""
+    from rich.progress import Progress
+
+    class LeavingRoom(Progress):
+        def make_tasks_table(self, tasks):
+            table = super().make_tasks_table(tasks)
+            table.width = max(20, console.width - 2)
+            return table
+
+    return LeavingRoom(*columns, console=console, transient=True, expand=expand)
+
+
 class RunView:
     def __init__(self, *, quiet: bool = False, json_out: bool = False, dry_run: bool = False,
                  console=None):
@@ -134,36 +150,23 @@ class RunView:
         for warning in cfg.warnings:
             self.console.print(f"sms-cli: warning: {warning}", markup=False)
         if self.interactive and not self.dry_run:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.table import Column
 
             def fixed():
                 return Column(no_wrap=True)
 
-            console = self.console
-
-            class LeavingRoom(Progress):
-                """Two columns short of the terminal's width: a Ctrl-C the terminal echoes as
-                `^C` after a full-width line would wrap it, and the transient display would
-                then erase the `^C` line instead of its last frame, which stayed above the
-                summary."""
-
-                def make_tasks_table(self, tasks):
-                    table = super().make_tasks_table(tasks)
-                    table.width = max(20, console.width - 2)
-                    return table
-
             # done/total, rate and ETA keep their width on a narrow terminal: the bar shrinks
             # (down to 3 cells) and the counts come last, cut with an ellipsis when there is no room
-            self._bar = LeavingRoom(
+            self._bar = progress_bar(
+                self.console,
                 TextColumn("[bold]{task.description}", table_column=fixed()),
                 BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=3, no_wrap=True)),
                 MofNCompleteColumn(table_column=fixed()), TextColumn("{task.fields[rate]}/s", table_column=fixed()),
                 TimeRemainingColumn(table_column=fixed()),
                 TextColumn("{task.fields[counts]}",
                            table_column=Column(ratio=1, min_width=0, no_wrap=True, overflow="ellipsis")),
-                console=self.console, transient=True, expand=True)
+                expand=True)
             self._task = self._bar.add_task("sending", total=max(0, source.lines - (source.fmt == "csv")) or None,
                                             counts="", rate="0")
             self._bar.start()

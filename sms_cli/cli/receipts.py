@@ -15,7 +15,7 @@ import typer
 
 from ..core.outcomes import RunEnd
 from .options import FORMAT, Format, value
-from .output import emit, stderr_console  # the run's JSON and console (stderr, NO_COLOR)
+from .output import emit, progress_bar, stderr_console  # the run's JSON, console (stderr, NO_COLOR) and display
 from . import report
 from ..core.logs import setup_logging
 from ..receipts.collect import ReceiptsRequest, collect, parse_duration
@@ -129,10 +129,9 @@ class Progress:
     def __enter__(self) -> "Progress":
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-            from rich.progress import Progress as Bar
 
-            self._bar = Bar(TextColumn("[bold]receipts"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[note]}"), console=self.console, transient=True)
+            self._bar = progress_bar(self.console, TextColumn("[bold]receipts"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[note]}"))
             self._task = self._bar.add_task("receipts", total=None, note="asking")
             self._bar.start()
         return self

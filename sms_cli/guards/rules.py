@@ -2,7 +2,8 @@
 blocked countries, the validity window, and quiet hours in the recipient's time zone.
 
 Each guard turns a valid message into a `Fate` with a code and a reason, or lets it pass. The
-spend cap is not here: it needs the whole run's estimate (commands.py checks it before sending).
+spend cap is not here: it needs the whole run's estimate (campaign/campaign.py checks it
+before sending).
 `SMS_CLI_NOW` (ISO 8601, e.g. 2026-11-23T13:00:00Z) fixes the clock every guard reads, for tests
 and for trying a campaign's timing.
 """

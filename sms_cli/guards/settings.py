@@ -21,10 +21,10 @@ from ..core.errors import ConfigError
 UNKNOWN_ZONE = "Etc/Unknown"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhd])?\s*$")  # no unit: seconds
 
 
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECONDS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
 
 
 _WINDOW = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
@@ -42,10 +42,12 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def parse_duration(text: str, where: str) -> float:
-    """'90s', '30m', '2h', '1d' -> seconds."""
+def parse_duration(text: str, where: str, *, zero: bool = False) -> float:
+    """'250ms', '90s', '30m', '2h', '1d' or plain seconds -> seconds: every duration of the tool
+    (valid_for, receipts' --wait, --give-up-after, --poll-interval). 0 only where `zero` says it
+    means "at once" (receipts: give up now, do not wait); --valid-for 0 is refused."""
     m = _DURATION.match(str(text))
-    if not m or float(m.group(1)) <= 0:
+    if not m or (float(m.group(1)) <= 0 and not zero):
         raise ConfigError(f"{where}: expected a duration such as 90s, 30m, 2h or 1d, got {text!r}")
     return float(m.group(1)) * _SECONDS[m.group(2)]
 

@@ -44,7 +44,7 @@ from ..core.settings import Config, builtin_config
 from ..campaign import SendRequest, locate_journal
 from ..config.load import load_config
 from ..run.dispatch import Policy
-from ..core.errors import ConfigError, ExitCode, InputError, SmsCliError
+from ..core.errors import ExitCode, InputError, SmsCliError
 from ..store.failures import FailuresWriter
 from ..guards.rules import region_of
 from ..store.journal import Journal, ReceiptRow, ReceiptUpdate, WorkingSet
@@ -83,19 +83,9 @@ def retryable(code: str) -> Retryable:
 
 
 def parse_duration(text: str, where: str) -> float:
-    """'250ms', '90s', '30m', '2h', '3d' or plain seconds -> seconds (0 allowed): the guards'
-    durations (guards/settings.parse_duration), plus what receipts' options have always taken beyond them
-    (milliseconds for tests and quick retries, a bare number of seconds, and 0: give up at once)."""
-    value, scale = str(text).strip(), 1.0
-    if value.endswith("ms"):
-        value, scale = value[:-2].rstrip() + "s", 0.001
-    elif value[-1:].isdigit():
-        value += "s"
-    try:  # the guards' grammar (every digit a 1: their refusal of 0 does not apply here)
-        guard_settings.parse_duration("".join("1" if ch.isdecimal() else ch for ch in value), where)
-    except ConfigError:
-        raise SmsCliError(f"{where}: expected a duration such as 30s, 10m, 2h or 3d, got {text!r}") from None
-    return 0.0 if float(value[:-1]) == 0 else guard_settings.parse_duration(value, where) * scale
+    """A receipts option's duration: the guards' grammar (one parser for every duration), where 0
+    means at once (--give-up-after 0: give up on pending rows now)."""
+    return guard_settings.parse_duration(text, where, zero=True)
 
 
 def undelivered_path(input_name: str, fmt: str, digest: str) -> Path:
@@ -123,8 +113,14 @@ class ReceiptsRequest:
 
 
 @dataclass
-class Tally:
-    """The summary's numbers for all rows, one template or one country."""
+class Deliveries:
+    """The summary's numbers for all rows, one template or one country: what became of the
+    messages the provider took. Not the ledger's Tally (store/ledger.py), which counts another
+    thing: the Fate each row of ONE run ended in (accepted, rejected, deferred ...), counted
+    under the ledger's lock as answers arrive, with the run's requests, retries and splits.
+    These are the delivery statuses of every accepted row of the working set, across all its
+    runs, counted once at the end, with time to delivery and billed parts. What the two share
+    is shared: failure reasons are grouped by the ledger's `reason_key`."""
     sent: int = 0  # rows the provider took (accepted, or found after a lost answer)
     delivered: int = 0
     failed: int = 0
@@ -192,9 +188,9 @@ class Result:
     journal: str
     input: str | None
     providers: dict[str, str] = field(default_factory=dict)  # section -> type, of the rows looked at
-    total: Tally = field(default_factory=Tally)
-    by_template: dict[str, Tally] = field(default_factory=dict)
-    by_country: dict[str, Tally] = field(default_factory=dict)
+    total: Deliveries = field(default_factory=Deliveries)
+    by_template: dict[str, Deliveries] = field(default_factory=dict)
+    by_country: dict[str, Deliveries] = field(default_factory=dict)
     found: int = 0  # rows whose answer was lost that this run found (now accepted)
     searching: int = 0  # of the unknown rows at the end: still looked for (pending)
     not_found: int = 0  # ... not found by the end of the window: --retry-unknown may resend them
@@ -603,11 +599,11 @@ class Collector:
 
     def summarise(self) -> None:
         res = self.result
-        res.total, res.by_template, res.by_country = Tally(), {}, {}
+        res.total, res.by_template, res.by_country = Deliveries(), {}, {}
         for t in self.tracks:
             res.total.add(t)
-            res.by_template.setdefault(t.template, Tally()).add(t)
-            res.by_country.setdefault(t.region, Tally()).add(t)
+            res.by_template.setdefault(t.template, Deliveries()).add(t)
+            res.by_country.setdefault(t.region, Deliveries()).add(t)
             if t.lost:
                 if t.status == NOT_FOUND:
                     res.not_found += 1
@@ -661,9 +657,11 @@ def _open_input(req: ReceiptsRequest):
     return open_source(req.input, req.fmt)
 
 
-def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep) -> Result:
+def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], None] = time.sleep,
+            transport=None) -> Result:
     """Ask, join, record, and (with --wait) keep asking; then give up on what is overdue, write
-    the undelivered failures file and count. SmsCliError before anything is asked (exit 2)."""
+    the undelivered failures file and count. SmsCliError before anything is asked (exit 2).
+    `transport`, `sleep`: a scripted wire and pauses that take no time, for tests."""
     started = time.monotonic()
     cfg = load_config(req.config, strict_env=False)  # each provider asked checks its own credentials
     register_secrets(cfg.secrets)
@@ -682,7 +680,7 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
                               "INPUT, or --journal PATH)")
         journal = Journal(jpath)
         try:
-            return _collect(req, cfg, journal, jpath, source, started, progress, sleep)
+            return _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport)
         finally:
             journal.close()
     finally:
@@ -690,7 +688,7 @@ def collect(req: ReceiptsRequest, *, progress=None, sleep: Callable[[float], Non
             source.cleanup()
 
 
-def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Result:
+def _collect(req, cfg, journal, jpath, source, started, progress, sleep, transport) -> Result:
     own: WorkingSet | None = None
     if source is not None:
         ref = source.first_ref()
@@ -705,7 +703,7 @@ def _collect(req, cfg, journal, jpath, source, started, progress, sleep) -> Resu
         if not sets:
             raise SmsCliError(f"{jpath} holds no run")
     result = Result(str(jpath), source.display if source is not None else None)
-    col = Collector(req, cfg, journal, sets, result, sleep=sleep, progress=progress)
+    col = Collector(req, cfg, journal, sets, result, sleep=sleep, progress=progress, transport=transport)
     try:
         try:
             col.settle_the_unaskable()

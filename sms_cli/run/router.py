@@ -331,11 +331,12 @@ def _no_route(msg: Message) -> str:
     return f"no route matches {region_of(msg.phone, msg.country_code)} and template {msg.template_id}"
 
 
-def build(cfg, provider, concurrency: int) -> Router:
+def build(cfg, provider, concurrency: int, transport=None) -> Router:
     """The router of a run over `cfg.routes`; `provider`: the adapter already made for one of
-    its sections (setup's), reused. Every other section gets its own adapter."""
+    its sections (setup's), reused. Every other section gets its own adapter, on `transport`
+    when one is handed in (a test's scripted wire)."""
     providers = {name: provider if name == provider.settings.name
-                 else make_provider(cfg.providers[name], cfg.templates, concurrency=concurrency)
+                 else make_provider(cfg.providers[name], cfg.templates, concurrency=concurrency, transport=transport)
                  for name in cfg.routes.providers}
     return Router(cfg.routes, providers, cfg.templates)
 

@@ -25,6 +25,18 @@ from .stream import Identity, Send, StreamOptions, row_stream
 from ..validate.validator import Rejected, Validator
 
 
+class Clock:
+    """The run's monotonic time and its pause before a retry, handed down from Campaign.open to
+    the dispatcher. `pause(stop)` -> wait(seconds), True when the run stopped meanwhile. A test
+    hands in one whose pauses take no time."""
+
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    def pause(self, stop: Stop):
+        return stop.event.wait
+
+
 @dataclass
 class Options:
     concurrency: int = 8  # requests on the wire at once (README, Performance: why 8)
@@ -124,12 +136,14 @@ class Signals:
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
             guards=None, estimator: Estimator | None = None, progress=lambda tally: None,
-            prefix: tuple[int, dict[str, int]] | None = None, router=None) -> Summary:
+            prefix: tuple[int, dict[str, int]] | None = None, router=None, clock: Clock | None = None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
     a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3).
     `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it.
-    `router` (router.py): config routes, in place of the one provider's batcher and dispatcher."""
-    started = time.monotonic()
+    `router` (router.py): config routes, in place of the one provider's batcher and dispatcher.
+    `clock`: the dispatchers' time and retry pauses (Clock)."""
+    clock = clock or Clock()
+    started = clock()
     stop = Stop()
     sig = Signals(stop)
     tally = ledger.tally
@@ -171,7 +185,8 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
                     wire, ledger, Policy(wire.provider.settings.max_attempts, wire.provider.settings.backoff_base,
                                          wire.provider.settings.backoff_cap, policy.grace), stop,
                     concurrency=options.concurrency, limiter=wire.provider.limiter,
-                    progress=tick, failover=failover), sig.poll, estimator if dry else None)
+                    progress=tick, failover=failover, clock=clock, wait=clock.pause(stop)),
+                sig.poll, estimator if dry else None)
             if not dry:
                 sys.setswitchinterval(0.001)
         elif dry:
@@ -181,7 +196,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
             # whose answer has arrived waits that long for the interpreter on every request.
             sys.setswitchinterval(0.001)
             dispatcher = Dispatcher(provider, ledger, policy, stop, concurrency=options.concurrency,
-                                    limiter=provider.limiter, progress=tick)
+                                    limiter=provider.limiter, progress=tick, clock=clock, wait=clock.pause(stop))
         settle, submit, add = ledger.settle, dispatcher.submit, batcher.add
         count = 0
         try:
@@ -218,7 +233,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
         raise SmsCliError(stop.detail or "local failure")  # nothing was sent: exit 2
     summary.tally = tally
     summary.stopped, summary.fatal, summary.local = stop.reason, stop.detail, stop.local
-    summary.elapsed = time.monotonic() - started
+    summary.elapsed = clock() - started
     summary.limit = options.limit
     if router is not None:
         summary.routes = router.report(tally)

@@ -1,11 +1,9 @@
-"""The campaign: one working set, opened once for every command that starts from it.
+"""Which working set an input belongs to, and which journal holds it.
 
-`Campaign.open(request)` does, in one place and one order, everything a command needs before it
-reads a row: the config, the provider section (and its transport), the input, the validator,
-the journal that holds this content (beside the input, or the one the per-user index knows),
-the failures file, and, for a send, the working set the run records into. `send`, `plan`,
-`status` and `receipts` all start here, so the resend hints, the status forecast and the
-send itself can never resolve the working set differently.
+A working set is an input's content and every failures file written from it: one ledger, so a
+message is accepted at most once across re-runs. `choose_working_set` (a send: may create it)
+and `forecast_working_set` (plan, --dry-run, status: only reads) answer the same question the
+same way; `locate_journal` finds the journal beside the input or through the per-user index.
 """
 from __future__ import annotations
 
@@ -13,26 +11,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import phonenumbers
-
-from .config.load import load_config
-from .core.settings import Config
-from .core.errors import ConfigError, SmsCliError
-from .core.logs import register_secrets
-from .guards.rules import GuardOptions
-from .guards.settings import timestamp
-from .input.rows import open_source
-from .providers import make_provider
-from .run import router as router_mod
-from .run import shards
-from .run.send import Options
-from .run.stream import Identity
-from .store import journal as journal_mod
-from .store import paths, setindex
-from .store.journal import FINISHED
-from .validate.validator import Defaults, Validator
-
-REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
+from ..core.errors import SmsCliError
+from ..guards.rules import GuardOptions
+from ..guards.settings import timestamp
+from ..run import shards
+from ..run.send import Options
+from ..run.stream import Identity
+from ..store import journal as journal_mod
+from ..store import paths, setindex
+from ..store.journal import FINISHED
 
 
 @dataclass
@@ -57,127 +44,10 @@ class SendRequest:
     shard: shards.Shard | None = None  # --shard K/N: only this shard's rows, in its own journal
 
 
-@dataclass
-class Campaign:
-    """What a command knows before it reads a row (see the module's docstring)."""
-    req: SendRequest
-    cfg: Config
-    provider: object  # providers.base.Provider
-    source: object  # input.rows.Source (a ShardSource under --shard)
-    validator: Validator
-    journal_path: Path | None  # None: opened without looking for its journal (validate)
-    failures_path: Path
-    rehearsal: bool  # the outbox: its runs record into sets of their own
-    notes: list[str] = field(default_factory=list)  # what the summary says about where the ledger is
-    router: object = None  # run.router.Router: config routes choose each row's provider (None: one provider)
-
-    @classmethod
-    def open(cls, req: SendRequest, *, sending: bool = True, locate: bool = True, transport=None) -> "Campaign":
-        """Everything that can fail before sending. Commands that send nothing (plan, --dry-run,
-        validate, status) need no secrets; `validate` (locate=False) reads no journal at all.
-        `transport`: a scripted wire for tests."""
-        cfg: Config = load_config(req.config, strict_env=sending)
-        register_secrets(cfg.secrets)
-        routed = router_mod.routed(cfg, req.provider)
-        settings = (cfg.providers[cfg.routes.providers[0]] if routed and not cfg.default_provider
-                    else cfg.provider(req.provider))
-        provider = make_provider(settings, cfg.templates, concurrency=req.options.concurrency, transport=transport)
-        try:
-            region = (req.region or cfg.default_region or "").upper() or None
-            if region and region not in phonenumbers.SUPPORTED_REGIONS:
-                raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
-            source = open_source(req.input, req.fmt, encoding=req.encoding, delimiter=req.delimiter)
-        except BaseException:
-            provider.close()
-            raise
-        try:
-            defaults = Defaults(req.template, tuple(req.params), req.sender_id)
-            # with routes, each row's provider checks it when the router places it there
-            validator = Validator(cfg.templates, region, defaults, None if routed else provider,
-                                  key_prefix=source.digest[:12] + "-")
-            if req.shard is not None:
-                source = shards.ShardSource(source, req.shard, validator)
-            rehearsal = provider.type == REHEARSAL and not routed
-            notes: list[str] = []
-            jpath = locate_journal(req, source, rehearsal, notes) if locate else None
-            fpath = (Path(req.failures) if req.failures
-                     else shards.failures_path(req.input, source.fmt, source.digest, req.shard))
-        except BaseException:
-            provider.close()
-            source.cleanup()
-            raise
-        camp = cls(req, cfg, provider, source, validator, jpath, fpath, rehearsal, notes)
-        if routed:  # its other sections' adapters: made last, so nothing before can leak them
-            camp.router = router_mod.build(cfg, provider, req.options.concurrency)
-        return camp
-
-    def close(self) -> None:
-        if self.router is not None:
-            self.router.close_adapters(but=self.provider)
-        self.provider.close()
-        self.source.cleanup()
-
-    def __enter__(self) -> "Campaign":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def refuse_input_as_output(self) -> None:
-        """--failures or --journal naming the input itself would overwrite what is being read."""
-        if self.source.is_stdin:
-            return
-        for flag, path in (("--failures", self.req.failures), ("--journal", self.req.journal)):
-            if path and _same_file(Path(path), self.source.path):
-                raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
-
-    def remember(self, ws) -> str | None:
-        """Record in the per-user index that this content was sent from here, into this journal
-        (rehearsals are not recorded). -> None, or why the index could not be written."""
-        if self.rehearsal:
-            return None
-        source = self.source
-        piped = source.is_stdin or getattr(source, "spooled", False)
-        return setindex.record(ws.digest, self.journal_path, storable(source.display) if piped
-                               else _resolved(source.path))
-
-    def choose(self, journal) -> "WorkingSetChoice":
-        """The working set a send records into (may create it)."""
-        return choose_working_set(journal, self.source, self.req)
-
-    def forecast(self, journal) -> "WorkingSetChoice":
-        """The working set a send would record into, read only (plan, --dry-run, status): what
-        the ledger would skip, without creating anything. `journal` may be None (no journal yet)."""
-        req, source = self.req, self.source
-        ws = journal.find_set(source.digest) if journal is not None else None
-        ref = source.first_ref()
-        origin = _origin(journal, ref) if ref and journal is not None else None
-        if origin is not None:
-            own = ws.id if ws else -1
-            ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
-            return WorkingSetChoice(ws, ident, True, _taken(journal, origin), ws is not None)
-        if ws is not None and not req.fresh:
-            taken = _taken(journal, ws)
-            if taken is None and req.continue_edited:
-                taken = _version_taken(journal, req, source)
-            return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, taken, True)
-        taken = None
-        if journal is not None and req.continue_edited and not req.fresh:
-            taken = _version_taken(journal, req, source)
-        return WorkingSetChoice(ws, Identity(-1, source.digest[:16], None), False, taken, ws is not None)
-
-
 def storable(name: str) -> str:
     """A file name as text SQLite can store: bytes that are not UTF-8 (kept by Python as
     surrogate escapes) become \\xNN, the same way every time."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and a.samefile(b)
-    except OSError:
-        return False
 
 
 @dataclass
@@ -251,6 +121,27 @@ def choose_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
                             resumed, fresh, ws.linked)
 
 
+def forecast_working_set(journal, source, req: SendRequest) -> WorkingSetChoice:
+    """The working set a send would record into, read only (plan, --dry-run, status): what the
+    ledger would skip, without creating anything. `journal` may be None (no journal yet)."""
+    ws = journal.find_set(source.digest) if journal is not None else None
+    ref = source.first_ref()
+    origin = _origin(journal, ref) if ref and journal is not None else None
+    if origin is not None:
+        own = ws.id if ws else -1
+        ident = Identity(own, source.digest[:16], journal, {origin.ref_prefix: (origin.id, origin.ref_prefix)})
+        return WorkingSetChoice(ws, ident, True, _taken(journal, origin), ws is not None)
+    if ws is not None and not req.fresh:
+        taken = _taken(journal, ws)
+        if taken is None and req.continue_edited:
+            taken = _version_taken(journal, req, source)
+        return WorkingSetChoice(ws, Identity(ws.id, ws.ref_prefix, journal), False, taken, True)
+    taken = None
+    if journal is not None and req.continue_edited and not req.fresh:
+        taken = _version_taken(journal, req, source)
+    return WorkingSetChoice(ws, Identity(-1, source.digest[:16], None), False, taken, ws is not None)
+
+
 def _no_version(name: str, journal) -> str:
     return (f"--continue-edited: {journal.path} holds no other version of {name} to continue; "
             "leave the flag out to send this input as it is")
@@ -311,7 +202,7 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
     # into one shared journal by the index
     if rehearsal or req.shard is not None or _holds(jpath, key):
         return jpath
-    here = _resolved(jpath)
+    here = resolved(jpath)
     for digest, journal, sent_from in setindex.lookup(key):
         if journal == here or not _holds(Path(journal), digest):
             continue
@@ -326,7 +217,7 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
     return jpath
 
 
-def _resolved(path: Path) -> str:
+def resolved(path: Path) -> str:
     try:
         return str(path.resolve())
     except (OSError, RuntimeError):
