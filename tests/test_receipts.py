@@ -96,15 +96,21 @@ def test_receipts_settle_the_run_and_the_failures_file_resends_only_the_undelive
     assert emu.stats()["receipt_requests"] == asked and again["requests"] == 0
     assert code == 1 and (again["delivered"], again["failed"]) == (d["delivered"], 2)
 
-    # a plain re-run of the input sends nothing, undelivered rows included
+    # a plain re-run of the input sends nothing, undelivered rows included, and leaves them in the
+    # undelivered file alone (a row not accepted is in exactly one failures file)
     code, s = send("in.csv", "--config", cfg, cwd=tmp_path)
-    assert s["requests"] == 0 and s["rejected"] == 2
+    assert code == 1 and s["requests"] == 0 and s["rejected"] == 0
+    assert s["in_other_failures_file"] == 2 and s["other_failures_files"] == {"in.undelivered.csv": 2}
+    failed = tmp_path / "in.failed.csv"
+    assert failed.exists() == (not settles)  # uSpeedo's 4 unknown rows, in the input's own failures file
+    assert not {r["phone"] for r in read_csv(failed)} & {phones[1], phones[3]} if failed.exists() else True
 
-    # resending the undelivered file is one command and sends exactly those two rows
+    # resending the undelivered file is one command and sends exactly those two rows; it is used up
     before = accepted_counts(emu)
     code, s = send("in.undelivered.csv", "--config", cfg, cwd=tmp_path)  # finds in.journal.sqlite by its name
-    assert s["accepted"] == 2 and s["accepted_earlier"] == 0
+    assert s["accepted"] == 2 and s["accepted_earlier"] == 0 and s["consumed"] == "in.undelivered.csv"
     assert accepted_counts(emu) - before == Counter({phones[1]: 1, phones[3]: 1})
+    assert not (tmp_path / "in.undelivered.csv").exists()
     # sent again, they are asked about again (and the emulator still cannot deliver to them)
     code, d, _ = receipts("in.csv", "--config", cfg, "--wait", "10s", *FAST, cwd=tmp_path)
     assert d["failed"] == 2 and d["requests"] >= 1

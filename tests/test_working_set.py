@@ -100,11 +100,18 @@ def test_resending_the_undelivered_file_keeps_the_other_failures_file(tmp_path, 
     emu.set_blacklist({phones[0], phones[1]})
     code, s = send("in.undelivered.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1 and s["accepted"] == 1 and s["failures_file"] == "in.undelivered.failed.csv"
-    # each row not accepted in exactly one failures file, the first one untouched
+    # each row not accepted in exactly one failures file, the first one untouched; the
+    # undelivered file is used up by its send (its refused row is in its failures file now)
+    assert s["consumed"] == "in.undelivered.csv" and not (tmp_path / "in.undelivered.csv").exists()
     assert [x["phone"] for x in read_csv(tmp_path / "in.failed.csv")] == [phones[0]]
     assert [x["phone"] for x in read_csv(tmp_path / "in.undelivered.failed.csv")] == [phones[1]]
     code, s = send("in.undelivered.failed.csv", "--config", cfg, cwd=tmp_path)
     assert code == 1 and s["rejected"] == 1 and s["failures_file"] == "in.undelivered.failed.csv"
+    assert s["consumed"] is None and (tmp_path / "in.undelivered.failed.csv").exists()  # it rewrites itself
+    assert [x["phone"] for x in read_csv(tmp_path / "in.failed.csv")] == [phones[0]]
+    # a plain re-run of the input leaves the refused resend's row where it is
+    code, s = send("in.csv", "--config", cfg, cwd=tmp_path)
+    assert code == 1 and s["rejected"] == 1 and s["other_failures_files"] == {"in.undelivered.failed.csv": 1}
     assert [x["phone"] for x in read_csv(tmp_path / "in.failed.csv")] == [phones[0]]
     # an undelivered row is sent again once, by design; nothing else twice
     assert accepted_counts(emu) == Counter({**{p: 1 for p in phones[1:]}, phones[2]: 2})

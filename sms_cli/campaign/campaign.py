@@ -34,6 +34,7 @@ from ..run.dispatch import Policy
 from ..run.plan import Estimator
 from ..run.send import Clock, Summary, execute, run_end
 from ..store import failures as failures_mod
+from ..store import held as held_mod
 from ..store import journal as journal_mod
 from ..store import setindex
 from ..store.ledger import Ledger
@@ -165,9 +166,11 @@ class Campaign:
                 on_start(provider, cfg, source)
             execute(source, validator, provider, ledger, choice.ident, req.options, self._policy(), summary,
                     resend=choice.resend, taken=choice.taken, guards=guards, progress=progress or _quiet,
-                    prefix=tuple(prefix) if prefix else None, router=self.router, clock=self.clock)
+                    prefix=tuple(prefix) if prefix else None, router=self.router, clock=self.clock,
+                    held=held_mod.for_campaign(self, choice.ident))
             summary.resend = resend_args(req, provider.settings.name, cfg.path is not None and self.router is None)
             summary.notes += [ledger.opt_out_error] if ledger.opt_out_error else []  # after execute's own notes
+            held_mod.carry_over(ledger, req.input, source, choice.ident, summary.notes)  # rows its file keeps
             self._commit_failures(summary, ledger, writer)
             writer = None
             try:
@@ -195,6 +198,9 @@ class Campaign:
             path, stale = None, False
         summary.failures_path = str(path) if path else None
         summary.stale_removed = str(self.failures_path) if stale else None
+        if summary.failures_lost is None and self.req.shard is None:  # a derived file is used up by its send
+            summary.consumed, trouble = failures_mod.consume(self.req.input, self.failures_path)
+            summary.notes += [trouble] if trouble else []
 
     # --- the plan ---------------------------------------------------------------------------
     def plan(self, on_start=None) -> Summary:
@@ -224,7 +230,8 @@ class Campaign:
             estimator = Estimator(validator.templates, prices(provider.settings))
             execute(self.source, validator, provider, Ledger(), choice.ident, replace(req.options, dry_run=True),
                     self._policy(), summary, resend=choice.resend, taken=choice.taken, guards=guards,
-                    estimator=estimator, router=self.router, clock=self.clock)
+                    estimator=estimator, router=self.router, clock=self.clock,
+                    held=held_mod.for_campaign(self, choice.ident))
             return estimator
         finally:
             if journal is not None:

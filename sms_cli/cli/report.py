@@ -26,6 +26,7 @@ COLUMNS = [
     ("expired", (Fate.EXPIRED,)),
     ("skipped", (Fate.SKIPPED,)),
     ("duplicates", (Fate.DUPLICATE,)),
+    ("in other failures files", (Fate.ELSEWHERE, Fate.ELSEWHERE_UNKNOWN)),
 ]
 SHOWN_REASONS = 3
 
@@ -71,6 +72,7 @@ def summary_dict(s: Summary) -> dict:
         "limit": s.limit, "remaining": counts.get(Fate.DEFERRED, 0),
         "failures_file": s.failures_path, "failures_file_lost": s.failures_lost,
         "stale_failures_removed": s.stale_removed, "journal": s.journal_path,
+        "other_failures_files": s.elsewhere, "consumed": s.consumed,
         "submission_ids": t.refs, "elapsed_seconds": round(s.elapsed, 3), "rows_per_second": round(rate(s), 1),
         "by_template": {tid: {"rows": sum(c.values()), **{f.counter: n for f, n in c.items()}}
                         for tid, c in sorted(t.by_template.items())},
@@ -115,21 +117,25 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
     if s.failures_lost:
         lines.append(f"the failures file could not be written ({_printable(s.failures_lost)}); "
                      "the journal holds every row's state: fix the disk and run the same command again")
-    elif fpath and (s.stopped or s.n(Fate.DEFERRED)):
+    elif fpath and (s.stopped or s.n(Fate.DEFERRED)) and not s.consumed:
         lines.append(f"failures file: {fpath}  (to finish, run the same command again: it resumes)")
     elif fpath:
         # exactly the command that continues this working set: the same config and provider
         again = " ".join(x for x in (shlex.quote(s.failures_path), s.resend) if x)
         lines.append(f"failures file: {fpath}  (resend: sms-cli send {_printable(again)})")
     if s.limit is not None and s.n(Fate.DEFERRED):
-        lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; run the same command again "
-                     "to continue")
+        how = "resend the failures file" if s.consumed else "run the same command again"
+        lines.append(f"--limit {s.limit}: {s.n(Fate.DEFERRED)} valid rows remain; {how} to continue")
+    lines += elsewhere_lines(s.elsewhere)
+    if s.consumed:
+        lines.append(f"removed {_printable(s.consumed)}: each row of it is accepted or in a failures file")
     lines += route_lines(s.routes)
     lines += [f"note: {_printable(n)}" for n in s.notes]
     if short:
         return "\n".join(lines)
     if s.stale_removed:
-        lines.append(f"every row accepted: removed the stale failures file {_printable(s.stale_removed)}")
+        why = "no row left for it" if s.n(Fate.ELSEWHERE) + s.n(Fate.ELSEWHERE_UNKNOWN) else "every row accepted"
+        lines.append(f"{why}: removed the stale failures file {_printable(s.stale_removed)}")
     if s.n(Fate.UNKNOWN):
         lines.append(f"{s.n(Fate.UNKNOWN)} rows have an unknown outcome: check delivery reports before "
                      "resending them with --retry-unknown")
@@ -139,6 +145,12 @@ def summary_text(s: Summary, *, short: bool = False) -> str:
 
 
 GUARD_FATES = (Fate.SUPPRESSED, Fate.COUNTRY, Fate.EXPIRED, Fate.QUIET)
+
+
+def elsewhere_lines(files: dict[str, int]) -> list[str]:
+    """Rows not accepted that stay in another failures file of the working set (store/held.py)."""
+    return [f"{n} rows not accepted are in {_printable(name)} (send that file to act on them)"
+            for name, n in files.items()]
 
 
 def plan_dict(s: Summary) -> dict:
@@ -153,6 +165,8 @@ def plan_dict(s: Summary) -> dict:
         "ledger_skips": {"accepted_earlier": s.n(Fate.ACCEPTED_EARLIER), "unknown": s.n(Fate.UNKNOWN),
                          "rejected": s.n(Fate.REJECTED)},
         "deferred": s.n(Fate.DEFERRED), "requests": sum(s.batch_sizes.values()),
+        "in_other_failures_file": s.n(Fate.ELSEWHERE), "unknown_in_other_failures_file": s.n(Fate.ELSEWHERE_UNKNOWN),
+        "other_failures_files": s.elsewhere,
         "guards": {f.counter: s.n(f) for f in GUARD_FATES},
         "countries": countries, "parts": est.parts if est else 0,
         "cost": round(est.cost, 6) if est and est.prices else None,
@@ -191,6 +205,7 @@ def plan_text(s: Summary) -> str:
                      f"{skips['rejected']} refused earlier")
     if d["deferred"]:
         lines.append(f"  {d['deferred']} valid rows left for a later run (--limit {s.limit})")
+    lines += ["  " + line for line in elsewhere_lines(s.elsewhere)]
     stopped = [f"{n} {label}" for label, fates in COLUMNS for f in fates if f in GUARD_FATES
                for n in [s.n(f)] if n]
     if stopped:
@@ -369,4 +384,5 @@ def _status_lines(st) -> str:
         else:
             lines.append("  it would send nothing; rows not accepted stay in the failures file "
                          "(fix them, or see --retry-unknown for unknown ones)")
+        lines += ["  " + line for line in elsewhere_lines(st.rerun.elsewhere)]
     return "\n".join(lines)

@@ -117,6 +117,12 @@ class Fate(enum.Enum):
     UNKNOWN = ("unknown", Retryable.UNKNOWN, Weight.UNKNOWN)  # may have been taken; never resent by itself
     DEFERRED = ("deferred", Retryable.YES, Weight.DEFERRED)  # --limit reached: a later run sends it
     QUIET = ("quiet_hours", Retryable.YES, Weight.DEFERRED)  # quiet hours where the recipient is
+    # not accepted, and another failures file of the working set holds it (store/held.py): it
+    # stays there alone, so this run neither sends it nor writes it to its own failures file
+    ELSEWHERE = ("in_other_failures_file", None, Weight.NOT_ACCEPTED)
+    # the same, for a row whose outcome is unknown: it keeps the weight of an unknown (exit 4
+    # says "check delivery before resending" wherever the row is filed)
+    ELSEWHERE_UNKNOWN = ("unknown_in_other_failures_file", None, Weight.UNKNOWN)
 
     def __init__(self, counter: str, retryable: Retryable | None, weight: Weight):
         self.counter, self.retryable, self.weight = counter, retryable, weight

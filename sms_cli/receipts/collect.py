@@ -39,7 +39,7 @@ from pathlib import Path
 import phonenumbers
 
 from ..guards import settings as guard_settings
-from ..store import paths
+from ..store import held as held_mod, paths
 from ..core.settings import Config, builtin_config
 from ..campaign import SendRequest, locate_journal
 from ..config.load import load_config
@@ -53,6 +53,7 @@ from ..core.logs import register_secrets
 from ..core.model import Kind, Message
 from ..core.outcomes import Retryable, RowState, RunEnd, Weight, exit_code
 from ..run.plan import Estimator
+from ..run.stream import Identity
 from ..providers import make_provider
 from ..providers.base import DELIVERED, FAILED, PENDING, Provider, Report, Sent
 from ..providers.http import RequestFailed
@@ -572,7 +573,7 @@ class Collector:
         self.ledger.learn_receipts(updates)
 
     def read_input(self, source, validator: Validator | None, writer: FailuresWriter | None,
-                   own: WorkingSet | None) -> None:
+                   own: WorkingSet | None, held=None) -> None:
         """One pass over the input: each row's estimated parts and template, and the rows whose
         delivery failed, in input order, into the undelivered failures file."""
         estimator = Estimator(self.cfg.templates)
@@ -592,7 +593,8 @@ class Collector:
                 if t.template == "-":
                     t.template = msg.template_id
             if writer is not None and t.state == RowState.UNDELIVERED:
-                writer.write(raw.record, raw.line, t.code, t.message or t.code, retryable(t.code), t.sms_ref)
+                if held is None or held.claim(*t.id) is None:  # else another failures file holds it (held.py)
+                    writer.write(raw.record, raw.line, t.code, t.message or t.code, retryable(t.code), t.sms_ref)
                 t.written = True
         self.result.estimate_known = True
         self.result.estimate_lower_bound = estimator.lower_bound
@@ -743,7 +745,9 @@ def _write_undelivered(req, cfg, col: Collector, source, own: WorkingSet, result
         result.failures_lost = str(exc)
         writer = None
     try:
-        col.read_input(source, validator, writer, own if own.digest == source.digest else None)
+        held = held_mod.for_input(req.input, source, fpath, col.journal.path,
+                                  Identity(own.id, own.ref_prefix, col.journal)) if writer else None
+        col.read_input(source, validator, writer, own if own.digest == source.digest else None, held)
     except BaseException:
         if writer is not None:
             writer.abort()

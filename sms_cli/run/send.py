@@ -62,6 +62,8 @@ class Summary:
     failures_path: str | None = None
     failures_lost: str | None = None  # the failures file could not be written: why
     stale_removed: str | None = None
+    elsewhere: dict[str, int] = field(default_factory=dict)  # other failures file -> rows of it left there
+    consumed: str | None = None  # the derived file this send consumed (list.undelivered.csv), removed
     journal_path: str | None = None
     elapsed: float = 0.0
     limit: int | None = None
@@ -136,12 +138,14 @@ class Signals:
 def execute(source, validator: Validator, provider, ledger: Ledger, ident: Identity, options: Options,
             policy: Policy, summary: Summary, *, resend: bool = False, taken: set[int] | None = None,
             guards=None, estimator: Estimator | None = None, progress=lambda tally: None,
-            prefix: tuple[int, dict[str, int]] | None = None, router=None, clock: Clock | None = None) -> Summary:
+            prefix: tuple[int, dict[str, int]] | None = None, router=None, clock: Clock | None = None,
+            held=None) -> Summary:
     """Run the stream to the end (or to a stop) and fill `summary`. Raises SmsCliError only for
     a failure before anything was sent (exit 2); later ones stop the run as fatal (exit 3).
     `prefix`: the journal's accepted prefix (Journal.resume_view), when the caller read it.
     `router` (router.py): config routes, in place of the one provider's batcher and dispatcher.
-    `clock`: the dispatchers' time and retry pauses (Clock)."""
+    `clock`: the dispatchers' time and retry pauses (Clock). `held` (store/held.py): the rows
+    other failures files of the working set hold."""
     clock = clock or Clock()
     started = clock()
     stop = Stop()
@@ -175,7 +179,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     stream = row_stream(rows, validator,
                         StreamOptions(options.limit, options.dedupe, options.only_retryable, options.retry_unknown),
                         ident, resend=resend, taken=taken, guards=guards, start=start, seen=seen,
-                        repeats=repeats, stopping=stopping)
+                        repeats=repeats, held=held if held else None, stopping=stopping)
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():
@@ -238,6 +242,9 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     if router is not None:
         summary.routes = router.report(tally)
         summary.notes += router.notes
+    if held is not None:
+        summary.elsewhere = dict(held.counts)
+        summary.notes += held.notes
     if repeats is not None and repeats.count:
         summary.notes.append(repeats.note())
     if dry:

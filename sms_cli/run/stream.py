@@ -80,7 +80,7 @@ class Identity:
 
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
                resend: bool = False, taken: set[int] | None = None, guards=None, start: int = 0,
-               seen: set[int] | None = None, repeats=None,
+               seen: set[int] | None = None, repeats=None, held=None,
                stopping: Callable[[], RunEnd | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
@@ -88,7 +88,8 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
     why the run stops: a signal (settle the rest as not sent, quickly), or FATAL (still validate the rest
     so invalid rows keep their reason). `start`: the rows begin at this seq (the ones before it
     were counted from the journal, whose --dedupe keys come as `seen`). `repeats`: without
-    --dedupe, a Repeats (repeats.py) told each message key, to warn of rows sent twice."""
+    --dedupe, a Repeats (repeats.py) told each message key, to warn of rows sent twice. `held`:
+    None, or the rows other failures files of the working set hold (store/held.py)."""
     journal = ident.journal
     own_set = ident.own_set
     merge = journal.states(own_set, start) if journal is not None else iter(())
@@ -120,6 +121,13 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
                 state = nxt
         if not raw.seq & 31:  # a stop is noticed within 32 rows; the dispatcher sends nothing meanwhile
             stop = stopping()
+        if held is not None and (state is None or state.state != RowState.ACCEPTED):
+            other = held.claim(set_id, seq)
+            if other is not None:  # not accepted, and that file holds it: it stays there alone
+                unknown = state is not None and state.state in (RowState.UNKNOWN, RowState.INFLIGHT)
+                yield Settle(row(raw, set_id, seq), Fate.ELSEWHERE_UNKNOWN if unknown else Fate.ELSEWHERE,
+                             "Elsewhere", f"not accepted; in {other}")
+                continue
         if stop is not None and stop is not RunEnd.FATAL:  # interrupted
             yield Settle(row(raw, set_id, seq), Fate.NOT_SENT, "NotSent", "not sent: the run was interrupted")
             continue

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..core.errors import SmsCliError
 from ..input.rows import META, canonical, escape_cell, json_text
 from ..validate.validator import Defaults
+from . import paths
 
 MIN_FREE_BYTES = 1 << 20
 
@@ -136,6 +137,40 @@ class FailuresWriter:
             pass  # a full disk cannot take the buffered rows; the journal still holds them
         if not self._keep:
             self.tmp.unlink(missing_ok=True)
+
+
+def consume(input_name: str, failures: Path) -> tuple[str | None, str | None]:
+    """After a send of a derived file that writes another failures file (`list.undelivered.csv`
+    -> `list.undelivered.failed.csv`) committed it: every row of the input is accepted, in that
+    failures file, or in another one, so the input is removed and each row stays in one file.
+    The failures file is made durable first (its folder synced): a crash between the two leaves
+    a row in two files, never in none. -> (the path removed, or why it could not be)."""
+    if input_name == "-" or input_name.startswith(paths._PIPES):
+        return None, None
+    p = Path(input_name)
+    stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+    if not stem.endswith(paths.DERIVED) or stem.endswith(paths.FAILED) or not p.is_file():
+        return None, None  # the input itself, or a failures file that rewrote itself
+    try:
+        if p.samefile(failures):
+            return None, None
+    except OSError:
+        pass  # no failures file (every row accepted): nothing to compare with
+    try:
+        _sync_folder(failures.parent if str(failures.parent) else Path("."))
+        p.unlink()
+    except OSError as exc:
+        return None, (f"{input_name} is used up (each row of it is accepted or in a failures file) but could "
+                      f"not be removed ({exc.strerror}): remove it")
+    return input_name, None
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temps(path: Path) -> None:
