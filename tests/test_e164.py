@@ -7,7 +7,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType as T
 
-from sms_cli.validate.e164 import is_valid, parse_plus_digits
+from sms_cli.validate.e164 import is_valid, parse_plus_digits, valid_plus_digits
 
 TYPES = (T.MOBILE, T.FIXED_LINE, T.TOLL_FREE, T.PREMIUM_RATE, T.VOIP, T.PERSONAL_NUMBER, T.UAN, T.PAGER,
          T.SHARED_COST, T.VOICEMAIL)
@@ -22,6 +22,7 @@ def reference(text: str):
 
 def same(text: str) -> None:
     fast = parse_plus_digits(text)
+    assert (valid_plus_digits(text) is None) == (fast is None), text
     if fast is None:
         return  # left to phonenumbers: nothing to compare
     ref = reference(text)
@@ -30,6 +31,12 @@ def same(text: str) -> None:
             fast.number_of_leading_zeros) == (ref.country_code, ref.national_number, ref.italian_leading_zero,
                                               ref.number_of_leading_zeros), text
     assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(ref) == is_valid(ref), text
+    # without the PhoneNumber: the same verdict, E.164 and national significant number
+    expected = False
+    if phonenumbers.is_valid_number(ref):
+        nsn = phonenumbers.national_significant_number(ref)
+        expected = (phonenumbers.format_number(ref, phonenumbers.PhoneNumberFormat.E164), ref.country_code, nsn)
+    assert valid_plus_digits(text) == expected, text
 
 
 def test_every_regions_example_numbers():

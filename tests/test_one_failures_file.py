@@ -56,6 +56,16 @@ def journal_of(folder: Path) -> Path:
     return next(folder.glob("*.journal.sqlite"), folder / "none.journal.sqlite")
 
 
+def sent_and_receipted(tmp_path, emulator, write_config, name: str, bad: dict):
+    """`name` sent through Tencent's emulator, whose receipts find `bad` undelivered, then
+    receipts run: -> (emulator, config, journal)."""
+    emu = emulator(undeliverable=bad, receipt_delay_ms=0)
+    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
+    send(name, "--config", cfg, cwd=tmp_path)
+    receipts(name, "--config", cfg, cwd=tmp_path)
+    return emu, cfg, tmp_path / "list.journal.sqlite"
+
+
 def check(phones, emu, journal: Path, *folders: Path, undeliverable: set | None = None, receipts_run: int = 0,
           settled: bool = True) -> Counter:
     """The invariant after a step. `settled=False`: a failures file was deleted and no send of the
@@ -172,11 +182,7 @@ def test_a_second_undelivered_resend_keeps_the_first_ones_refusals(tmp_path, emu
     with open(tmp_path / "list.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"phone": p, "template_id": "OTP_LOGIN", "param1": "1.50"}) + "\n" for p in phones)
     bad = {phones[0]: "UNDELIV", phones[1]: "UNDELIV"}
-    emu = emulator(undeliverable=bad, receipt_delay_ms=0)
-    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
-    journal = tmp_path / "list.journal.sqlite"
-    send("list.jsonl", "--config", cfg, cwd=tmp_path)
-    receipts("list.jsonl", "--config", cfg, cwd=tmp_path)
+    emu, cfg, journal = sent_and_receipted(tmp_path, emulator, write_config, "list.jsonl", bad)
     emu.set_blacklist({phones[0]})
     send("list.undelivered.jsonl", "--config", cfg, cwd=tmp_path)
     failed = tmp_path / "list.undelivered.failed.jsonl"
@@ -301,11 +307,7 @@ def test_random_operator_actions_keep_every_row_in_exactly_one_failures_file(tmp
 def test_a_rerun_leaves_unknown_rows_in_the_resends_file_and_exits_4(tmp_path, emulator, write_config):
     phones = make_rows(tmp_path / "list.csv", 6)
     bad = {phones[1]: "UNDELIV", phones[2]: "UNDELIV"}
-    emu = emulator(undeliverable=bad, receipt_delay_ms=0)
-    cfg = write_config(emu, "tencent", receipt_rate_limit=0)
-    journal = tmp_path / "list.journal.sqlite"
-    send("list.csv", "--config", cfg, cwd=tmp_path)
-    receipts("list.csv", "--config", cfg, cwd=tmp_path)
+    emu, cfg, journal = sent_and_receipted(tmp_path, emulator, write_config, "list.csv", bad)
     emu.options.server_error_rate = 1.0  # the resend's answer does not say whether it was taken
     r = invoke("send", "list.undelivered.csv", "--config", cfg, "--json", cwd=tmp_path)
     assert r.returncode == 4 and r.json()["unknown"] == 2

@@ -10,7 +10,7 @@ from sms_cli.core.errors import ExitCode
 from sms_cli.store.journal import Recorded
 from sms_cli.store.ledger import Ledger
 from sms_cli.core.model import Kind, Message, Outcome
-from sms_cli.core.outcomes import Fate, exit_code
+from sms_cli.core.outcomes import Fate, RunEnd, exit_code
 from sms_cli.providers.base import Provider
 from sms_cli.input.rows import RawRow
 from sms_cli.run.stream import Identity, Send, Settle, StreamOptions, row_stream
@@ -190,6 +190,16 @@ def test_stream_dedupe_limit_and_refused_rows():
     fates = [x.fate if isinstance(x, Settle) else "send" for x in out]
     assert fates == ["send", Fate.DUPLICATE, Fate.REJECTED, Fate.DEFERRED, Fate.DEFERRED]
     assert isinstance(out[0], Send) and out[0].msg.digest != 0
+
+
+def test_rows_read_after_a_fatal_answer_are_filed_with_its_code():
+    # The stream may read rows after a worker's fatal answer and before it stops: those rows
+    # are not sent, and their failures-file reason is the answer's code, as for the rows the
+    # dispatcher had queued (the account refusal test of test_fidelity.py saw this race)
+    ident = Identity(1, "abcdef0123456789", FakeJournal([]))
+    out = list(row_stream(raws("+6591230000", "+6591230001"), Validator({}, None, Defaults()), StreamOptions(),
+                          ident, stopping=lambda: RunEnd.FATAL, why_stopped=lambda: "215398: daily limit"))
+    assert [(x.fate, x.message) for x in out] == [(Fate.NOT_SENT, "not sent: 215398: daily limit")] * 2
 
 
 def test_exit_code_follows_the_heaviest_fate():

@@ -25,22 +25,27 @@ class Repeats:
         self.unchecked = False  # the table is full: later rows were not checked
 
     def add(self, digest: int, line: int) -> None:
-        if self._used >= self.limit:
-            self.unchecked = True
-            return
         d = digest or 1  # 0 marks an empty slot (one digest in 2**64 shares 1's slot)
         slots, mask = self._slots, self._mask
         i = d & mask
-        while True:
-            v = slots[i]
-            if v == 0:
-                break
+        v = slots[i]
+        if v == 0 and self._used < self.limit:  # the usual case, a new message in a free slot
+            slots[i] = d
+            self._used += 1
+            if self._used * 2 > mask:
+                self._grow()
+            return
+        if self._used >= self.limit:
+            self.unchecked = True
+            return
+        while v != 0:
             if v == d:
                 self.count += 1
                 if len(self.lines) < 2:
                     self.lines.append(line)
                 return
             i = (i + 1) & mask
+            v = slots[i]
         slots[i] = d
         self._used += 1
         if self._used * 2 > mask:
@@ -50,12 +55,11 @@ class Repeats:
         old = self._slots
         self._mask = mask = len(old) * 2 - 1
         self._slots = slots = array("q", bytes(8 * (mask + 1)))
-        for d in old:
-            if d:
-                i = d & mask
-                while slots[i]:
-                    i = (i + 1) & mask
-                slots[i] = d
+        for d in filter(None, old):  # the used slots only, picked out at C speed
+            i = d & mask
+            while slots[i]:
+                i = (i + 1) & mask
+            slots[i] = d
 
     def note(self) -> str | None:
         """The summary's warning, or None when no row repeats another."""

@@ -179,7 +179,8 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
     stream = row_stream(rows, validator,
                         StreamOptions(options.limit, options.dedupe, options.only_retryable, options.retry_unknown),
                         ident, resend=resend, taken=taken, guards=guards, start=start, seen=seen,
-                        repeats=repeats, held=held if held else None, stopping=stopping)
+                        repeats=repeats, held=held if held else None, stopping=stopping,
+                        why_stopped=lambda: stop.detail)
     batcher = Batcher(provider.max_batch, provider.batch_key)
     switch = sys.getswitchinterval()
     with sig.installed():

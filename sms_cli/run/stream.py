@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..store.ledger import Row
+from ..core.heap import while_streaming
 from ..core.model import Message
 from ..core.outcomes import Fate, Retryable, RowState, RunEnd
 from ..input.rows import RawRow
@@ -78,10 +79,12 @@ class Identity:
         return self.ref(msg.set_id, msg.seq)
 
 
+@while_streaming  # fewer garbage collections while rows stream (core/heap.py)
 def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions, ident: Identity, *,
                resend: bool = False, taken: set[int] | None = None, guards=None, start: int = 0,
                seen: set[int] | None = None, repeats=None, held=None,
-               stopping: Callable[[], RunEnd | None] = lambda: None) -> Iterator[Send | Settle]:
+               stopping: Callable[[], RunEnd | None] = lambda: None,
+               why_stopped: Callable[[], str | None] = lambda: None) -> Iterator[Send | Settle]:
     """`resend`: the input is a failures file, so rows the provider refused are sent again
     (unless --only-retryable); re-running an input never resends them. `taken`: message keys an
     earlier version of this input had accepted (--continue-edited). `stopping()`: None, or
@@ -89,7 +92,9 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
     so invalid rows keep their reason). `start`: the rows begin at this seq (the ones before it
     were counted from the journal, whose --dedupe keys come as `seen`). `repeats`: without
     --dedupe, a Repeats (repeats.py) told each message key, to warn of rows sent twice. `held`:
-    None, or the rows other failures files of the working set hold (store/held.py)."""
+    None, or the rows other failures files of the working set hold (store/held.py).
+    `why_stopped()`: the stop's detail (a fatal answer's code and text), the reason given to the
+    rows this stream files as not sent after the stop."""
     journal = ident.journal
     own_set = ident.own_set
     merge = journal.states(own_set, start) if journal is not None else iter(())
@@ -167,7 +172,7 @@ def row_stream(rows: Iterable[RawRow], validator: Validator, opts: StreamOptions
             continue
         if stop is RunEnd.FATAL:
             yield Settle(row(raw, set_id, seq, msg.template_id), Fate.NOT_SENT, "NotSent",
-                         "not sent: the run stopped")
+                         f"not sent: {why_stopped() or 'the run stopped'}")
             continue
         msg.set_id, msg.seq = set_id, seq
         if set_id != own_set or raw.seq != seq:

@@ -15,7 +15,7 @@ import phonenumbers
 
 from . import segments
 from ..core.settings import Template
-from .e164 import is_valid, parse_plus_digits
+from .e164 import is_valid, valid_plus_digits
 from ..core.errors import SmsCliError
 from ..core.model import Message, message_key
 from ..input.rows import RawRow, canonical
@@ -217,13 +217,16 @@ def parse_phone(raw: str, region: str | None) -> tuple[str, int, str] | str:
         text = "+" + text[2:]
     if not text.startswith("+") and not region:
         return "national number and no default_region (set it in config or use --default-region)"
-    # "+digits", the usual shape, skips phonenumbers' free-text parsing (e164.py: same result)
-    num = parse_plus_digits(text) if text[:1] == "+" else None
-    if num is None:
-        try:
-            num = phonenumbers.parse(text, None if text.startswith("+") else region)
-        except phonenumbers.NumberParseException as exc:
-            return f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
+    # "+digits", the usual shape, skips phonenumbers' free-text parsing and its PhoneNumber
+    # (e164.py: same result)
+    if text[:1] == "+":
+        fast = valid_plus_digits(text)
+        if fast is not None:
+            return fast or "not a valid phone number"
+    try:
+        num = phonenumbers.parse(text, None if text.startswith("+") else region)
+    except phonenumbers.NumberParseException as exc:
+        return f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
     if not is_valid(num):
         return "not a valid phone number"
     national = str(num.national_number)
