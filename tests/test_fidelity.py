@@ -87,29 +87,23 @@ FATAL_CODE = {"uspeedo": "215398", "tencent": "LimitExceeded.DailyLimit", "aliyu
 
 
 @pytest.mark.parametrize("ptype", PROVIDERS)
-def test_an_account_refusal_stops_the_run_and_the_same_command_sends_the_rest(disk_path, emulator, write_config,
+def test_an_account_refusal_stops_the_run_and_the_same_command_sends_the_rest(tmp_path, emulator, write_config,
                                                                               ptype):
-    # On the real disk, not the suite's RAM disk (conftest.RAM_TEMP), for now: there the refusal
-    # can come before the input's last rows are read, and those rows are filed as "not sent: the
-    # run stopped" without the refusal's code (sms_cli/run/stream.py, `stop is RunEnd.FATAL`), which
-    # the assertion below rightly refuses (aliyun fails 2 runs in 3 on main with
-    # PYTEST_DEBUG_TEMPROOT=/dev/shm). Back to tmp_path once the stream files those rows with the
-    # fatal answer's detail.
     limit = 1050 if ptype == "tencent" else 1000  # Tencent: one request half taken, half refused
-    emu, cfg, phones = setup(disk_path, emulator, write_config, ptype, account_limit=limit)
-    code, s = send(disk_path, cfg)
+    emu, cfg, phones = setup(tmp_path, emulator, write_config, ptype, account_limit=limit)
+    code, s = send(tmp_path, cfg)
     assert code == 3 and s["stopped"] == "fatal" and FATAL_CODE[ptype] in s["fatal"]
     taken = once(emu)
     assert s["accepted"] == len(taken) <= limit and s["splits"] == 0  # never bisected
     # at most the requests the other workers had on the wire when the refusal came (one per
     # worker: the default --concurrency, 8)
     assert s["requests"] <= -(-limit // {"uspeedo": 1000, "tencent": 200, "aliyun": 100}[ptype]) + 8
-    rest = failures(disk_path / "in.failed.csv")
+    rest = failures(tmp_path / "in.failed.csv")
     assert set(rest) == set(phones) - set(taken) and {r["retryable"] for r in rest.values()} == {"yes"}
     assert all(FATAL_CODE[ptype] in r["error_message"] for r in rest.values())
-    assert (disk_path / "optout.txt").read_text() == LISTING
+    assert (tmp_path / "optout.txt").read_text() == LISTING
     emu.options.account_limit = None  # the account is fixed: the same command sends exactly the rest
-    code, s = send(disk_path, cfg)
+    code, s = send(tmp_path, cfg)
     assert code == 0 and s["accepted"] == ROWS - len(taken) and s["accepted_earlier"] == len(taken)
     assert once(emu) == Counter({p: 1 for p in phones})
 
