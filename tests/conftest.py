@@ -3,7 +3,9 @@ change (wait_for: an event, never a sleep), configs pointing at it, sample input
 that drive the CLI: in this process (invoke through typer's runner; run_main through the real
 entry point with a process's streams; Background for a run beside the test), or in a subprocess
 where a real process matters (run_cli/start_cli: signals, kill -9, a full disk, a closed pipe).
-tests/process_census.py counts the tests that start a process or sleep."""
+tests/process_census.py counts the tests that start a process or sleep.
+
+The tests' temporary folders are on a RAM disk (/dev/shm) when there is one: see RAM_TEMP."""
 from __future__ import annotations
 
 import csv
@@ -23,11 +25,65 @@ ROOT = Path(__file__).resolve().parent.parent
 # counts the tests that start a process or sleep (issue 21 budget); see process_census.py
 pytest_plugins = ["process_census"]
 
+
+def _ram_disk() -> str | None:
+    """/dev/shm if it is a tmpfs this user may write, else None."""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as fh:
+            mounts = {fields[1]: fields[2] for fields in (line.split() for line in fh) if len(fields) > 2}
+    except OSError:
+        return None
+    return "/dev/shm" if mounts.get("/dev/shm") == "tmpfs" and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+
+
+# The tests' temporary folders (tmp_path, tmp_path_factory: inputs, journals, failures files, the
+# working-set index) go to a RAM disk. Why: the journal commits with synchronous=FULL and the
+# failures file and suppression list are fsynced, as they must be for a power cut; on this
+# machine's disk an fsync costs 2-4 ms (more while other jobs write), and the suite's in-process
+# sends spent more time waiting for fsyncs than computing (tests/test_ledger, test_transitions,
+# test_guards on one worker: 18-30 s on /tmp, 7.5 s on /dev/shm). No test can observe an fsync (none
+# cuts the power; a killed process's writes survive in the page cache either way), and the code
+# runs unchanged: synchronous stays FULL and every fsync is still made. The tests whose subject is
+# surviving a crash (kill -9, signals, a full disk) work in `disk_path`, on the real disk.
+# Set SMS_CLI_TESTS_ON_DISK=1 (or PYTEST_DEBUG_TEMPROOT, or --basetemp) to choose otherwise.
+RAM_TEMP = None if os.environ.get("SMS_CLI_TESTS_ON_DISK") else _ram_disk()
+if RAM_TEMP and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+    # pytest's documented root for tmp_path's folders (pytest-of-USER/pytest-N, the last 3 kept);
+    # xdist's workers import this conftest too
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = RAM_TEMP
+
+
+@pytest.fixture
+def disk_path():
+    """A fresh folder on the real disk (the system's temporary folder, not the RAM disk), removed
+    after the test: for tests about surviving a crash, where the journal's fsyncs are real ones."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sms-cli-disk-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
 TEMPLATES = {
     "OTP_LOGIN": ["code"],
     "ORDER_SHIPPED": ["order", "eta"],
     "PROMO_NOV": ["name"],
 }
+
+
+# The modules whose tests run longest (processes started, thousands of rows), first: xdist hands
+# the first quarter of the tests to its two workers in turn, so these are shared out while the
+# short ones fill in at the end and the workers end together. (In file order they came last, and a
+# worker could be left alone with the README tour or the benchmark for the suite's last seconds.)
+LONGEST_FIRST = ("test_readme.py", "test_benchmark.py", "test_reliability.py", "test_property.py",
+                 "test_redis_ratelimit.py", "test_run_faults.py", "test_startup_signals.py", "test_working_set.py",
+                 "test_routes.py", "test_fidelity.py", "test_fast_count.py", "test_fast_resume.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +165,13 @@ def signal_unless_ended(proc: subprocess.Popen, sig, after: float | None) -> Non
         proc.send_signal(sig)
 
 
+def serve(emu: Emulator) -> Emulator:
+    """Emulator.start() with a 5 ms poll: stop() waits for the serve loop's next look, and the
+    suite stops a few hundred emulators (Emulator.start's 50 ms cost them ~25 ms each)."""
+    threading.Thread(target=emu.server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True).start()
+    return emu
+
+
 @pytest.fixture
 def emulator(tmp_path):
     """Factory: emulator(**Options kwargs) -> a started Emulator, stopped at teardown.
@@ -119,9 +182,7 @@ def emulator(tmp_path):
     def start(**kw) -> Emulator:
         kw.setdefault("seed", 1234 + len(started))
         kw.setdefault("log_path", str(tmp_path / ("accepted.jsonl" if not started else f"accepted-{len(started)}.jsonl")))
-        emu = signalling(Emulator(Options(host="127.0.0.1", port=0, **kw)))
-        # Emulator.start() with a short poll, so stop() at teardown returns at once
-        threading.Thread(target=emu.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        emu = serve(signalling(Emulator(Options(host="127.0.0.1", port=0, **kw))))
         started.append(emu)
         return emu
 
@@ -135,8 +196,8 @@ def module_emulator():
     """One emulator for a whole test module (starting one per test is slow for adapter tests).
     It blacklists +60111111111 and +85255311101 and blocks the word "casino" in template
     variables; use `emu` for a clean accepted log per test."""
-    emu = signalling(Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
-                                      blocked_words={"casino"}))).start()
+    emu = serve(signalling(Emulator(Options(port=0, seed=1, blacklist={"+60111111111", "+85255311101"},
+                                            blocked_words={"casino"}))))
     yield emu
     emu.stop()
 

@@ -75,6 +75,7 @@ _install()
 
 
 cpu: dict[str, float] = {}  # test -> CPU seconds (this process's threads and its waited-for children)
+wall: dict[str, float] = {}  # test -> wall seconds (set-up, call and teardown)
 
 
 def _cpu_now() -> float:
@@ -86,14 +87,15 @@ def _cpu_now() -> float:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     current[0] = item.nodeid
-    before = _cpu_now()
+    before, started = _cpu_now(), time.monotonic()
     yield
     cpu[item.nodeid] = _cpu_now() - before
+    wall[item.nodeid] = time.monotonic() - started
 
 
 def _tables() -> dict:
     return {"processes": {t: dict(c) for t, c in processes.items()}, "sleeps": dict(sleeps), "polls": dict(polls),
-            "cpu": dict(cpu)}
+            "cpu": dict(cpu), "wall": dict(wall)}
 
 
 def _merge(tables: dict) -> None:
@@ -103,6 +105,7 @@ def _merge(tables: dict) -> None:
         for t, n in tables[name].items():
             into[t] += n
     cpu.update(tables["cpu"])
+    wall.update(tables.get("wall", {}))
 
 
 class _Xdist:
@@ -139,7 +142,12 @@ def pytest_terminal_summary(terminalreporter):
         f"{sum(c['infrastructure'] for c in processes.values())} infrastructure processes (redis-server) "
         f"in {len(infra)} tests' fixtures; {len(sleepers)} tests slept ({sum(sleeps.values())} calls); "
         f"{len(pollers)} tests polled a condition ({sum(polls.values())} looks); "
-        f"{outside} processes outside any test; tests' CPU {sum(cpu.values()):.1f} s")
+        f"{outside} processes outside any test; tests' CPU {sum(cpu.values()):.1f} s, wall {sum(wall.values()):.1f} s")
+    dump = os.environ.get("PROCESS_CENSUS_JSON")
+    if dump:  # every test's CPU and wall seconds, for finding where the suite's time goes
+        import json
+
+        Path(dump).write_text(json.dumps(_tables(), indent=1), encoding="utf-8")
     if os.environ.get("PROCESS_CENSUS"):
         for t in by_test:
             terminalreporter.write_line(f"  process x{processes[t]['test']}: {t}")

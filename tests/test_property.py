@@ -7,13 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import invoke, phone_numbers, write_config_file
+from conftest import invoke, phone_numbers, serve, write_config_file
 from sms_cli.emulator.server import Emulator, Options
 
 POOL = phone_numbers(60)
@@ -62,10 +61,10 @@ def failures_markers(folder: Path) -> list[str]:
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(rows=rows_strategy, jsonl=st.booleans(), seed=st.integers(0, 1000))
-def test_every_row_ends_once_accepted_or_in_the_failures_file(rows, jsonl, seed):
-    folder = Path(tempfile.mkdtemp(prefix="sms-prop-"))
-    emu = Emulator(Options(port=0, seed=seed, fail_rate=0.15, throttle_rate=0.15,
-                           blacklist={POOL[1], POOL[7]}, log_path=None)).start()
+def test_every_row_ends_once_accepted_or_in_the_failures_file(tmp_path_factory, rows, jsonl, seed):
+    folder = tmp_path_factory.mktemp("prop")  # the suite's temporary root (conftest.RAM_TEMP)
+    emu = serve(Emulator(Options(port=0, seed=seed, fail_rate=0.15, throttle_rate=0.15,
+                                 blacklist={POOL[1], POOL[7]}, log_path=None)))
     try:
         for i, r in enumerate(rows):
             r["phone"] = POOL[i % len(POOL)] if r["valid"] else r["bad_phone"]

@@ -261,6 +261,7 @@ def test_second_send_on_the_same_journal_is_refused(tmp_path, emulator, write_co
     second = invoke(*send_cmd(inp, cfg), cwd=tmp_path)
     assert first.poll() is None, "the first run ended before the second one started"
     assert second.returncode == 2 and json.loads(second.stdout)["error"]["code"] == "JournalLocked"
+    emu.options.latency_ms = 0  # the latency kept the first run going until now; it may finish at once
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "in.journal.sqlite" in lines[0] and "another sms-cli send" in lines[0]
     summary = first.wait(timeout=60)
@@ -360,8 +361,10 @@ def test_retries_recover_from_throttling_and_a_5xx_is_unknown(tmp_path, emulator
 @pytest.mark.parametrize("provider", ["uspeedo", "tencent", "aliyun"])
 def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provider):
     emu = emulator(fail_rate=0.2, throttle_rate=0.2, timeout_rate=0.2, drop_rate=0.2, gateway_timeout_rate=0.1,
-                   stall_ms=1200)
-    cfg = write_config(emu, provider)
+                   stall_ms=600)
+    # each stalled answer waits out the read timeout: 0.3 s, not the tests' usual 1 s (an answer
+    # slower than that on a busy machine is one more unknown row, which the accounting allows)
+    cfg = write_config(emu, provider, timeout={"connect": 2, "read": 0.3})
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 3000)
     fpath = tmp_path / "in.failed.csv"
@@ -385,10 +388,10 @@ def test_injected_faults_at_20_percent(tmp_path, emulator, write_config, provide
 KILL_POINTS = ("arrived", "taken", "answered")
 
 
-def test_kill_9_at_random_points_then_resume(tmp_path, emulator, write_config, monkeypatch):
+def test_kill_9_at_random_points_then_resume(disk_path, emulator, write_config, monkeypatch):
     # one test, two runs (its processes counted once): a sequential uSpeedo send, a concurrent Tencent one
     for provider, rows, concurrency in (("uspeedo", 9000, 1), ("tencent", 4000, 3)):
-        work = tmp_path / provider
+        work = disk_path / provider
         work.mkdir()
         monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
         kill_9_then_resume(work, emulator, write_config, provider, rows, concurrency)
@@ -446,9 +449,9 @@ def kill_9_then_resume(tmp_path, emulator, write_config, provider, rows, concurr
     assert s["requests"] == 0 and s["unknown"] == len(failed) and code == expected_exit(s)
 
 
-def test_signal_mid_run_then_resume(tmp_path, emulator, write_config, monkeypatch):
+def test_signal_mid_run_then_resume(disk_path, emulator, write_config, monkeypatch):
     for sig, exit_code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):  # one test, both signals
-        work = tmp_path / sig.name
+        work = disk_path / sig.name
         work.mkdir()
         monkeypatch.setenv("XDG_STATE_HOME", str(work / "state"))  # as two tests: no shared working-set index
         signal_mid_run_then_resume(work, emulator, write_config, sig, exit_code)
@@ -496,11 +499,12 @@ def signal_mid_run_then_resume(tmp_path, emulator, write_config, sig, exit_code)
     assert not fpath.exists()
 
 
-def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_timeout: int):
+def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_timeout: int,
+                      grace_period: float = 1.0):
     """A Tencent send of 1000 rows whose first two requests (400 numbers) are taken and then
     left unanswered for stall_ms. -> (emu, phones, failures path, CLI args, running process)."""
     emu = emulator(timeout_rate=1.0, stall_ms=stall_ms)
-    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": read_timeout})
+    cfg = write_config(emu, "tencent", timeout={"connect": 2, "read": read_timeout}, grace_period=grace_period)
     inp = tmp_path / "in.csv"
     phones = make_rows(inp, 1000)
     args = send_cmd(inp, cfg, "--concurrency", "2")
@@ -514,8 +518,8 @@ def start_stalled_run(tmp_path, emulator, write_config, *, stall_ms: int, read_t
     return emu, phones, tmp_path / "in.failed.csv", args, proc
 
 
-def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, emulator, write_config):
-    emu, phones, fpath, args, proc = start_stalled_run(tmp_path, emulator, write_config,
+def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(disk_path, emulator, write_config):
+    emu, phones, fpath, args, proc = start_stalled_run(disk_path, emulator, write_config,
                                                        stall_ms=20000, read_timeout=30)
     try:
         proc.send_signal(signal.SIGINT)  # waits for the two stalled requests (grace period)...
@@ -528,21 +532,22 @@ def test_second_ctrl_c_aborts_at_once_and_the_journal_keeps_the_truth(tmp_path, 
             proc.kill()
             proc.wait()
     assert proc.returncode == 130
-    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(inflight=400)
+    assert journal_states(disk_path / "in.journal.sqlite") == Counter(inflight=400)
 
     emu.options.timeout_rate = 0.0
-    code, s = send_args(args, cwd=tmp_path)
+    code, s = send_args(args, cwd=disk_path)
     assert code == 4 and s["resumed"] and s["previous"] == {"unknown": 400}
     assert s["unknown"] == 400 and s["accepted"] == 600
     failed = check_accounting(phones, emu, fpath, s)
     assert len(failed) == 400 and all(r["error_code"] == "Unknown" for r in failed.values())
     assert logged(emu) == Counter({p: 1 for p in phones})  # the 400 were taken once, never resent
-    assert not list(tmp_path.glob(".*.tmp"))  # the killed run's temporary failures file is gone
+    assert not list(disk_path.glob(".*.tmp"))  # the killed run's temporary failures file is gone
 
 
-def test_sigterm_with_requests_stuck_past_the_grace_period(tmp_path, emulator, write_config):
-    emu, phones, fpath, args, proc = start_stalled_run(tmp_path, emulator, write_config,
-                                                       stall_ms=25000, read_timeout=60)
+def test_sigterm_with_requests_stuck_past_the_grace_period(disk_path, emulator, write_config):
+    # a grace period of 0.2 s: the requests stay stuck for 25 s, far past any grace period
+    emu, phones, fpath, args, proc = start_stalled_run(disk_path, emulator, write_config,
+                                                       stall_ms=25000, read_timeout=60, grace_period=0.2)
     try:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=40)
@@ -555,10 +560,10 @@ def test_sigterm_with_requests_stuck_past_the_grace_period(tmp_path, emulator, w
     assert s["stopped"] == "SIGTERM" and s["unknown"] == 400 and s["not_sent"] == 600 and s["accepted"] == 0
     failed = check_accounting(phones, emu, fpath, s)
     assert Counter(r["error_code"] for r in failed.values()) == Counter(Unknown=400, NotSent=600)
-    assert journal_states(tmp_path / "in.journal.sqlite") == Counter(unknown=400)  # as the failures file says
+    assert journal_states(disk_path / "in.journal.sqlite") == Counter(unknown=400)  # as the failures file says
 
     emu.options.timeout_rate = 0.0
-    code, s = send_args(args, cwd=tmp_path)
+    code, s = send_args(args, cwd=disk_path)
     assert code == 4 and s["accepted"] == 600 and s["unknown"] == 400
     check_accounting(phones, emu, fpath, s)
     assert logged(emu) == Counter({p: 1 for p in phones})
@@ -574,12 +579,12 @@ runpy.run_module("sms_cli", run_name="__main__")
 """
 
 
-def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(tmp_path, emulator, write_config):
+def test_full_disk_is_an_error_naming_the_path_and_the_journal_keeps_its_state(disk_path, emulator, write_config):
     mid_run = 0
     for i, limit in enumerate((20_000, 150_000, 1_000_000)):  # bytes any one file may grow to
         emu = emulator()
         cfg = write_config(emu, "aliyun")
-        work = tmp_path / f"disk{i}"
+        work = disk_path / f"disk{i}"
         work.mkdir()
         inp = work / "in.csv"
         phones = make_rows(inp, 3000, start=3000 * i)  # other content: the same would be one working set

@@ -315,18 +315,18 @@ def test_validate_reports_the_rows_no_route_or_provider_takes(tmp_path, emulator
     assert not emu.accepted
 
 
-def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_the_rest(tmp_path, emulator):
+def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_the_rest(disk_path, emulator):
     import signal
     import subprocess
 
     from conftest import start_cli, wait_for
 
     tc, usp = emulator(account_limit=400), emulator(latency_ms=300)
-    cfg = write_routes_config(tmp_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
+    cfg = write_routes_config(disk_path, {"tc": section("tencent", tc.url), "usp": section("uspeedo", usp.url)},
                               WORLD)
     rows = mixed(3000, 0)
-    write_input(tmp_path / "in.csv", rows)
-    proc = start_cli("send", "in.csv", "--config", cfg, "--json", "--concurrency", "1", cwd=tmp_path)
+    write_input(disk_path / "in.csv", rows)
+    proc = start_cli("send", "in.csv", "--config", cfg, "--json", "--concurrency", "1", cwd=disk_path)
     # interrupted once the fallback has taken a request (an event at its emulator, no sleep)
     wait_for(usp, lambda: usp.stats()["requests"] >= 1 or proc.poll() is not None, procs=[proc],
              what="the fallback to take a request")
@@ -340,7 +340,7 @@ def test_an_interrupt_after_a_failover_keeps_every_row_once_and_a_rerun_sends_th
     assert proc.returncode == 130 and first["accepted"] < 3000, err
     once = taken(tc) + taken(usp)
     assert max(once.values()) == 1 and sum(once.values()) == first["accepted"] + first["unknown"]
-    code, s = send(tmp_path, cfg)  # Tencent still refuses: the rest goes to uSpeedo
+    code, s = send(disk_path, cfg)  # Tencent still refuses: the rest goes to uSpeedo
     every = taken(tc) + taken(usp)
     assert code in (0, 4) and s["accepted"] == 3000 - sum(once.values()), s
     assert max(every.values()) == 1 and set(every) == {p for p, _, _ in rows}

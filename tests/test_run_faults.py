@@ -25,11 +25,11 @@ def handling(pid: int, timeout: float = 20.0) -> None:
     poll_until(caught, timeout=timeout, every=0.001, what="sms-cli to install its signal handlers")
 
 
-def test_signals_at_many_points_never_hang_and_lose_no_row(tmp_path):
+def test_signals_at_many_points_never_hang_and_lose_no_row(disk_path):
     """A signal handler must never wait for a lock: signal runs at spread-out moments, from the
     first milliseconds (typer still loading) to mid-run, and each must exit promptly, cleanly."""
     rows = 60_000
-    inp = tmp_path / "bad.csv"
+    inp = disk_path / "bad.csv"
     with open(inp, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["phone", "template_id", "param1"])
@@ -41,7 +41,7 @@ def test_signals_at_many_points_never_hang_and_lose_no_row(tmp_path):
     delays = [None, 0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 2.0]
     procs = []
     for i, delay in enumerate(delays):
-        work = tmp_path / f"w{i}"
+        work = disk_path / f"w{i}"
         work.mkdir()
         (work / "bad.csv").symlink_to(inp)
         sig = signal.SIGINT if i % 2 else signal.SIGTERM

@@ -221,34 +221,34 @@ def test_the_lock_refusal_never_suggests_another_journal(tmp_path, emulator, wri
 
 
 # --- 7. deleting the journal's side files after a kill loses nothing -------------------------
-def test_deleting_journal_side_files_after_a_kill_sends_nothing_twice(tmp_path, emulator, write_config):
+def test_deleting_journal_side_files_after_a_kill_sends_nothing_twice(disk_path, emulator, write_config):
     emu = emulator(latency_ms=20)
     cfg = write_config(emu, "tencent")
-    phones = make_rows(tmp_path / "in.csv", 3000)
+    phones = make_rows(disk_path / "in.csv", 3000)
     args = ["send", "in.csv", "--config", cfg, "--json", "--concurrency", "2"]
     for _ in range(2):
         seen = emu.stats()["requests"]
-        proc = start_cli(*args, cwd=tmp_path)
+        proc = start_cli(*args, cwd=disk_path)
         try:
             wait_for(emu, lambda: emu.stats()["requests"] >= seen + 3 or proc.poll() is not None, procs=[proc],
                      what="three requests to reach the emulator")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
-        side = [p for p in tmp_path.iterdir() if p.name.startswith("in.journal.sqlite-")]
+        side = [p for p in disk_path.iterdir() if p.name.startswith("in.journal.sqlite-")]
         for p in side:  # an operator cleaning up "temp files"
             p.unlink()
-        assert not (tmp_path / "in.journal.sqlite-wal").exists()
-    code, s = send("in.csv", "--config", cfg, cwd=tmp_path)
+        assert not (disk_path / "in.journal.sqlite-wal").exists()
+    code, s = send("in.csv", "--config", cfg, cwd=disk_path)
     assert code in (0, 4)
     counts = no_duplicates(emu)
-    db = sqlite3.connect(tmp_path / "in.journal.sqlite")
+    db = sqlite3.connect(disk_path / "in.journal.sqlite")
     try:
         recorded = dict(db.execute("SELECT phone, state FROM rows").fetchall())
     finally:
         db.close()
     assert all(recorded.get(p) in ("accepted", "unknown") for p in counts)  # every acceptance on record
-    unknown = {r["phone"] for r in read_csv(tmp_path / "in.failed.csv")} if s["unknown"] else set()
+    unknown = {r["phone"] for r in read_csv(disk_path / "in.failed.csv")} if s["unknown"] else set()
     assert set(counts) | unknown == set(phones) and len(unknown) == s["unknown"]  # nothing lost either
 
 
