@@ -26,14 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["process_census"]
 
 
+RAM_DISK_FREE = 1 << 30  # a session's folders take ~100 MB and pytest keeps the last three
+
+
 def _ram_disk() -> str | None:
-    """/dev/shm if it is a tmpfs this user may write, else None."""
+    """/dev/shm if it is a tmpfs this user may write with room to spare, else None (a container's
+    default /dev/shm is 64 MB: the suite would fill it and fail for want of space)."""
     try:
         with open("/proc/mounts", encoding="utf-8") as fh:
             mounts = {fields[1]: fields[2] for fields in (line.split() for line in fh) if len(fields) > 2}
+        st = os.statvfs("/dev/shm")
     except OSError:
         return None
-    return "/dev/shm" if mounts.get("/dev/shm") == "tmpfs" and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+    roomy = st.f_bavail * st.f_frsize >= RAM_DISK_FREE
+    return "/dev/shm" if mounts.get("/dev/shm") == "tmpfs" and roomy and os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
 
 # The tests' temporary folders (tmp_path, tmp_path_factory: inputs, journals, failures files, the
