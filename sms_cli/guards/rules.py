@@ -22,6 +22,7 @@ from phonenumbers import timezone as pn_timezone
 
 from ..core.errors import ConfigError
 from ..store.failures import remove_stale_temps
+from ..store.paths import sync_folder
 from ..core.model import Message
 from ..core.outcomes import Fate
 from ..validate.validator import parse_phone
@@ -169,11 +170,7 @@ def _replace(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dfd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    sync_folder(target.parent)
 
 
 # --- the guards together ------------------------------------------------------------------------

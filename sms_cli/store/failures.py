@@ -119,6 +119,10 @@ class FailuresWriter:
                 self._keep = True
                 raise SmsCliError(f"{self.path}: cannot move the failures file into place "
                                   f"({exc.strerror}); its rows are in {self.tmp}") from None
+            try:  # the rename itself durable: consume() may remove the input these rows came from
+                paths.sync_folder(self.path.parent)
+            except OSError as exc:
+                raise SmsCliError(f"{self.path}: cannot make the failures file durable ({exc.strerror})") from None
             return self.path, False
         self.tmp.unlink(missing_ok=True)
         stale = self.path.is_file()
@@ -143,9 +147,9 @@ def consume(input_name: str, failures: Path) -> tuple[str | None, str | None]:
     """After a send of a derived file that writes another failures file (`list.undelivered.csv`
     -> `list.undelivered.failed.csv`) committed it: every row of the input is accepted, in that
     failures file, or in another one, so the input is removed and each row stays in one file.
-    The failures file is made durable first (its folder synced): a crash between the two leaves
-    a row in two files, never in none. -> (the path removed, or why it could not be)."""
-    if input_name == "-" or input_name.startswith(paths._PIPES):
+    The failures file is durable by then (commit synced its folder): a crash between the two
+    leaves a row in two files, never in none. -> (the path removed, or why it could not be)."""
+    if paths.is_pipe(input_name):
         return None, None
     p = Path(input_name)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
@@ -157,20 +161,11 @@ def consume(input_name: str, failures: Path) -> tuple[str | None, str | None]:
     except OSError:
         pass  # no failures file (every row accepted): nothing to compare with
     try:
-        _sync_folder(failures.parent if str(failures.parent) else Path("."))
         p.unlink()
     except OSError as exc:
         return None, (f"{input_name} is used up (each row of it is accepted or in a failures file) but could "
                       f"not be removed ({exc.strerror}): remove it")
     return input_name, None
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temps(path: Path) -> None:

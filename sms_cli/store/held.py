@@ -100,7 +100,7 @@ def other_files(input_name: str, fmt: str, digest: str, own: Path, journal: Path
         bases.append(journal.with_name(journal.name[: -len(JOURNAL_SUFFIX)]))
     bases += [paths.base(p, digest) for p in sent_from if os.path.isabs(p)]
     skip = {_real(own)}
-    if not (input_name == "-" or input_name.startswith(paths._PIPES)):
+    if not paths.is_pipe(input_name):
         skip.add(_real(input_name))
     named = [b.with_name(b.name + name + ext) for b in bases for name in NAMES]
     ends = tuple(name + e for name in NAMES for e in EXTENSIONS)

@@ -36,8 +36,13 @@ def failures_ext(input_name: str, fmt: str) -> str:
 _PIPES = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
 
 
+def is_pipe(input_name: str) -> bool:
+    """The input has no folder of its own: stdin or a process substitution."""
+    return input_name == "-" or input_name.startswith(_PIPES)
+
+
 def base(input_name: str, digest: str) -> Path:
-    if input_name == "-" or input_name.startswith(_PIPES):
+    if is_pipe(input_name):
         return Path(f"sms-stdin-{digest[:12]}")
     p = Path(input_name)
     name, ext = p.stem, p.suffix.lower()
@@ -61,7 +66,7 @@ def journal_path(input_name: str, digest: str) -> Path:
 
 def failures_path(input_name: str, fmt: str, digest: str) -> Path:
     ext = failures_ext(input_name, fmt)
-    if not (input_name == "-" or input_name.startswith(_PIPES)):
+    if not is_pipe(input_name):
         p = Path(input_name)
         stem = p.name[: -len(p.suffix)] if p.suffix.lower() == ext else p.name
         if stem.endswith(DERIVED):  # a derived file writes its own failures file, never its input's
@@ -70,6 +75,15 @@ def failures_path(input_name: str, fmt: str, digest: str) -> Path:
     return b.with_name(b.name + FAILED + ext)
 
 
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the entries of `folder` durable (a file renamed into it, or removed from it)."""
+    fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_private_append(path, encoding: str = "utf-8"):
