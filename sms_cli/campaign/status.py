@@ -13,7 +13,7 @@ from ..core.errors import ExitCode, SmsCliError
 from ..core.outcomes import Fate, RowState, exit_code, public_counts
 from ..run.send import Options, Summary
 from ..store import journal as journal_mod
-from ..store import paths
+from ..store import paths, setindex
 from .campaign import GUARD_FIELDS, Campaign, plan
 from .workingset import SendRequest
 
@@ -76,7 +76,7 @@ def _read_journal(st: Status, req: SendRequest, jpath: Path, digest: str, ref: s
                   rehearsal: bool) -> None:
     journal = journal_mod.Journal(jpath, readonly=True, rehearsal=rehearsal)
     try:
-        twin = _rehearsal_note(journal, ref.partition(":")[0] if ref and ":" in ref else digest)
+        twin = _rehearsal_note(journal, setindex.key_of(digest, ref))
         if twin:
             st.notes.append(twin)
         ws = None

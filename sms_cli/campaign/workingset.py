@@ -192,12 +192,6 @@ def _taken(journal, ws) -> set[int] | None:
     return journal.taken_messages(others) if others else None
 
 
-def _journal_key(source) -> str:
-    """What the ledger knows this input by: a failures file by the set its rows came from."""
-    ref = source.first_ref()
-    return ref.partition(":")[0] if ref and ":" in ref else source.digest
-
-
 def _holds(jpath: Path, key: str) -> bool:
     if not jpath.is_file():
         return False
@@ -220,7 +214,7 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
     without the record is refused when another journal has it, unless --fresh."""
     jpath = Path(req.journal) if req.journal else shards.journal_path(req.input, source.digest, req.shard)
     journal_mod.refuse_symlink_out(jpath)
-    key = _journal_key(source)
+    key = setindex.key_of(source.digest, source.first_ref())
     # a shard records into its own journal beside the input: pods of one job must never be led
     # into one shared journal by the index
     if rehearsal or req.shard is not None or _holds(jpath, key):

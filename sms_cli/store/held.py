@@ -201,8 +201,7 @@ def for_input(input_name: str, source, own: Path, journal: Path, ident) -> Held 
     """What the other failures files of the working set of `source` (read from `input_name`,
     recorded in `journal`) hold, for a command whose own failures file is `own`. `ident`: the
     command's run.stream.Identity, which names each sms_ref's row."""
-    ref = source.first_ref()
-    key = ref.partition(":")[0] if ref and ":" in ref else source.digest  # the set its rows belong to
+    key = setindex.key_of(source.digest, source.first_ref())  # the set its rows belong to
     here = _real(journal)
     sent_from = [i for _, j, i in setindex.lookup(key) if j == here] if key else []
     files = other_files(input_name, source.fmt, source.digest, own, journal, sent_from)

@@ -41,6 +41,12 @@ def _connect() -> sqlite3.Connection:
     return db
 
 
+def key_of(digest: str, ref: str | None) -> str:
+    """What a journal and this index know an input by: a failures file (its first row's sms_ref
+    is `prefix:seq`) by the set its rows came from, any other input by its content hash."""
+    return ref.partition(":")[0] if ref and ":" in ref else digest
+
+
 def record(digest: str, journal: Path, input_path: str) -> str | None:
     """Remember that content `digest` was sent from `input_path`, recorded in `journal`.
     -> None, or why the index could not be written (the send goes on: its journal is the ledger)."""
