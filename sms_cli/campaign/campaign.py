@@ -88,10 +88,8 @@ class Campaign:
             provider.close()
             raise
         try:
-            defaults = Defaults(req.template, tuple(req.params), req.sender_id)
             # with routes, each row's provider checks it when the router places it there
-            validator = Validator(cfg.templates, region, defaults, None if routed else provider,
-                                  key_prefix=source.digest[:12] + "-")
+            validator = _validator(req, cfg, region, source, None if routed else provider)
             if req.shard is not None:
                 source = shards.ShardSource(source, req.shard, validator)
             rehearsal = provider.type == REHEARSAL and not routed
@@ -132,8 +130,7 @@ class Campaign:
                                   "INPUT, or --journal PATH)")
             validator = fpath = None
             if source is not None:  # the rows read back as the send read them (routes: no one provider checks)
-                validator = Validator(cfg.templates, region, Defaults(req.template, tuple(req.params), req.sender_id),
-                                      None, key_prefix=source.digest[:12] + "-")
+                validator = _validator(req, cfg, region, source, None)
                 fpath = (Path(req.failures) if req.failures
                          else shards.failures_path(req.input, source.fmt, source.digest, None, UNDELIVERED))
         except BaseException:
@@ -343,6 +340,13 @@ def _region(req: SendRequest, cfg: Config) -> str | None:
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"unknown region {region!r} for national numbers (an ISO code such as HK, SG, GB)")
     return region
+
+
+def _validator(req: SendRequest, cfg: Config, region: str | None, source, provider) -> Validator:
+    """The input's rows as every command reads them: the command-line defaults filled in, and
+    each message keyed by the input's content (receipts read them back with the send's keys)."""
+    return Validator(cfg.templates, region, Defaults(req.template, tuple(req.params), req.sender_id), provider,
+                     key_prefix=source.digest[:12] + "-")
 
 
 def _input_at_hand(req: SendRequest):
