@@ -559,3 +559,31 @@ def test_the_grace_period_waits_for_a_worker_off_the_wire_to_settle_its_rows(tmp
     writer.commit()
     journal.close()
     assert counts == {Fate.UNKNOWN: 4, Fate.NOT_SENT: 4} and dict(ledger.tally.counts) == counts
+
+
+def test_an_answer_is_recorded_on_exactly_the_rows_it_answers(tmp_path):
+    """The journal records an answer on a range of seqs when the batch's rows are consecutive
+    (the usual batch), and on the listed seqs otherwise: neither touches a row outside it."""
+    from sms_cli.core.model import Kind, Message, Outcome
+    from sms_cli.core.outcomes import RowState
+    journal = Journal(tmp_path / "j.sqlite")
+    try:
+        ws = journal.create_set("d" * 64, "in")
+        journal.start_run(ws, "in.csv", "tc", {})
+        rows = [Message(seq=i, line=i + 2, phone=phone(i), country_code=65, national=phone(i)[3:], template_id="T",
+                        params=[], key=f"k{i}", set_id=ws.id) for i in range(12)]
+        journal.mark_inflight(rows, 1)
+        ok = Outcome(Kind.ACCEPTED, "Ok", "", ref="sub-1")
+        no = Outcome(Kind.PERMANENT, "Refused", "no")
+        consecutive = rows[2:6]  # seqs 2..5: one range
+        journal.record(consecutive, [ok] * 4, [RowState.ACCEPTED] * 4, 1)
+        gaps = [rows[7], rows[9], rows[10]]  # 8 between 7 and 9 stays in flight
+        journal.record(gaps, [no] * 3, [RowState.REJECTED] * 3, 1)
+        same_span = [rows[11], rows[6]]  # two rows, first > last: not a range
+        journal.record(same_span, [ok, no], [RowState.ACCEPTED, RowState.REJECTED], 1)
+        got = {r.seq: r.state for r in journal.states(ws.id)}
+    finally:
+        journal.close()
+    assert got == {0: RowState.INFLIGHT, 1: RowState.INFLIGHT, 2: RowState.ACCEPTED, 3: RowState.ACCEPTED,
+                   4: RowState.ACCEPTED, 5: RowState.ACCEPTED, 6: RowState.REJECTED, 7: RowState.REJECTED,
+                   8: RowState.INFLIGHT, 9: RowState.REJECTED, 10: RowState.REJECTED, 11: RowState.ACCEPTED}
