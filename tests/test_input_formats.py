@@ -192,3 +192,21 @@ def test_cli_validate_takes_encoding_and_delimiter(tmp_path):
     assert r.returncode == 0, (r.stdout, r.stderr)
     r = invoke("validate", "in.csv", cwd=tmp_path)
     assert r.returncode == 2 and "--encoding cp1252" in r.stderr
+
+
+def test_the_scan_finds_a_line_over_the_cell_limit_without_measuring_every_line():
+    """rows._line_over (used by the input scan on every chunk) agrees with splitting the chunk
+    and measuring each line, on random chunks around the limit, with a line carried over."""
+    import random
+    from sms_cli.input.rows import _line_over
+    rng = random.Random(7)
+    for _ in range(3000):
+        limit = rng.randrange(1, 40)
+        pieces = [("x" * rng.choice((0, 1, limit - 1, limit, limit + 1, rng.randrange(3 * limit + 2))))
+                  for _ in range(rng.randrange(1, 8))]
+        data = "\n".join(pieces) + rng.choice(("", "\n"))
+        carry = rng.choice((0, 0, rng.randrange(limit + 2)))
+        parts = data.split("\n")
+        lengths = [carry + len(parts[0]), *map(len, parts[1:])]
+        assert _line_over(data, "\n", carry, limit) == (max(lengths) > limit), (data, carry, limit)
+        assert _line_over(data.encode(), b"\n", carry, limit) == (max(lengths) > limit)

@@ -131,7 +131,9 @@ class Source:
     encoding: str = "utf-8"  # the text encoding the input is read with (a Python codec name)
     delimiter: str | None = None  # CSV: the field separator (",", ";", "\t", or --delimiter)
     spooled: bool = False  # path is a temporary copy (stdin, a FIFO): cleanup() removes it
-    max_line: int = 0  # the longest physical line (bytes; characters for UTF-16/32)
+    # the longest physical line (bytes; characters for UTF-16/32) when one is over MAX_CELL,
+    # else at most MAX_CELL (such lines are not measured one by one)
+    max_line: int = 0
     _doc: list | None = field(default=None, repr=False)  # JSON: the parsed rows, parsed once
 
     def rows(self, skip: int = 0, at: tuple[int, int] | None = None) -> Iterator[RawRow]:
@@ -272,7 +274,7 @@ class _Scan:
     digest: str
     lines: int
     encoding: str
-    longest: int  # the longest line
+    longest: int  # the longest line when one is longer than MAX_CELL; else 0 or another line's length
     long_line: int | None  # the first line longer than MAX_LINE
 
 
@@ -386,21 +388,27 @@ def _scan(fh: BinaryIO, display: str, given: str | None, bound: bool | None,
                 parts = data.replace(cr, nl).split(nl)
             else:
                 lines += data.count(nl)
-                parts = data.split(nl)
-            first = cur + len(parts[0])
-            if len(parts) == 1:
-                cur = line_max = first
+                # the usual chunk has no line near the cell limit, and that is all the reader
+                # needs to know: splitting every chunk to measure its lines was half the scan
+                parts = data.split(nl) if _line_over(data, nl, cur, MAX_CELL) else None
+            if parts is None:
+                last = data.rfind(nl)
+                cur = cur + len(data) if last < 0 else len(data) - last - 1
             else:
-                line_max = max(first, max(map(len, parts[1:])))
-                cur = len(parts[-1])
-            if line_max > longest:
-                longest = line_max
-                if longest > MAX_LINE and long_line is None:
-                    at = 0 if first > MAX_LINE else next(i for i, p in enumerate(parts) if i and len(p) > MAX_LINE)
-                    long_line = before + at + 1
-                    if bound:
-                        raise InputError(display, f"a line longer than {MAX_LINE >> 20} MiB with no "
-                                         "line break: not a row file", long_line)
+                first = cur + len(parts[0])
+                if len(parts) == 1:
+                    cur = line_max = first
+                else:
+                    line_max = max(first, max(map(len, parts[1:])))
+                    cur = len(parts[-1])
+                if line_max > longest:
+                    longest = line_max
+                    if longest > MAX_LINE and long_line is None:
+                        at = 0 if first > MAX_LINE else next(i for i, p in enumerate(parts) if i and len(p) > MAX_LINE)
+                        long_line = before + at + 1
+                        if bound:
+                            raise InputError(display, f"a line longer than {MAX_LINE >> 20} MiB with no "
+                                             "line break: not a row file", long_line)
         chunk = fh.read(_CHUNK)
     try:
         decoder.decode(b"", final=True)
@@ -410,6 +418,26 @@ def _scan(fh: BinaryIO, display: str, given: str | None, bound: bool | None,
     if cur:
         lines += 1  # a last line with no line break
     return _Scan(digest.hexdigest(), lines, encoding, longest, long_line)
+
+
+def _line_over(data, nl, carry: int, limit: int) -> bool:
+    """Whether a line of `data` (its first one continuing `carry` characters of the chunk before,
+    its last one perhaps going on in the next) is longer than `limit`, without splitting it:
+    from the start of a line, a window of limit + 1 characters with no line break in it holds
+    such a line; otherwise the next window starts after its last line break."""
+    n = len(data)
+    pos = data.find(nl)
+    if pos < 0:
+        return carry + n > limit
+    if carry + pos > limit:
+        return True
+    pos += 1
+    while n - pos > limit:
+        last = data.rfind(nl, pos, pos + limit + 1)
+        if last < 0:
+            return True
+        pos = last + 1
+    return False
 
 
 def _count_lines(data, nl, cr) -> int:
