@@ -155,22 +155,56 @@ def test_a_journal_of_a_later_schema_is_not_rewritten(tmp_path):
 
 def test_after_the_migration_a_re_run_resends_only_what_the_old_journal_said_to(tmp_path):
     """The old `failed` row stays refused, the old `retry` row is sent, the one cut off in flight
-    is unknown (the ledger settles it when the run starts), the accepted one is not sent."""
+    is unknown (the stream reads it so; the ledger records it so once the run's requests are
+    over, `cut_off`), the accepted one is not sent."""
     path = old_journal(tmp_path / "in.journal.sqlite")
     journal = Journal(path)
     try:
         ws = journal.find_set(DIGEST)
         ledger = Ledger(journal)
         ledger.start_run(ws, "in.csv", "tc", {})
-        assert raw_states(path)[4] == "unknown"
+        assert raw_states(path)[4] == "inflight"  # the first request does not wait for a full read
         rows = [RawRow(i, i + 2, {"phone": phone(i), "template_id": "T", "params": ["1"]}) for i in range(6)]
         out = list(row_stream(rows, Validator({}, None, Defaults()), StreamOptions(),
                               Identity(ws.id, ws.ref_prefix, journal)))
+        ledger.cut_off()
+        assert raw_states(path)[4] == "unknown"
     finally:
         journal.close()
     what = [("send" if isinstance(x, Send) else x.fate) for x in out]
     assert what == [Fate.ACCEPTED_EARLIER, Fate.REJECTED, "send", Fate.UNKNOWN, Fate.UNKNOWN, "send"]
     assert out[1].code == "Blacklist"
+
+
+def test_rows_cut_off_by_an_earlier_process_become_unknown_and_this_runs_own_stay_in_flight(tmp_path):
+    """`cut_off` (at a run's end) marks what an earlier, killed run left in flight, in every set,
+    and never a row this run itself has in flight (its answer may still come)."""
+    from sms_cli.core.model import Message
+    path = tmp_path / "j.sqlite"
+
+    def rows(ws, seqs):
+        return [Message(seq=i, line=i + 2, phone=phone(i), country_code=65, national=phone(i)[3:], template_id="T",
+                        params=[], key=f"k{i}", set_id=ws.id) for i in seqs]
+
+    killed = Journal(path)
+    ws, other = killed.create_set(DIGEST, "in"), killed.create_set("cd" * 32, "other")
+    Ledger(killed).start_run(ws, "in.csv", "tc", {})
+    killed.mark_inflight(rows(ws, range(3)), 1)
+    killed.mark_inflight(rows(other, range(2)), 1)
+    killed.close()  # as good as killed: nothing more was written
+    journal = Journal(path)
+    try:
+        ledger = Ledger(journal)
+        ledger.start_run(ws, "in.csv", "tc", {})
+        assert Ledger.earlier(journal.counts(ws.id)) == {RowState.UNKNOWN: 3}
+        journal.mark_inflight(rows(ws, range(3, 5)), 1)
+        ledger.cut_off()
+        got = {(r.seq, r.state, r.code) for r in journal.states(ws.id)}
+        assert got == {(0, RowState.UNKNOWN, "Unknown"), (1, RowState.UNKNOWN, "Unknown"),
+                       (2, RowState.UNKNOWN, "Unknown"), (3, RowState.INFLIGHT, ""), (4, RowState.INFLIGHT, "")}
+        assert {r.state for r in journal.states(other.id)} == {RowState.UNKNOWN}
+    finally:
+        journal.close()
 
 
 # --- run ends ---------------------------------------------------------------------------------

@@ -196,9 +196,9 @@ class Campaign:
                               "dedupe": req.options.dedupe, "only_retryable": req.options.only_retryable,
                               "retry_unknown": req.options.retry_unknown, **guard_flags(req.guards)})
             prefix = None
-            if choice.resumed:  # read after start_run: rows cut off in flight count as unknown
+            if choice.resumed:  # rows an earlier process left in flight count as unknown
                 previous, *prefix = journal.resume_view(choice.ws.id)
-                summary.previous, summary.resumed = public_counts(previous), bool(previous)
+                summary.previous, summary.resumed = public_counts(ledger.earlier(previous)), bool(previous)
             summary.fresh, summary.continued_from = choice.fresh, choice.continued_from
             summary.journal_path = str(self.journal_path)
             if on_start:
@@ -212,6 +212,10 @@ class Campaign:
             held_mod.carry_over(ledger, req.input, source, choice.ident, summary.notes)  # rows its file keeps
             self._commit_failures(summary, ledger, writer)
             writer = None
+            try:
+                ledger.cut_off()
+            except SmsCliError as exc:  # those rows stay in flight, which every reader takes for unknown
+                summary.notes.append(f"rows an earlier run left in flight are not yet marked unknown: {exc}")
             try:
                 journal.finish_run(run_end(summary))
             except SmsCliError as exc:
