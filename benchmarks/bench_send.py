@@ -12,13 +12,13 @@ On one machine, one program at a time:
 
 1. generates two CSVs of --rows rows (valid +86 and +1 numbers, three templates, one or two
    params): params as param1/param2 columns, and params as a JSON array in one column;
-2. on each, --runs rounds of: the bare minimum (benchmarks/baseline.py: csv + phonenumbers +
-   uSpeedo request bodies as JSON, no I/O); then, against the emulator at 0 ms and at 100 ms of
-   added latency, a sequential loop over the official uSpeedo SDK that waits for each
-   1,000-number request before the next (benchmarks/sequential.py), and `sms-cli send` with
-   default settings (concurrency, rate limit, journal and failures file on) with a config whose
-   templates carry their `text` (as the README recommends: every row's text is then checked
-   and can be counted) and with one whose templates do not;
+2. on each, --runs rounds of: against the emulator at 0 ms and at 100 ms of added latency, a
+   sequential loop over the official uSpeedo SDK that waits for each 1,000-number request
+   before the next (benchmarks/sequential.py), and `sms-cli send` with default settings
+   (concurrency, rate limit, journal and failures file on) with a config whose templates carry
+   their `text` (as the README recommends: every row's text is then checked and can be counted)
+   and with one whose templates do not; each send at 0 ms right after a run of the bare minimum
+   (benchmarks/baseline.py: csv + phonenumbers + uSpeedo request bodies as JSON, no I/O);
 3. unless --skip-million: one real send of --million-rows rows (peak RSS), and the resume of
    such a send killed with SIGKILL once the journal holds 90% accepted: seconds until its first
    request.
@@ -26,9 +26,9 @@ On one machine, one program at a time:
 Every measured program is a child process; its CPU (user + sys) and peak RSS come from the
 rusage that wait4() returns for that child alone. The emulator is a separate process started
 fresh for each send, so its CPU is not counted. Each row of the table gives the median of the
-runs and their spread (min-max); the ratios are taken round by round (a send over the bare
-minimum and the loop measured in the same round), so a machine that slows down for a while
-moves both sides. Nothing here asserts a timing: it prints one table (plain text, aligned,
+runs and their spread (min-max); the ratios are taken pair by pair (a send's CPU over the bare
+minimum's run just before it, its wall time against the loop measured in the same round), so
+a machine that slows down for a while moves both sides. Nothing here asserts a timing: it prints one table (plain text, aligned,
 ready to paste in a README) and how the medians compare with the targets.
 """
 from __future__ import annotations
@@ -279,6 +279,21 @@ def run_send(python: str, work: Path, input_path: Path, rows: int, name: str, ti
     return result
 
 
+def _accepted_so_far(journal: Path) -> int:
+    """Rows of the requests answered 'accepted' so far: read from the small requests table, so
+    polling it does not hold the journal for the scan of every row a state count needs (in
+    rollback-journal mode a reader delays the writer's commit: polling with that scan every
+    10 ms made the killed send take 160 s instead of about 35)."""
+    try:
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute("SELECT coalesce(sum(rows), 0) FROM requests WHERE result='accepted'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:  # not created yet, or busy for a moment
+        return 0
+
+
 def _journal_counts(journal: Path) -> dict[str, int]:
     """State counts, read-only, while another process writes the journal."""
     try:
@@ -306,7 +321,7 @@ def run_resume(python: str, work: Path, input_path: Path, rows: int, timeout: fl
         proc, _, _ = start_child(argv, work, "resume-killed")
         target, killed_at = int(rows * KILL_AT), None
         while proc.poll() is None and time.perf_counter() - started < timeout:
-            if _journal_counts(journal).get("accepted", 0) >= target:
+            if _accepted_so_far(journal) >= target:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = time.perf_counter() - started
                 break
@@ -388,27 +403,33 @@ def verdict(ok: bool) -> str:
 
 def measure_input(python: str, work: Path, kind: str, data: Path, rows: int, args, latencies: list[int],
                   configs: list[bool]) -> list[Result]:
-    """--runs rounds on one input, each round every program once (the bare minimum, then at each
-    latency the loop and the sends), so that each run is compared with the baseline and the loop
-    measured beside it: CPU / bare min and wall / seq loop are taken round by round."""
+    """--runs rounds on one input, each round every program once (at each latency the loop, then
+    the sends, each send at 0 ms right after a bare minimum run of its own), so that each run is
+    compared with the yardstick measured beside it: CPU / bare min pair by pair, wall / seq loop
+    round by round."""
     tag = "json" if kind == "JSON params" else "cols"
     t = args.timeout
     runs: dict[tuple, list[Result]] = {}
     for n in range(args.runs):
         print(f"bench: {rows:,} rows, {kind}, round {n + 1} of {args.runs}", file=sys.stderr, flush=True)
-        base = check(measure("bare minimum (csv + phonenumbers + JSON)", rows, [python, str(BASELINE), str(data)],
-                             work, f"baseline-{tag}-{n}", t))
-        base.input = kind
-        runs.setdefault(("base",), []).append(base)
         for latency in latencies:
             loop = run_loop(python, work, data, rows, f"loop-{tag}-{latency}-{n}", t, latency)
             loop.input, loop.latency = kind, latency
             runs.setdefault(("loop", latency), []).append(loop)
             for with_text in configs:
                 name = f"send-{tag}-{latency}-{'text' if with_text else 'plain'}-{n}"
+                base = None
+                if latency == 0:
+                    # the bare minimum run just before the send it is the yardstick of: this VM's
+                    # speed drifts by 20-30% over minutes, and a bare minimum measured once a round,
+                    # half a minute from the send, carried that drift into the ratio
+                    base = check(measure("bare minimum (csv + phonenumbers + JSON)", rows,
+                                         [python, str(BASELINE), str(data)], work, f"baseline-{name}", t))
+                    base.input = kind
+                    runs.setdefault(("base",), []).append(base)
                 send = run_send(python, work, data, rows, name, t, latency, with_text)
                 send.input, send.latency = kind, latency
-                send.extra["ratio"] = send.cpu / base.cpu if latency == 0 and base.cpu else None
+                send.extra["ratio"] = send.cpu / base.cpu if base is not None and base.cpu else None
                 send.extra["speedup"] = loop.wall / send.wall if send.wall else None
                 runs.setdefault(("send", latency, with_text), []).append(send)
     out = []
@@ -521,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print()
         print("wall s, CPU s: the median of the runs; min-max: the fastest and the slowest run; peak RSS: the largest")
-        print("CPU / bare min: user+sys CPU of the send over the bare minimum's in the same round, same input (at "
-              "0 ms): median (min-max)")
+        print("CPU / bare min: user+sys CPU of the send over the bare minimum's run just before it, same input (at "
+              "0 ms): median (min-max) of these pairs")
         print("loop wall / wall: the sequential SDK loop's wall time over the send's, same round, input and latency: "
               "median (min-max)")
         if resume is not None:
