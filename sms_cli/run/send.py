@@ -174,7 +174,7 @@ def execute(source, validator: Validator, provider, ledger: Ledger, ident: Ident
         if start:
             ledger.count_unread(Fate.ACCEPTED_EARLIER, start)
             seen = ident.journal.prefix_messages(ident.own_set, start) if options.dedupe else None
-    repeats = None if options.dedupe else Repeats()  # warns of rows sent twice
+    repeats = None if options.dedupe else Repeats(expect=getattr(source, "lines", 0) - start)  # rows sent twice
     rows = resume_rows(source, validator, ident, start) if start else source.rows()
     stream = row_stream(rows, validator,
                         StreamOptions(options.limit, options.dedupe, options.only_retryable, options.retry_unknown),
