@@ -45,7 +45,7 @@ def test_bench_send_runs_and_prints_the_table(tmp_path, monkeypatch, capsys):
     # tiny inputs, two rounds, one latency: this proves the benchmark runs; its figures mean nothing
     # here. The "million" send of 2,000 rows is killed part way or, if it finishes first, the re-run
     # has nothing left to send, which the benchmark also reports. The benchmark's own code runs in
-    # this process (its programs under measure in their own, as always); of its 8 emulators the
+    # this process (its programs under measure in their own, as always); of its 10 emulators the
     # first is its real `sms-cli emulator` process, the others are served from a thread here. Its
     # work folder is the test's: on the suite's RAM disk (conftest.RAM_TEMP)
     bench = load_bench(monkeypatch)
@@ -61,7 +61,7 @@ def test_bench_send_runs_and_prints_the_table(tmp_path, monkeypatch, capsys):
                        "--latencies", "0"])
     out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
-    assert len(started) == 8
+    assert len(started) == 10  # 2 rounds of: a loop, 2 sends; a million send, its resume
     header = next(line for line in out.splitlines() if line.startswith("run "))
     for column in ("input", "templates", "latency", "rows", "runs", "wall s", "wall min-max", "rows/s", "CPU s",
                    "CPU min-max", "peak RSS MB", "CPU / bare min", "loop wall / wall"):
@@ -71,7 +71,8 @@ def test_bench_send_runs_and_prints_the_table(tmp_path, monkeypatch, capsys):
         assert run in out
     sends = [line for line in out.splitlines() if re.match(r"sms-cli send \(journal on\) +JSON params", line)]
     assert len(sends) == 2 and all(re.search(r"\s2\s.*\d-\d", line) for line in sends)  # 2 runs, a spread
-    assert "resume: a send of 2,000 rows" in out and "targets (on the medians):" in out
+    assert "resume 1: a send of 2,000 rows" in out and "resume 2: a send of 2,000 rows" in out
+    assert "targets (on the medians):" in out
     assert "CPU of the full send <= 1.3x the bare minimum, JSON params, with text" in out
     assert "CPU of the full send <= 1.3x the bare minimum, JSON params, no text" in out
 
