@@ -359,15 +359,12 @@ class Journal:
         return out
 
     # --- runs ---------------------------------------------------------------------------------
-    def restate(self, old: RowState, new: RowState, code: str, message: str, *, earlier_only: bool = False) -> None:
-        """Every row in state `old` (all sets) to `new`, as the ledger decides; `earlier_only`:
-        except the rows this connection's run wrote."""
+    def restate(self, old: RowState, new: RowState, code: str, message: str) -> None:
+        """Every row in state `old` (all sets) that an earlier run wrote to `new`, as the ledger
+        decides; the rows this connection's run wrote are left as they are."""
         with self._lock:
-            if earlier_only:
-                self._write("UPDATE rows SET state=?, code=?, message=? WHERE state=? AND run IS NOT ?",
-                            [(new, code, message, old, self.run_id or None)])
-            else:
-                self._write("UPDATE rows SET state=?, code=?, message=? WHERE state=?", [(new, code, message, old)])
+            self._write("UPDATE rows SET state=?, code=?, message=? WHERE state=? AND run IS NOT ?",
+                        [(new, code, message, old, self.run_id or None)])
 
     def start_run(self, ws: WorkingSet, input_name: str, provider: str, options: dict) -> int:
         """Record a new run on `ws` (a run an earlier process left running ended unsaid)."""

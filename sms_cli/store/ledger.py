@@ -92,8 +92,7 @@ class Ledger:
 
     def cut_off(self) -> None:
         """Rows an earlier process left in flight (any set of the journal): unknown, with why."""
-        self.journal.restate(RowState.INFLIGHT, RowState.UNKNOWN, "Unknown", "cut off while the request was in flight",
-                             earlier_only=True)
+        self.journal.restate(RowState.INFLIGHT, RowState.UNKNOWN, "Unknown", "cut off while the request was in flight")
 
     # --- rows that were never sent ------------------------------------------------------------
     def settle(self, row: Row, fate: Fate, code: str = "", message: str = "") -> None:
