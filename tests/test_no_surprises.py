@@ -34,13 +34,13 @@ def test_the_repeat_table_agrees_with_a_set_and_stops_at_its_bound():
     digests = [rnd.getrandbits(64) - 2**63 for _ in range(3000)] + [0, 0, 1]
     digests += rnd.sample(digests, 500)
     # grown on the way, and sized from the start for the rows expected (the input's lines)
-    for table in (Repeats(), Repeats(expect=len(digests)), Repeats(expect=10 * len(digests))):
-        seen, repeats = set(), 0
+    for expect in (0, len(digests), 10 * len(digests)):
+        table, seen, repeats = Repeats(expect=expect), set(), 0
         for line, d in enumerate(digests):
             table.add(d, line)
             repeats += (d or 1) in seen
             seen.add(d or 1)
-        assert table.count == repeats >= 500 and len(table._slots) <= 4 * max(len(seen), min(table.expect, table.limit))
+        assert table.count == repeats >= 500 and len(table._slots) <= 4 * max(len(seen), min(expect, table.limit))
     assert len(Repeats(limit=100, expect=10**9)._slots) == 1024  # the bound caps the table, not the input
     assert len(Repeats(expect=3500)._slots) == len(Repeats(expect=3500)._slots) == 8192
     small = Repeats(limit=2)

@@ -19,7 +19,6 @@ class Repeats:
         """`expect`: about how many rows will come (the input's lines): the table starts large
         enough for them, up to `limit`, instead of being rehashed ten times on the way (rehashing
         was a quarter of the check's cost on 200,000 rows); it ends that large either way."""
-        self.expect = expect
         size = 1024
         while size < 2 * min(expect, limit) + 2:
             size *= 2
