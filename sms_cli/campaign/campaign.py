@@ -38,18 +38,17 @@ from ..run.send import Clock, Summary, execute, run_end
 from ..store import failures as failures_mod
 from ..store import held as held_mod
 from ..store import journal as journal_mod
-from ..store import setindex
+from ..store import paths, setindex
 from ..store.ledger import Ledger
 from ..validate.validator import Defaults, Rejected, Validator
 from .workingset import (SendRequest, choose_working_set, forecast_working_set, leaving_journal_as_found,
-                         locate_journal, receipt_sets, resolved, storable)
+                         locate_journal, receipt_sets, storable)
 
 log = logging.getLogger("sms_cli.campaign")
 
 REHEARSAL = "outbox"  # the provider type that sends nothing: its runs are rehearsals
 REHEARSAL_NOTE = ("a rehearsal: the outbox sent nothing anywhere; what it took counts only for rehearsals, "
                   "and a send through a real provider sends these rows")
-UNDELIVERED = ".undelivered"  # receipts' failures file: <base>.undelivered.<ext>
 ACCOUNT_KEYS = ("account_id", "sms_sdk_app_id")  # settings that name the account (never secrets)
 GUARD_FIELDS = tuple(f.name for f in fields(GuardOptions))
 
@@ -132,7 +131,7 @@ class Campaign:
             if source is not None:  # the rows read back as the send read them (routes: no one provider checks)
                 validator = _validator(req, cfg, region, source, None)
                 fpath = (Path(req.failures) if req.failures
-                         else shards.failures_path(req.input, source.fmt, source.digest, None, UNDELIVERED))
+                         else shards.failures_path(req.input, source.fmt, source.digest, None, paths.UNDELIVERED))
         except BaseException:
             if source is not None:
                 source.cleanup()
@@ -328,7 +327,7 @@ class Campaign:
         source = self.source
         piped = source.is_stdin or getattr(source, "spooled", False)
         return setindex.record(ws.digest, self.journal_path, storable(source.display) if piped
-                               else resolved(source.path))
+                               else paths.resolved(source.path))
 
 
 def _config(req: SendRequest, *, strict_env: bool) -> Config:

@@ -219,7 +219,7 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
     # into one shared journal by the index
     if rehearsal or req.shard is not None or _holds(jpath, key):
         return jpath
-    here = resolved(jpath)
+    here = paths.resolved(jpath)
     for digest, journal, sent_from in setindex.lookup(key):
         if journal == here or not _holds(Path(journal), digest):
             continue
@@ -232,13 +232,6 @@ def locate_journal(req: SendRequest, source, rehearsal: bool, notes: list[str]) 
         notes.append(f"this content was sent before from {sent_from}: continuing its working set in {journal}")
         return Path(journal)
     return jpath
-
-
-def resolved(path: Path) -> str:
-    try:
-        return str(path.resolve())
-    except (OSError, RuntimeError):
-        return str(path)
 
 
 def _version_taken(journal, req: SendRequest, source) -> set[int] | None:

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from dataclasses import replace
 
+from ..store import paths
 from ..store.ledger import Tally
 from ..run.plan import Estimator
 from ..run.send import Summary
@@ -115,7 +116,7 @@ def receipts(req, n: int, progress=None):
         if not jpath.exists():
             missing.append(jpath.name)
             continue
-        fpath = failures_path(req.input, fmt, digest, shard, ".undelivered")
+        fpath = failures_path(req.input, fmt, digest, shard, paths.UNDELIVERED)
         results.append(collect(replace(req, journal=str(jpath), failures=str(fpath)), progress=progress))
     if not results:
         raise SmsCliError(f"no shard journal of {req.input} for {n} shards (looked for {', '.join(missing)})")

@@ -93,7 +93,7 @@ def journal_path(input_name: str, digest: str, shard: Shard | None) -> Path:
     if shard is None:
         return paths.journal_path(input_name, digest)
     b = _base(input_name, digest, shard)
-    return b.with_name(b.name + ".journal.sqlite")
+    return b.with_name(b.name + paths.JOURNAL_SUFFIX)
 
 
 def failures_path(input_name: str, fmt: str, digest: str, shard: Shard | None, derived: str = paths.FAILED) -> Path:
@@ -111,8 +111,8 @@ def existing(input_name: str, digest: str) -> dict[int, list[Path]]:
     b = paths.base(input_name, digest)
     found: dict[int, list[Path]] = {}
     folder = b.parent if str(b.parent) else Path(".")
-    for p in folder.glob(f"{_glob_escape(b.name)}.shard-*-of-*.journal.sqlite"):
-        m = _LABEL.search(p.name[: -len(".journal.sqlite")])
+    for p in folder.glob(f"{_glob_escape(b.name)}.shard-*-of-*{paths.JOURNAL_SUFFIX}"):
+        m = _LABEL.search(p.name[: -len(paths.JOURNAL_SUFFIX)])
         if m:
             found.setdefault(int(m.group(2)), []).append(p)
     return found

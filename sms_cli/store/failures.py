@@ -153,7 +153,7 @@ def consume(input_name: str, failures: Path) -> tuple[str | None, str | None]:
         return None, None
     p = Path(input_name)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    if not stem.endswith(paths.DERIVED) or stem.endswith(paths.FAILED) or not p.is_file():
+    if not stem.endswith(paths.UNDELIVERED) or not p.is_file():
         return None, None  # the input itself, or a failures file that rewrote itself
     try:
         if p.samefile(failures):

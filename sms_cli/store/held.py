@@ -35,8 +35,7 @@ from . import paths, setindex
 
 # every failures file a working set can have beside one of its paths: send's, receipts' and the
 # failures file of receipts' file (paths.DERIVED, each way they combine)
-NAMES = (paths.FAILED, ".undelivered", ".undelivered" + paths.FAILED)
-JOURNAL_SUFFIX = ".journal.sqlite"
+NAMES = (paths.FAILED, paths.UNDELIVERED, paths.UNDELIVERED + paths.FAILED)
 EXTENSIONS = (".csv", ".tsv", ".jsonl")  # what paths.failures_ext gives
 
 
@@ -80,13 +79,6 @@ class Held:
         return name
 
 
-def _real(path: Path | str) -> str:
-    try:
-        return os.path.realpath(path)
-    except (OSError, ValueError):
-        return str(path)
-
-
 def other_files(input_name: str, fmt: str, digest: str, own: Path, journal: Path | None,
                 sent_from: Iterable[str] = ()) -> list[tuple[Path, bool]]:
     """The failures files that may belong to the working set, each once, minus `own` (this
@@ -96,18 +88,18 @@ def other_files(input_name: str, fmt: str, digest: str, own: Path, journal: Path
     read it, say), which `read` keeps only when their rows name this journal's sets."""
     ext = paths.failures_ext(input_name, fmt)
     bases = [paths.base(input_name, digest)]
-    if journal is not None and journal.name.endswith(JOURNAL_SUFFIX):
-        bases.append(journal.with_name(journal.name[: -len(JOURNAL_SUFFIX)]))
+    if journal is not None and journal.name.endswith(paths.JOURNAL_SUFFIX):
+        bases.append(journal.with_name(journal.name[: -len(paths.JOURNAL_SUFFIX)]))
     bases += [paths.base(p, digest) for p in sent_from if os.path.isabs(p)]
-    skip = {_real(own)}
+    skip = {paths.resolved(own)}
     if not paths.is_pipe(input_name):
-        skip.add(_real(input_name))
+        skip.add(paths.resolved(input_name))
     named = [b.with_name(b.name + name + ext) for b in bases for name in NAMES]
     ends = tuple(name + e for name in NAMES for e in EXTENSIONS)
     folders = dict.fromkeys(str(b.parent) for b in bases)
     found = []
     for path, is_named in [*((p, True) for p in named), *((p, False) for f in folders for p in _listed(f, ends))]:
-        real = _real(path)
+        real = paths.resolved(path)
         if real in skip:
             continue
         skip.add(real)
@@ -202,7 +194,7 @@ def for_input(input_name: str, source, own: Path, journal: Path, ident) -> Held 
     recorded in `journal`) hold, for a command whose own failures file is `own`. `ident`: the
     command's run.stream.Identity, which names each sms_ref's row."""
     key = setindex.key_of(source.digest, source.first_ref())  # the set its rows belong to
-    here = _real(journal)
+    here = paths.resolved(journal)
     sent_from = [i for _, j, i in setindex.lookup(key) if j == here] if key else []
     files = other_files(input_name, source.fmt, source.digest, own, journal, sent_from)
     if not files:

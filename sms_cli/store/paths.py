@@ -20,9 +20,11 @@ import os
 from pathlib import Path
 
 FAILED = ".failed"
+UNDELIVERED = ".undelivered"  # receipts' failures file: <base>.undelivered.<ext>
 NOEXT = ".noext"  # the base of an input whose name has no extension
 # what a failures file's name adds to its input's base: send's, and receipts' undelivered rows
-DERIVED = (FAILED, ".undelivered")
+DERIVED = (FAILED, UNDELIVERED)
+JOURNAL_SUFFIX = ".journal.sqlite"
 
 
 def failures_ext(input_name: str, fmt: str) -> str:
@@ -61,7 +63,7 @@ def base(input_name: str, digest: str) -> Path:
 
 def journal_path(input_name: str, digest: str) -> Path:
     b = base(input_name, digest)
-    return b.with_name(b.name + ".journal.sqlite")
+    return b.with_name(b.name + JOURNAL_SUFFIX)
 
 
 def failures_path(input_name: str, fmt: str, digest: str) -> Path:
@@ -75,6 +77,15 @@ def failures_path(input_name: str, fmt: str, digest: str) -> Path:
     return b.with_name(b.name + FAILED + ext)
 
 
+
+
+def resolved(path: Path | str) -> str:
+    """A path with its symlinks and `..` resolved, as the per-user index records it (one spelling
+    for every comparison of paths); the path as given when it cannot be resolved."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return str(path)
 
 
 def sync_folder(folder: Path) -> None:
