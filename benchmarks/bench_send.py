@@ -310,7 +310,13 @@ def run_resume(python: str, work: Path, input_path: Path, rows: int, timeout: fl
     """Kill a send at ~90% accepted, then time the re-run: first request, and the end.
 
     Both runs use one emulator: the endpoint is part of what identifies a run, so a re-run
-    against another port would be a new run, not a resume."""
+    against another port would be a new run, not a resume. Everything they write (journal,
+    failures file, per-user index, logs) is in `work`/resume, emptied first: a call starts from
+    nothing, and the failures file it leaves (the rows in flight at the kill, of the input's
+    working set) is not beside the input, where a later send of it would leave those rows there."""
+    work = work / "resume"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     journal, failures = work / "resume.journal.sqlite", work / "resume.failed.csv"
     emu = EmulatorProcess(python, work, "resume-emulator")
     try:
@@ -331,7 +337,15 @@ def run_resume(python: str, work: Path, input_path: Path, rows: int, timeout: fl
         proc.wait()
         before = _journal_counts(journal)
 
+        # requests the killed run had already sent may still reach the emulator: counted once
+        # they stop coming, they are not mistaken for the re-run's first request
         seen = emu.requests()
+        while True:
+            time.sleep(0.2)
+            now = emu.requests()
+            if now == seen:
+                break
+            seen = now
         started = time.perf_counter()
         proc, out, err = start_child(argv, work, "resume")
         first = None
@@ -451,9 +465,6 @@ def resume_only(python: str, work: Path, args) -> int:
     for i in range(args.runs):
         print(f"bench: {n:,}-row send, SIGKILL at {KILL_AT:.0%}, resume: run {i + 1} of {args.runs}",
               file=sys.stderr, flush=True)
-        for stale in work.glob("resume.*"):
-            stale.unlink()
-        shutil.rmtree(work / "state", ignore_errors=True)
         r = run_resume(python, work, big, n, args.timeout)
         first, s = r.extra["first_request"], r.extra["summary"]
         print(f"resume {i + 1}: skipped {s['accepted_earlier']:,} accepted, sent {s['accepted']:,}, "
@@ -524,12 +535,6 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.runs):
                 print(f"bench: {n:,}-row real send and resume, round {i + 1} of {args.runs}", file=sys.stderr,
                       flush=True)
-                # the last round's files go first: the failures file its resume left (the rows in
-                # flight at the kill) is one of this input's working set, and a send leaves the
-                # rows another failures file holds there (exit 1), as it should
-                for stale in {*work.glob("resume.*"), *work.glob("send-million-*")}:
-                    stale.unlink()
-                shutil.rmtree(work / "state", ignore_errors=True)
                 base = check(measure("bare minimum (csv + phonenumbers + JSON)", n, [python, str(BASELINE), str(big)],
                                      work, f"baseline-million-{i}", t))
                 send = run_send(python, work, big, n, f"send-million-{i}", t, with_text=configs[0])
