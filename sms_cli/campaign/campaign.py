@@ -316,7 +316,7 @@ class Campaign:
         if self.source.is_stdin:
             return
         for flag, path in (("--failures", self.req.failures), ("--journal", self.req.journal)):
-            if path and _same_file(Path(path), self.source.path):
+            if path and paths.same_file(Path(path), self.source.path):
                 raise SmsCliError(f"{flag} {path} is the input file itself; choose another path")
 
     def _remember(self, ws) -> str | None:
@@ -375,13 +375,6 @@ def _input_at_hand(req: SendRequest):
 
 def _quiet(tally) -> None:
     """No progress display."""
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and a.samefile(b)
-    except OSError:
-        return False
 
 
 def guard_flags(g: GuardOptions) -> dict:

@@ -153,13 +153,8 @@ def consume(input_name: str, failures: Path) -> tuple[str | None, str | None]:
         return None, None
     p = Path(input_name)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    if not stem.endswith(paths.UNDELIVERED) or not p.is_file():
+    if not stem.endswith(paths.UNDELIVERED) or not p.is_file() or paths.same_file(p, failures):
         return None, None  # the input itself, or a failures file that rewrote itself
-    try:
-        if p.samefile(failures):
-            return None, None
-    except OSError:
-        pass  # no failures file (every row accepted): nothing to compare with
     try:
         p.unlink()
     except OSError as exc:

@@ -88,6 +88,14 @@ def resolved(path: Path | str) -> str:
         return str(path)
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Both exist and are one file (a hard link, a symlink, another spelling of the path)."""
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
 def sync_folder(folder: Path) -> None:
     """Make the entries of `folder` durable (a file renamed into it, or removed from it)."""
     fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
