@@ -3,12 +3,14 @@ the cost.
 
 phonenumbers.parse spends most of its time on what free text needs: finding the number in the
 string, Unicode digits, letters, extensions, "tel:" URIs. A string that is "+" and 3 to 17 ASCII
-digits needs none of it. This function takes the steps phonenumbers takes for such a string
-(the country code read as its longest known prefix of 1 to 3 digits, then the national prefix
-stripped where the region's metadata says so, then the Italian leading zeros) by calling
-phonenumbers' own functions for each, so the PhoneNumber it returns is the one parse() returns.
-Anything else returns None and the caller uses phonenumbers.parse. tests/test_e164.py compares
-the two on every region's example numbers and on random digit strings.
+digits needs none of it. `_split` takes the steps phonenumbers takes for such a string (the
+country code read as its longest known prefix of 1 to 3 digits, then the national prefix
+stripped where the region's metadata says so) by calling phonenumbers' own functions for each,
+so its country code and national number are the ones parse() reads; `valid_plus_digits` checks
+them as is_valid_number would, without building a PhoneNumber. Anything else returns None and
+the caller uses phonenumbers.parse. tests/test_e164.py builds the PhoneNumber from the split as
+parse() does (the Italian leading zeros included) and compares the two on every region's
+example numbers and on random digit strings.
 """
 from __future__ import annotations
 
@@ -66,21 +68,8 @@ def _split(text: str) -> tuple[int, str] | None:
     return cc, national
 
 
-def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber | None:
-    """The PhoneNumber phonenumbers.parse(text, None) gives for "+<digits>", or None when `text`
-    is not of that shape or is a case left to phonenumbers (including every error)."""
-    split = _split(text)
-    if split is None:
-        return None
-    cc, national = split
-    num = phonenumbers.PhoneNumber(country_code=cc)
-    _pu._set_italian_leading_zeros_for_phone_number(national, num)
-    num.national_number = int(national)
-    return num
-
-
 def valid_plus_digits(text: str) -> tuple[str, int, str] | bool | None:
-    """parse_plus_digits + is_valid without the PhoneNumber in between: (E.164, country code,
+    """_split + is_valid without a PhoneNumber in between: (E.164, country code,
     national number) for a valid number, False for an invalid one, None when `text` is left to
     phonenumbers. The national number is the string parse() read: the PhoneNumber it makes keeps
     it as an int plus its leading zeros, and national_significant_number() spells it back."""
